@@ -1,0 +1,15 @@
+package pubsub
+
+// ForgetAll makes a memory broker lose every channel's history and metadata,
+// as a flushed store would; the contract suite uses it for resets.
+func ForgetAll(b Broker) {
+	m := b.(*broker).st.(*memStore)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, c := range m.chans {
+		c.mu.Lock()
+		c.dead = true
+		m.chans[name] = &memChan{watchers: c.watchers}
+		c.mu.Unlock()
+	}
+}

@@ -1,0 +1,409 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Subscription delivers the events of one Subscribe call. Next must not be
+// called concurrently; Close may be called from any goroutine.
+//
+// Inside, each channel is either live (the hub's fan-out hands its messages
+// straight to the queue, without blocking) or catching up (one goroutine of
+// the subscription reads the store, with blocking sends to the queue, while
+// live messages wait in a small bounded buffer). A channel falls back to
+// catching up when the queue is full, when a message skips offsets or changes
+// epoch, so the fan-out never waits for a consumer and a slow consumer is
+// served from the store instead of being fed from unbounded memory.
+type Subscription struct {
+	b      *broker
+	queue  chan item
+	done   chan struct{}
+	stopFn func() bool // stops the context.AfterFunc
+
+	mu       sync.Mutex
+	chans    map[string]*subChan
+	catching bool
+	err      error
+	ended    bool
+
+	// Consumer side, owned by Next.
+	cursor Cursor
+}
+
+type subChan struct {
+	name     string
+	pos      Position // producer side: last position queued
+	live     bool
+	dirty    bool // waiting for the catch-up goroutine
+	buf      []*Message
+	overflow bool
+}
+
+type item struct {
+	msg   *Message
+	reset *Reset
+}
+
+// maxPending bounds the live messages a catching-up channel buffers; past
+// it the buffer is dropped and the store is read again instead.
+const maxPending = 256
+
+// storeReadBatch is how many messages one catch-up read asks for.
+const storeReadBatch = 500
+
+func (b *broker) Subscribe(ctx context.Context, channels []string, cursor Cursor) (*Subscription, error) {
+	if err := ValidateChannels(channels); err != nil {
+		return nil, err
+	}
+	s := &Subscription{
+		b:     b,
+		queue: make(chan item, b.opts.QueueSize),
+		done:  make(chan struct{}),
+		chans: make(map[string]*subChan, len(channels)),
+	}
+	if !b.track(s) {
+		return nil, ErrClosed
+	}
+	for _, ch := range channels {
+		s.chans[ch] = &subChan{name: ch}
+	}
+	start := make(map[string]Position, len(channels))
+	registered := make([]string, 0, len(channels))
+	fail := func(err error) (*Subscription, error) {
+		for _, ch := range registered {
+			b.hub.unregister(s, ch)
+		}
+		b.untrack(s)
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	for _, ch := range channels {
+		if err := b.hub.register(ctx, s, s.chans[ch]); err != nil {
+			return fail(err)
+		}
+		registered = append(registered, ch)
+	}
+	// Channels registered first, then positions read: whatever is appended
+	// after the read reaches the buffers, whatever before is in the store.
+	for _, ch := range channels {
+		p, ok := cursor.Position(ch)
+		if !ok {
+			st, err := b.st.state(ctx, ch)
+			if err != nil {
+				return fail(err)
+			}
+			p = st.Position()
+		}
+		start[ch] = p
+	}
+	s.cursor = NewCursor(start)
+	s.mu.Lock()
+	for ch, sc := range s.chans {
+		sc.pos = start[ch]
+		s.scheduleLocked(sc)
+	}
+	s.mu.Unlock()
+	s.stopFn = context.AfterFunc(ctx, func() { s.end(ctx.Err()) })
+	return s, nil
+}
+
+// Cursor returns the cursor after the last event Next returned (at first,
+// the subscription's start positions).
+func (s *Subscription) Cursor() Cursor { return s.cursor }
+
+// Next returns the next event. It returns an error once the subscription has
+// ended (ErrClosed after Close or broker close, the context's error when the
+// subscription's context ended) or when ctx is done.
+func (s *Subscription) Next(ctx context.Context) (Event, error) {
+	select {
+	case it := <-s.queue:
+		return s.event(it), nil
+	default:
+	}
+	select {
+	case it := <-s.queue:
+		return s.event(it), nil
+	case <-s.done:
+		return Event{}, s.Err()
+	case <-ctx.Done():
+		return Event{}, ctx.Err()
+	}
+}
+
+// Pending reports how many events are queued for Next.
+func (s *Subscription) Pending() int { return len(s.queue) }
+
+func (s *Subscription) event(it item) Event {
+	if it.msg != nil {
+		s.cursor = s.cursor.With(it.msg.Channel, it.msg.Position())
+		return Event{Message: it.msg, Cursor: s.cursor}
+	}
+	s.cursor = s.cursor.With(it.reset.Channel, it.reset.Position)
+	return Event{Reset: it.reset, Cursor: s.cursor}
+}
+
+// Done is closed when the subscription has ended.
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Err returns why the subscription ended, or nil while it runs.
+func (s *Subscription) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Close ends the subscription; Next then returns ErrClosed.
+func (s *Subscription) Close() { s.end(ErrClosed) }
+
+func (s *Subscription) end(err error) {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.ended = true
+	s.err = err
+	close(s.done)
+	s.mu.Unlock()
+	if s.stopFn != nil {
+		s.stopFn()
+	}
+	for ch := range s.chans {
+		s.b.hub.unregister(s, ch)
+	}
+	s.b.untrack(s)
+}
+
+type verdict int
+
+const (
+	vNext verdict = iota
+	vDuplicate
+	vGap
+	vEpoch
+)
+
+func classify(p Position, m *Message) verdict {
+	if p.Epoch != m.Epoch && p.Epoch != "" {
+		return vEpoch
+	}
+	switch {
+	case m.Offset <= p.Offset:
+		return vDuplicate
+	case m.Offset == p.Offset+1:
+		return vNext
+	default:
+		return vGap
+	}
+}
+
+// offer is the hub's fan-out path: it never blocks.
+func (s *Subscription) offer(sc *subChan, m *Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return
+	}
+	if !sc.live {
+		if len(sc.buf) >= maxPending {
+			sc.buf, sc.overflow = nil, true
+		} else if !sc.overflow {
+			sc.buf = append(sc.buf, m)
+		}
+		return
+	}
+	switch classify(sc.pos, m) {
+	case vDuplicate:
+		return
+	case vNext:
+		select {
+		case s.queue <- item{msg: m}:
+			sc.pos = m.Position()
+			return
+		default:
+		}
+	}
+	// The queue is full, or m does not follow: catch up from the store.
+	sc.live = false
+	sc.buf = append(sc.buf[:0], m)
+	s.scheduleLocked(sc)
+}
+
+func (s *Subscription) scheduleLocked(sc *subChan) {
+	sc.live = false
+	sc.dirty = true
+	if !s.catching {
+		s.catching = true
+		go s.catchUp()
+	}
+}
+
+// catchUp runs while any channel is catching up.
+func (s *Subscription) catchUp() {
+	for {
+		s.mu.Lock()
+		var sc *subChan
+		for _, c := range s.chans {
+			if c.dirty {
+				sc = c
+				break
+			}
+		}
+		if sc == nil || s.ended {
+			s.catching = false
+			s.mu.Unlock()
+			return
+		}
+		sc.dirty = false
+		s.mu.Unlock()
+		if err := s.catchUpChannel(sc); err != nil {
+			s.mu.Lock()
+			s.catching = false
+			s.mu.Unlock()
+			return
+		}
+	}
+}
+
+// catchUpChannel brings sc from its position to live: it reads the store,
+// then drains the live buffer, and repeats until the buffer continues the
+// stream seamlessly.
+func (s *Subscription) catchUpChannel(sc *subChan) error {
+	needRead := true
+	for {
+		if needRead {
+			if err := s.readStore(sc); err != nil {
+				return err
+			}
+			needRead = false
+		}
+		s.mu.Lock()
+		buf, over := sc.buf, sc.overflow
+		sc.buf, sc.overflow = nil, false
+		if over {
+			s.mu.Unlock()
+			needRead = true
+			continue
+		}
+		if len(buf) == 0 {
+			sc.live = true
+			s.mu.Unlock()
+			return nil
+		}
+		pos := sc.pos
+		s.mu.Unlock()
+		for _, m := range buf {
+			v := classify(pos, m)
+			if v == vDuplicate {
+				continue
+			}
+			if v != vNext {
+				needRead = true // the store has it all; reading it keeps order
+				break
+			}
+			if err := s.send(sc, item{msg: m}, m.Position()); err != nil {
+				return err
+			}
+			pos = m.Position()
+		}
+	}
+}
+
+// readStore delivers what the store holds after sc's position, with a Reset
+// first when the position cannot be honoured. It retries while the store is
+// unavailable, until the subscription ends.
+func (s *Subscription) readStore(sc *subChan) error {
+	s.mu.Lock()
+	pos := sc.pos
+	s.mu.Unlock()
+	backoff := 50 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), fillTimeout)
+		st, msgs, err := s.b.st.readAfter(ctx, sc.name, pos.Offset, storeReadBatch)
+		cancel()
+		if err != nil {
+			select {
+			case <-s.done:
+				return ErrClosed
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 2*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		if reset := reconcile(sc.name, pos, st); reset != nil {
+			if err := s.send(sc, item{reset: reset}, reset.Position); err != nil {
+				return err
+			}
+			pos = reset.Position
+			continue
+		}
+		if pos.Epoch == "" {
+			if st.Epoch == "" {
+				return nil
+			}
+			pos.Epoch = st.Epoch
+		}
+		for i := range msgs {
+			m := &msgs[i]
+			if m.Offset != pos.Offset+1 {
+				break // trimmed meanwhile: the next read resets
+			}
+			if err := s.send(sc, item{msg: m}, m.Position()); err != nil {
+				return err
+			}
+			pos = m.Position()
+		}
+		if len(msgs) < storeReadBatch && (len(msgs) == 0 || msgs[len(msgs)-1].Offset == pos.Offset) {
+			s.mu.Lock()
+			sc.pos = pos
+			s.mu.Unlock()
+			return nil
+		}
+	}
+}
+
+// reconcile returns the Reset due when pos cannot be continued in st, or nil.
+func reconcile(channel string, pos Position, st ChannelState) *Reset {
+	var reason ResetReason
+	switch {
+	case pos.Epoch == "":
+		if st.Epoch == "" || pos.Offset+1 >= st.First {
+			return nil
+		}
+		reason = ResetExpired
+	case st.Epoch != pos.Epoch:
+		reason = ResetEpochChanged
+	case pos.Offset > st.Top:
+		reason = ResetUnknownPosition
+	case pos.Offset+1 < st.First:
+		reason = ResetExpired
+	default:
+		return nil
+	}
+	next := Position{Epoch: st.Epoch}
+	if st.First > 0 {
+		next.Offset = st.First - 1
+	}
+	return &Reset{Channel: channel, Reason: reason, Position: next}
+}
+
+// send queues it for the consumer, waiting for room; it records the
+// producer position first so a concurrent reader of sc.pos sees it.
+func (s *Subscription) send(sc *subChan, it item, p Position) error {
+	s.mu.Lock()
+	sc.pos = p
+	s.mu.Unlock()
+	select {
+	case s.queue <- it:
+		return nil
+	case <-s.done:
+		return ErrClosed
+	}
+}
