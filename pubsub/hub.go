@@ -33,6 +33,7 @@ type hubChan struct {
 	// so watch and unwatch of one channel never overtake each other.
 	gone    chan struct{}
 	closing bool // guarded by hub.mu
+	watched bool // the store watches it; set before ready is closed
 
 	mu    sync.Mutex
 	subs  map[*Subscription]*subChan
@@ -74,6 +75,7 @@ func (h *hub) register(ctx context.Context, s *Subscription, sc *subChan) error 
 
 	if created {
 		err := h.st.watch(ctx, sc.name)
+		hc.watched = err == nil
 		if err == nil {
 			// A baseline lets a later resync find what was missed even if
 			// no message arrived before the notifications broke.
@@ -133,7 +135,7 @@ func (h *hub) release(hc *hubChan) {
 	h.mu.Unlock()
 	// Outside the hub lock: the store may take its own locks, which it
 	// also holds while dispatching.
-	if hc.err == nil {
+	if hc.watched {
 		h.st.unwatch(hc.name)
 	}
 	h.mu.Lock()

@@ -78,7 +78,8 @@ func (b *broker) Subscribe(ctx context.Context, channels []string, cursor Cursor
 			b.hub.unregister(s, ch)
 		}
 		b.untrack(s)
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+			errors.Is(err, ErrUnavailable) || errors.Is(err, ErrClosed) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -134,6 +135,43 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	case <-ctx.Done():
 		return Event{}, ctx.Err()
 	}
+}
+
+// TryNext returns the next event if one is queued, without waiting.
+func (s *Subscription) TryNext() (Event, bool) {
+	select {
+	case it := <-s.queue:
+		return s.event(it), true
+	default:
+		return Event{}, false
+	}
+}
+
+// NextUntil is Next that also gives up, with ok false and no error, when
+// stop fires first: transports use it to interleave heartbeats.
+func (s *Subscription) NextUntil(ctx context.Context, stop <-chan time.Time) (ev Event, ok bool, err error) {
+	if ev, ok := s.TryNext(); ok {
+		return ev, true, nil
+	}
+	select {
+	case it := <-s.queue:
+		return s.event(it), true, nil
+	case <-stop:
+		return Event{}, false, nil
+	case <-s.done:
+		return Event{}, false, s.Err()
+	case <-ctx.Done():
+		return Event{}, false, ctx.Err()
+	}
+}
+
+// CatchingUp reports whether the subscription is still reading the store
+// for some channel: events may be on their way although none is queued.
+// Right after Subscribe it is true until the start positions are caught up.
+func (s *Subscription) CatchingUp() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.catching
 }
 
 // Pending reports how many events are queued for Next.

@@ -1,0 +1,562 @@
+package pubsub_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pushgate/pushgate/internal/redistest"
+	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/pubsub/pubsubtest"
+)
+
+// redisWait bounds every wait in these tests: generous, for a loaded
+// machine under -race; a passing test never waits for it.
+const redisWait = 20 * time.Second
+
+func TestRedisContract(t *testing.T) {
+	// Each test gets its own redis-server, started by its first New.
+	var (
+		mu      sync.Mutex
+		servers = map[*testing.T]*redistest.Server{}
+	)
+	server := func(t *testing.T) *redistest.Server {
+		mu.Lock()
+		defer mu.Unlock()
+		if srv := servers[t]; srv != nil {
+			return srv
+		}
+		srv := redistest.Start(t)
+		servers[t] = srv
+		t.Cleanup(func() {
+			mu.Lock()
+			delete(servers, t)
+			mu.Unlock()
+		})
+		return srv
+	}
+	pubsubtest.Run(t, pubsubtest.Harness{
+		New: func(t *testing.T, opts pubsub.Options) pubsub.Broker {
+			return newRedisBroker(t, server(t), opts)
+		},
+		SharedStore: true,
+		LoseHistory: func(t *testing.T) { server(t).FlushAll(t) },
+	})
+}
+
+// newRedisBroker returns a broker with a client of its own (a node), both
+// closed when the test ends.
+func newRedisBroker(t testing.TB, srv *redistest.Server, opts pubsub.Options) pubsub.Broker {
+	t.Helper()
+	client := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), redisWait)
+	defer cancel()
+	b, err := pubsub.NewRedis(ctx, client, pubsub.RedisOptions{Options: opts})
+	if err != nil {
+		t.Fatalf("NewRedis: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*redisWait)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func numData(i int) json.RawMessage { return json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)) }
+
+func numOf(t testing.TB, m *pubsub.Message) int {
+	t.Helper()
+	var v struct{ N int }
+	if err := json.Unmarshal(m.Data, &v); err != nil {
+		t.Fatalf("message data %s: %v", m.Data, err)
+	}
+	return v.N
+}
+
+// publishN publishes {"n":from} .. {"n":from+n-1} to channel.
+func publishN(t testing.TB, b pubsub.Broker, channel string, from, n int) []pubsub.Message {
+	t.Helper()
+	out := make([]pubsub.Message, 0, n)
+	for i := from; i < from+n; i++ {
+		r, err := b.Publish(testCtx(t), pubsub.PublishRequest{Channel: channel, Data: numData(i)})
+		if err != nil {
+			t.Fatalf("publish %s #%d: %v", channel, i, err)
+		}
+		out = append(out, r.Message)
+	}
+	return out
+}
+
+func subscribeRedis(t testing.TB, b pubsub.Broker, cursor pubsub.Cursor, channels ...string) *pubsub.Subscription {
+	t.Helper()
+	s, err := b.Subscribe(testCtx(t), channels, cursor)
+	if err != nil {
+		t.Fatalf("subscribe %v: %v", channels, err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func nextEvent(t testing.TB, s *pubsub.Subscription) pubsub.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), redisWait)
+	defer cancel()
+	ev, err := s.Next(ctx)
+	if err != nil {
+		t.Fatalf("next event: %v", err)
+	}
+	return ev
+}
+
+// expectMessages reads messages carrying the numbers want, in order, and
+// fails on anything else (a Reset, a duplicate, a gap).
+func expectMessages(t testing.TB, s *pubsub.Subscription, want ...int) []pubsub.Event {
+	t.Helper()
+	out := make([]pubsub.Event, 0, len(want))
+	for _, w := range want {
+		ev := nextEvent(t, s)
+		if ev.Reset != nil {
+			t.Fatalf("unexpected reset %+v after %d messages", *ev.Reset, len(out))
+		}
+		if n := numOf(t, ev.Message); n != w {
+			t.Fatalf("got message %d (offset %d), want %d", n, ev.Message.Offset, w)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+func expectReset(t testing.TB, s *pubsub.Subscription, reason pubsub.ResetReason) *pubsub.Reset {
+	t.Helper()
+	ev := nextEvent(t, s)
+	if ev.Reset == nil || ev.Reset.Reason != reason {
+		t.Fatalf("event = %+v, want a %s reset", ev, reason)
+	}
+	return ev.Reset
+}
+
+func expectNothing(t testing.TB, s *pubsub.Subscription) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if ev, err := s.Next(ctx); err == nil {
+		t.Fatalf("unexpected event %+v", ev)
+	}
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(redisWait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// seqFrom returns from..to.
+func seqFrom(from, to int) []int {
+	out := make([]int, 0, to-from+1)
+	for i := from; i <= to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+func key(channel, suffix string) string {
+	return pubsub.DefaultRedisPrefix + "{" + channel + "}" + suffix
+}
+
+// collect reads n events from s in a goroutine; the result is every
+// message number in arrival order, or an error on a Reset.
+func collect(s *pubsub.Subscription, n int) <-chan []int {
+	out := make(chan []int, 1)
+	go func() {
+		got := make([]int, 0, n)
+		for len(got) < n {
+			ctx, cancel := context.WithTimeout(context.Background(), redisWait)
+			ev, err := s.Next(ctx)
+			cancel()
+			if err != nil || ev.Reset != nil {
+				break
+			}
+			var v struct{ N int }
+			_ = json.Unmarshal(ev.Message.Data, &v)
+			got = append(got, v.N)
+		}
+		out <- got
+	}()
+	return out
+}
+
+func sameInts(a, b []int) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
+
+// TestRedisPubSubConnectionLoss kills the subscriber node's PUB/SUB
+// connection while another node publishes: the subscriber still gets every
+// message once, in order, including those published while it was
+// reconnecting and after the last notification it received.
+func TestRedisPubSubConnectionLoss(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	sub := newRedisBroker(t, srv, pubsub.Options{HistorySize: 5000})
+	pub := newRedisBroker(t, srv, pubsub.Options{HistorySize: 5000})
+	ctx := testCtx(t)
+	s := subscribeRedis(t, sub, pubsub.Cursor{}, "loss")
+	const total = 600
+	done := collect(s, total+1)
+	subscribed := func() bool {
+		n, err := admin.PubSubNumSub(ctx, key("loss", "")).Result()
+		return err == nil && n[key("loss", "")] == 1
+	}
+	kill := func() {
+		t.Helper()
+		// Only once the previous connection is back, so each kill hits a
+		// subscribed connection.
+		eventually(t, "the PUB/SUB connection to be subscribed", subscribed)
+		n, err := admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Result()
+		if err != nil || n < 1 {
+			t.Fatalf("CLIENT KILL TYPE pubsub = %d, %v", n, err)
+		}
+	}
+	for i := 1; i <= total; i++ {
+		if i%150 == 100 { // before 100, 250, 400 and 550
+			kill()
+		}
+		publishN(t, pub, "loss", i, 1)
+	}
+	// One more right after a kill, with nothing after it: no later
+	// notification reveals the gap, only the resync after reconnecting
+	// delivers it.
+	kill()
+	publishN(t, pub, "loss", total+1, 1)
+	if got := <-done; !sameInts(got, seqFrom(1, total+1)) {
+		t.Fatalf("subscriber got %d messages, want 1..%d in order: %v", len(got), total+1, got)
+	}
+	expectNothing(t, s)
+}
+
+// TestRedisRestart stops redis-server under a connected subscriber:
+// publishes fail with ErrUnavailable while it is down; after it restarts
+// (data kept by the append-only file) every message reaches the subscriber
+// without subscribing again, and history is intact.
+func TestRedisRestart(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newRedisBroker(t, srv, pubsub.Options{})
+	s := subscribeRedis(t, b, pubsub.Cursor{}, "rs")
+	before := publishN(t, b, "rs", 1, 5)
+	expectMessages(t, s, 1, 2, 3, 4, 5)
+
+	srv.Stop(t)
+	ctx, cancel := context.WithTimeout(context.Background(), redisWait)
+	_, err := b.Publish(ctx, pubsub.PublishRequest{Channel: "rs", Data: numData(99)})
+	cancel()
+	if !errors.Is(err, pubsub.ErrUnavailable) {
+		t.Fatalf("publish while Redis is down: %v, want ErrUnavailable", err)
+	}
+	if err := b.Ready(testCtx(t)); !errors.Is(err, pubsub.ErrUnavailable) {
+		t.Fatalf("Ready while Redis is down: %v, want ErrUnavailable", err)
+	}
+	if _, err := b.State(testCtx(t), "rs"); !errors.Is(err, pubsub.ErrUnavailable) {
+		t.Fatalf("State while Redis is down: %v, want ErrUnavailable", err)
+	}
+
+	srv.Start(t)
+	// The client's pooled connections are dead: retry the first publish,
+	// with an idempotency key so a retry never appends twice.
+	eventually(t, "a publish after the restart", func() bool {
+		_, err := b.Publish(testCtx(t), pubsub.PublishRequest{Channel: "rs", Data: numData(6), IdempotencyKey: "six"})
+		return err == nil
+	})
+	after := publishN(t, b, "rs", 7, 4)
+	expectMessages(t, s, 6, 7, 8, 9, 10)
+	expectNothing(t, s)
+	if after[0].Epoch != before[0].Epoch || after[0].Offset != 7 {
+		t.Fatalf("after the restart: %+v, want offset 7 in epoch %s", after[0], before[0].Epoch)
+	}
+	p, err := b.History(testCtx(t), "rs", pubsub.HistoryRequest{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nums []int
+	for i := range p.Messages {
+		nums = append(nums, numOf(t, &p.Messages[i]))
+	}
+	if !sameInts(nums, seqFrom(1, 10)) || p.State.Epoch != before[0].Epoch {
+		t.Fatalf("history after restart = %v in epoch %s", nums, p.State.Epoch)
+	}
+}
+
+// TestRedisFlushAll: a FLUSHALL starts a new epoch; a live subscriber and a
+// resume with an old cursor both get an epoch_changed Reset, then the new
+// messages.
+func TestRedisFlushAll(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newRedisBroker(t, srv, pubsub.Options{})
+	s := subscribeRedis(t, b, pubsub.Cursor{}, "fl")
+	old := publishN(t, b, "fl", 1, 3)
+	evs := expectMessages(t, s, 1, 2, 3)
+	cursor := evs[1].Cursor // at message 2 of the old epoch
+
+	srv.FlushAll(t)
+	fresh := publishN(t, b, "fl", 4, 3)
+	if fresh[0].Epoch == old[0].Epoch || fresh[0].Offset != 1 {
+		t.Fatalf("first message after FLUSHALL = %+v, want offset 1 in a new epoch", fresh[0])
+	}
+	r := expectReset(t, s, pubsub.ResetEpochChanged)
+	if r.Position != (pubsub.Position{Epoch: fresh[0].Epoch}) {
+		t.Fatalf("reset position %+v, want the start of epoch %s", r.Position, fresh[0].Epoch)
+	}
+	expectMessages(t, s, 4, 5, 6)
+
+	s2 := subscribeRedis(t, b, cursor, "fl")
+	expectReset(t, s2, pubsub.ResetEpochChanged)
+	expectMessages(t, s2, 4, 5, 6)
+	expectNothing(t, s2)
+
+	_, err := b.History(testCtx(t), "fl", pubsub.HistoryRequest{After: &pubsub.Position{Epoch: old[0].Epoch, Offset: 1}, Limit: 10})
+	if !errors.Is(err, pubsub.ErrEpochMismatch) {
+		t.Fatalf("history from the old epoch: %v, want ErrEpochMismatch", err)
+	}
+}
+
+// TestRedisLostNotification appends a message by hand, as if its PUBLISH
+// had been lost: the next notification skips an offset and the node fills
+// the gap from the stream, in order.
+func TestRedisLostNotification(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	b := newRedisBroker(t, srv, pubsub.Options{})
+	s := subscribeRedis(t, b, pubsub.Cursor{}, "gap")
+	ctx := testCtx(t)
+	publishN(t, b, "gap", 1, 1)
+	expectMessages(t, s, 1)
+
+	top, err := admin.HIncrBy(ctx, key("gap", ":m"), "top", 1).Result()
+	if err != nil || top != 2 {
+		t.Fatalf("HINCRBY top = %d, %v", top, err)
+	}
+	err = admin.XAdd(ctx, &redis.XAddArgs{
+		Stream: key("gap", ":s"),
+		ID:     "2-0",
+		Values: []any{"t", strconv.FormatInt(time.Now().UnixMilli(), 10), "e", "", "d", `{"n":2}`},
+	}).Err()
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, b, "gap", 3, 1)
+	expectMessages(t, s, 2, 3)
+	expectNothing(t, s)
+}
+
+// TestRedisIdempotencyAcrossNodes: an idempotency key holds across nodes,
+// also under concurrent retries, and after its message was trimmed.
+func TestRedisIdempotencyAcrossNodes(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newRedisBroker(t, srv, pubsub.Options{HistorySize: 2})
+	b := newRedisBroker(t, srv, pubsub.Options{HistorySize: 2})
+	ctx := testCtx(t)
+
+	first, err := a.Publish(ctx, pubsub.PublishRequest{Channel: "idem", Event: "made", Data: numData(1), IdempotencyKey: "k"})
+	if err != nil || first.Duplicate {
+		t.Fatalf("first publish: %+v, %v", first, err)
+	}
+	again, err := b.Publish(ctx, pubsub.PublishRequest{Channel: "idem", Event: "other", Data: numData(2), IdempotencyKey: "k"})
+	if err != nil || !again.Duplicate {
+		t.Fatalf("repeat on the other node: %+v, %v", again, err)
+	}
+	if again.Message.Position() != first.Message.Position() || again.Message.Event != "made" ||
+		string(again.Message.Data) != `{"n":1}` || !again.Message.Time.Equal(first.Message.Time) {
+		t.Fatalf("repeat returned %+v, want the original %+v", again.Message, first.Message)
+	}
+
+	// Concurrent first attempts on both nodes: exactly one appends.
+	const tries = 16
+	var wg sync.WaitGroup
+	var appended atomic.Int32
+	results := make([]pubsub.PublishResult, tries)
+	errs := make([]error, tries)
+	for i := range tries {
+		node := a
+		if i%2 == 1 {
+			node = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = node.Publish(ctx, pubsub.PublishRequest{Channel: "idem", Data: numData(100 + i), IdempotencyKey: "race"})
+			if errs[i] == nil && !results[i].Duplicate {
+				appended.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range tries {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if results[i].Message.Position() != results[0].Message.Position() {
+			t.Fatalf("attempt %d got %+v, attempt 0 %+v", i, results[i].Message.Position(), results[0].Message.Position())
+		}
+	}
+	if n := appended.Load(); n != 1 {
+		t.Fatalf("%d concurrent attempts appended, want 1", n)
+	}
+	st, err := b.State(ctx, "idem")
+	if err != nil || st.Top != 2 {
+		t.Fatalf("state = %+v, %v, want top 2", st, err)
+	}
+
+	// Once the original is trimmed, a repeat still appends nothing and
+	// reports the original position.
+	publishN(t, a, "idem", 200, 2)
+	trimmed, err := b.Publish(ctx, pubsub.PublishRequest{Channel: "idem", Event: "made", Data: numData(1), IdempotencyKey: "k"})
+	if err != nil || !trimmed.Duplicate || trimmed.Message.Position() != first.Message.Position() {
+		t.Fatalf("repeat after trimming: %+v, %v", trimmed, err)
+	}
+	if st, _ := a.State(ctx, "idem"); st.Top != 4 {
+		t.Fatalf("repeat after trimming appended: %+v", st)
+	}
+}
+
+// TestRedisAgeTrim: with a short ttl, old messages leave history (filtered
+// at once, trimmed from the stream by the next publish), keys expire with
+// the ttl, and a cursor before them yields an expired Reset.
+func TestRedisAgeTrim(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	const ttl = 300 * time.Millisecond
+	b := newRedisBroker(t, srv, pubsub.Options{HistoryTTL: ttl})
+	ctx := testCtx(t)
+	old := publishN(t, b, "age", 1, 3)
+	eventually(t, "the messages to age out", func() bool {
+		st, err := b.State(ctx, "age")
+		return err == nil && st.Retained == 0
+	})
+	st, err := b.State(ctx, "age")
+	if err != nil || st.Top != 3 || st.First != 4 || !st.LastTime.IsZero() {
+		t.Fatalf("state after ageing = %+v, %v", st, err)
+	}
+	if p, err := b.History(ctx, "age", pubsub.HistoryRequest{Limit: 10}); err != nil || len(p.Messages) != 0 {
+		t.Fatalf("history after ageing = %+v, %v", p, err)
+	}
+
+	publishN(t, b, "age", 4, 1)
+	if n, err := admin.XLen(ctx, key("age", ":s")).Result(); err != nil || n != 1 {
+		t.Fatalf("stream length after a publish = %d, %v; want the old entries trimmed", n, err)
+	}
+	for _, k := range []string{key("age", ":m"), key("age", ":s")} {
+		pttl, err := admin.PTTL(ctx, k).Result()
+		if err != nil || pttl <= time.Minute-time.Second || pttl > ttl+time.Minute {
+			t.Fatalf("PTTL %s = %v, %v; want about ttl + 1 minute", k, pttl, err)
+		}
+	}
+
+	s := subscribeRedis(t, b, pubsub.NewCursor(map[string]pubsub.Position{"age": old[0].Position()}), "age")
+	r := expectReset(t, s, pubsub.ResetExpired)
+	if r.Position != (pubsub.Position{Epoch: old[0].Epoch, Offset: 3}) {
+		t.Fatalf("reset position = %+v, want offset 3", r.Position)
+	}
+	expectMessages(t, s, 4)
+}
+
+// TestRedisUnavailableAtStart: NewRedis reports an unreachable server.
+func TestRedisUnavailableAtStart(t *testing.T) {
+	srv := redistest.Start(t)
+	addr := srv.Addr()
+	srv.Stop(t)
+	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	t.Cleanup(func() { _ = client.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), redisWait)
+	defer cancel()
+	if _, err := pubsub.NewRedis(ctx, client, pubsub.RedisOptions{}); !errors.Is(err, pubsub.ErrUnavailable) {
+		t.Fatalf("NewRedis without a server: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestRedisKeyLayout checks the key layout Cluster relies on:
+// a channel's keys and its PUB/SUB channel share one hash tag.
+func TestRedisKeyLayout(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	ctx := testCtx(t)
+	client := srv.Client(t)
+	b, err := pubsub.NewRedis(ctx, client, pubsub.RedisOptions{Prefix: "app:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	if _, err := b.Publish(ctx, pubsub.PublishRequest{Channel: "orders:1", Data: numData(1), IdempotencyKey: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := admin.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"app:{orders:1}:m": true, "app:{orders:1}:s": true, "app:{orders:1}:i:x": true}
+	if len(keys) != len(want) {
+		t.Fatalf("keys = %v, want %v", keys, want)
+	}
+	for _, k := range keys {
+		if !want[k] {
+			t.Fatalf("unexpected key %q (keys %v)", k, keys)
+		}
+	}
+	if _, err := pubsub.NewRedis(ctx, client, pubsub.RedisOptions{Prefix: "a{b}:"}); err == nil {
+		t.Fatal("NewRedis accepted a prefix with braces")
+	}
+}
+
+// TestRedisCloseLeaksNothing: after subscription churn, closing the broker
+// (and the client, which its owner closes) leaves no goroutine behind.
+func TestRedisCloseLeaksNothing(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := testCtx(t)
+	run := func(channels int) {
+		client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+		defer client.Close()
+		b, err := pubsub.NewRedis(ctx, client, pubsub.RedisOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		for i := range channels {
+			ch := "leak:" + strconv.Itoa(i%7)
+			s, err := b.Subscribe(ctx, []string{ch}, pubsub.Cursor{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			publishN(t, b, ch, i, 1)
+			if i%2 == 0 {
+				expectMessages(t, s, i)
+				s.Close()
+			}
+		}
+	}
+	run(1) // go-redis starts a few process-wide goroutines once
+	before := runtime.NumGoroutine()
+	run(40)
+	eventually(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+// BenchmarkRedis runs the shared broker benchmarks on a real redis-server
+// (without AOF fsync, as a production cache-grade setup would run).
+func BenchmarkRedis(b *testing.B) {
+	srv := redistest.Start(b, redistest.WithArgs("--appendonly", "no"))
+	pubsubtest.Bench(b, func(b *testing.B, opts pubsub.Options) pubsub.Broker {
+		return newRedisBroker(b, srv, opts)
+	})
+}
