@@ -256,7 +256,11 @@ func ValidateChannels(channels []string) error {
 	return nil
 }
 
-// validatePublish checks req and returns its data compacted.
+// ValidatePublish checks req as Publish does, without appending: callers
+// that publish several messages validate them all first.
+func ValidatePublish(req PublishRequest) error { return validatePublish(&req) }
+
+// validatePublish checks req and compacts its data in place.
 func validatePublish(req *PublishRequest) error {
 	if !ValidChannel(req.Channel) {
 		return fmt.Errorf("%w: %q must match [A-Za-z0-9_:.@-]{1,128}", ErrInvalidChannel, req.Channel)

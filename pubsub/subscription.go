@@ -110,7 +110,10 @@ func (b *broker) Subscribe(ctx context.Context, channels []string, cursor Cursor
 		s.scheduleLocked(sc)
 	}
 	s.mu.Unlock()
-	s.stopFn = context.AfterFunc(ctx, func() { s.end(ctx.Err()) })
+	stop := context.AfterFunc(ctx, func() { s.end(ctx.Err()) })
+	s.mu.Lock()
+	s.stopFn = stop
+	s.mu.Unlock()
 	return s, nil
 }
 
@@ -208,9 +211,10 @@ func (s *Subscription) end(err error) {
 	s.ended = true
 	s.err = err
 	close(s.done)
+	stop := s.stopFn
 	s.mu.Unlock()
-	if s.stopFn != nil {
-		s.stopFn()
+	if stop != nil {
+		stop()
 	}
 	for ch := range s.chans {
 		s.b.hub.unregister(s, ch)

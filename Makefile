@@ -1,0 +1,50 @@
+# pushgate: `make run` starts a development server, `make test` runs every
+# test (installing redis-server first when it is missing).
+
+GO ?= go
+
+.PHONY: run test generate lint build redis-server
+
+run:
+	@echo "pushgate development server on http://localhost:8080 (memory store)"
+	@echo "  API key (send):      devkey"
+	@echo "  JWT secret (tokens): devsecret"
+	@echo "  anonymous reading:   on (except user:* channels)"
+	@echo "send a message:"
+	@echo "  curl -s localhost:8080/graphql -H 'Authorization: Bearer devkey' -H 'Content-Type: application/json' -d '{\"query\":\"mutation(\$$in: SendInput!) { send(input: \$$in) { message { id cursor } } }\",\"variables\":{\"in\":{\"channel\":\"news\",\"data\":{\"hello\":\"world\"}}}}'"
+	@echo "read it back:"
+	@echo "  curl -s localhost:8080/graphql -H 'Content-Type: application/json' -d '{\"query\":\"{ history(channel: \\\"news\\\") { nodes { id data createdAt } } }\"}'"
+	@echo
+	$(GO) run ./cmd/pushgate --api-key dev:devkey --jwt-secret devsecret --allow-anonymous
+
+test: redis-server
+	$(GO) test -race ./...
+
+# The Redis tests start their own redis-server on a free port.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "redis-server is not on PATH: installing it"; \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
+		elif command -v sudo >/dev/null 2>&1; then \
+			sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
+		else \
+			echo "cannot install redis-server (not root, no sudo): install it, e.g. apt-get install redis-server, then run make test again" >&2; \
+			exit 1; \
+		fi; \
+	}
+
+generate:
+	$(GO) tool gqlgen generate
+
+lint:
+	@unformatted="$$(gofmt -l $$(find . -name '*.go' -not -path './interop/*' -not -path './bin/*'))"; \
+	if [ -n "$$unformatted" ]; then echo "not gofmt-ed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+.PHONY: interop
+interop: ## Test against real clients (Node.js 20, npm): graphql-ws, subscriptions-transport-ws, graphql-sse, EventSource, graphql-http audit, wx APIs
+	cd interop && npm ci --no-audit --no-fund && node --test --test-concurrency=1 ./*.test.mjs

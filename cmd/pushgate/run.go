@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	stdlog "log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server"
+)
+
+// run starts pushgate with args (without the program name) and the
+// environment seen through getenv, logs to stdout as JSON, and serves until
+// ctx is done or a SIGINT/SIGTERM arrives; then it shuts down gracefully.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	log := zerolog.New(stdout).Level(cfg.LogLevel).With().Timestamp().Logger()
+
+	broker, store, closeStore, err := openBroker(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on --addr %s: %w", cfg.Addr, err)
+	}
+	if len(cfg.APIKeys) == 0 {
+		log.Warn().Msg("no --api-key: nothing can be sent")
+	}
+	if cfg.AllowAnonymous {
+		log.Warn().Msg("--allow-anonymous: requests without credentials may read (development only)")
+	}
+
+	// Streams (WebSocket, SSE) live on the base context: cancelling it on
+	// shutdown ends them, which http.Server.Shutdown does not do for
+	// hijacked connections.
+	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	srv := &http.Server{
+		Handler: server.New(server.Config{
+			APIKeys:        cfg.APIKeys,
+			JWTSecret:      cfg.JWTSecret,
+			AllowAnonymous: cfg.AllowAnonymous,
+			MaxMessageSize: cfg.MaxMessageSize,
+			WriteTimeout:   cfg.WriteTimeout,
+		}, broker, log),
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          stdlog.New(log.With().Str("component", "http").Logger(), "", 0),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info().Str("addr", ln.Addr().String()).Str("store", store).Msg("pushgate listening")
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info().Msg("shutting down")
+	cancelBase()
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	if cerr := broker.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info().Msg("stopped")
+	return nil
+}
+
+// openBroker opens the store the configuration names: Redis with
+// --redis-url, else memory. It returns a description for the log without
+// secrets, and a function that releases the store's client.
+func openBroker(ctx context.Context, cfg config) (pubsub.Broker, string, func(), error) {
+	opts := pubsub.Options{
+		HistorySize:       cfg.HistorySize,
+		HistoryTTL:        cfg.HistoryTTL,
+		IdempotencyWindow: cfg.IdempotencyWindow,
+	}
+	if cfg.Redis == nil {
+		return pubsub.NewMemory(opts), "memory", func() {}, nil
+	}
+	client := redis.NewClient(cfg.Redis)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	broker, err := pubsub.NewRedis(pctx, client, pubsub.RedisOptions{Options: opts})
+	if err != nil {
+		_ = client.Close()
+		return nil, "", nil, fmt.Errorf("open --redis-url (%s db %d): %w", cfg.Redis.Addr, cfg.Redis.DB, err)
+	}
+	return broker, fmt.Sprintf("redis %s db %d", cfg.Redis.Addr, cfg.Redis.DB), func() { _ = client.Close() }, nil
+}

@@ -1,0 +1,56 @@
+package graph
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/pushgate/pushgate/pubsub"
+)
+
+// publishRequests validates one send or broadcast completely and returns
+// its requests, so a broadcast appends nothing when any part is wrong.
+func (r *Resolver) publishRequests(channels []string, data json.RawMessage, event, idemKey *string) ([]pubsub.PublishRequest, error) {
+	if len(data) > r.opts.MaxMessageSize {
+		return nil, Errorf(CodePayloadTooLarge, "data: %d bytes is over the maximum message size of %d bytes",
+			len(data), r.opts.MaxMessageSize)
+	}
+	req := pubsub.PublishRequest{Data: data}
+	if event != nil {
+		req.Event = *event
+	}
+	if idemKey != nil {
+		req.IdempotencyKey = *idemKey
+	}
+	reqs := make([]pubsub.PublishRequest, len(channels))
+	for i, ch := range channels {
+		reqs[i] = req
+		reqs[i].Channel = ch
+		if err := pubsub.ValidatePublish(reqs[i]); err != nil {
+			return nil, Classify(err)
+		}
+	}
+	return reqs, nil
+}
+
+// publish appends reqs in order. It is not abandoned when the client goes
+// away: once a send reached the store its outcome must be known.
+func (r *Resolver) publish(ctx context.Context, reqs []pubsub.PublishRequest) ([]pubsub.PublishResult, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.PublishTimeout)
+	defer cancel()
+	out := make([]pubsub.PublishResult, 0, len(reqs))
+	for i, req := range reqs {
+		res, err := r.broker.Publish(ctx, req)
+		if err != nil {
+			if i == 0 {
+				return nil, Classify(err)
+			}
+			e := *Classify(err)
+			e.Message = fmt.Sprintf("stopped at channel %q after %d of %d channels: %s; "+
+				"retry with the same idempotencyKey to send the rest without duplicates", req.Channel, i, len(reqs), e.Message)
+			return nil, &e
+		}
+		out = append(out, res)
+	}
+	return out, nil
+}

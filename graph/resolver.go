@@ -1,0 +1,63 @@
+// Package graph is pushgate's GraphQL API: thin resolvers that parse input,
+// authorize it and call the pubsub Broker, plus the code gqlgen generates
+// from schema.graphqls (generated.go, model/models_gen.go).
+package graph
+
+//go:generate go tool gqlgen generate
+
+import (
+	"context"
+	"time"
+
+	"github.com/pushgate/pushgate/pubsub"
+)
+
+// Access decides who may send and read. The server implements it from the
+// request's credentials; its errors are *Error with code UNAUTHENTICATED or
+// FORBIDDEN.
+type Access interface {
+	// MaySend returns nil when the request may send messages.
+	MaySend(ctx context.Context) error
+	// MayRead returns nil when the request may read every one of channels
+	// (all valid names).
+	MayRead(ctx context.Context, channels []string) error
+}
+
+// Options are the API's limits.
+type Options struct {
+	// MaxMessageSize bounds a message's data in bytes (compact JSON); default
+	// DefaultMaxMessageSize.
+	MaxMessageSize int
+	// PublishTimeout bounds one append to the store (default 10 s). A send
+	// that reached the server is not abandoned when its client goes away,
+	// so its outcome is never left half-known to the store.
+	PublishTimeout time.Duration
+}
+
+// Limits of the API.
+const (
+	DefaultMaxMessageSize = 64 << 10
+	// MaxBroadcastChannels bounds the channels of one broadcast.
+	MaxBroadcastChannels = 100
+	// DefaultPageSize is the history page size when neither first nor last
+	// is given.
+	DefaultPageSize = 50
+)
+
+// Resolver holds the resolvers' dependencies.
+type Resolver struct {
+	broker pubsub.Broker
+	access Access
+	opts   Options
+}
+
+// NewResolver returns the root resolver.
+func NewResolver(broker pubsub.Broker, access Access, opts Options) *Resolver {
+	if opts.MaxMessageSize <= 0 {
+		opts.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if opts.PublishTimeout <= 0 {
+		opts.PublishTimeout = 10 * time.Second
+	}
+	return &Resolver{broker: broker, access: access, opts: opts}
+}

@@ -1,0 +1,218 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/pushgate/pushgate/graph"
+)
+
+// APIKey is a named secret that allows sending (and reading everything).
+type APIKey struct {
+	Name   string
+	Secret string
+}
+
+// Claims are the claims of a subscriber token: the holder (sub) may read the
+// channels matching one of Channels (glob patterns: * is any run of
+// characters, ? is one), except user:<x> channels where x is not sub.
+type Claims struct {
+	Channels []string `json:"channels"`
+	jwt.RegisteredClaims
+}
+
+// Auth decides who may send and read, from the request's credentials: an
+// API key or a subscriber JWT (HS256). It implements graph.Access.
+type Auth struct {
+	keys      []keyHash
+	secret    []byte
+	anonymous bool
+	parser    *jwt.Parser
+}
+
+type keyHash struct {
+	name string
+	sum  [sha256.Size]byte
+}
+
+// NewAuth returns the access rules. Without a JWT secret only API keys
+// read; with anonymous, requests without credentials may read every channel
+// but user:* ones.
+func NewAuth(keys []APIKey, jwtSecret string, anonymous bool) *Auth {
+	a := &Auth{
+		secret:    []byte(jwtSecret),
+		anonymous: anonymous,
+		parser: jwt.NewParser(
+			jwt.WithValidMethods([]string{"HS256"}),
+			jwt.WithExpirationRequired(),
+		),
+	}
+	for _, k := range keys {
+		a.keys = append(a.keys, keyHash{name: k.Name, sum: sha256.Sum256([]byte(k.Secret))})
+	}
+	return a
+}
+
+var _ graph.Access = (*Auth)(nil)
+
+// MaySend allows API keys only.
+func (a *Auth) MaySend(ctx context.Context) error {
+	cred := credential(ctx)
+	if cred == "" {
+		return graph.Errorf(graph.CodeUnauthenticated, "sending requires an API key: Authorization: Bearer <key>")
+	}
+	if _, ok := a.key(cred); ok {
+		return nil
+	}
+	if _, err := a.token(cred); err == nil {
+		return graph.Errorf(graph.CodeForbidden, "a subscriber token cannot send: use an API key")
+	}
+	return graph.Errorf(graph.CodeUnauthenticated, "invalid API key")
+}
+
+// MayRead allows API keys every channel, subscriber tokens the channels
+// their claims grant, and (with anonymous reading) requests without
+// credentials every channel outside the user namespace.
+func (a *Auth) MayRead(ctx context.Context, channels []string) error {
+	cred := credential(ctx)
+	if cred == "" {
+		if !a.anonymous {
+			return graph.Errorf(graph.CodeUnauthenticated,
+				"reading requires a token: Authorization: Bearer <token>, a token query parameter or connection_init {token}")
+		}
+		for _, ch := range channels {
+			if _, ok := userOf(ch); ok {
+				return graph.Errorf(graph.CodeForbidden, "channel %q: user channels need a token for that user", ch)
+			}
+		}
+		return nil
+	}
+	if _, ok := a.key(cred); ok {
+		return nil
+	}
+	claims, err := a.token(cred)
+	if err != nil {
+		return graph.Errorf(graph.CodeUnauthenticated, "%v", err)
+	}
+	for _, ch := range channels {
+		if !claims.mayRead(ch) {
+			return graph.Errorf(graph.CodeForbidden, "channel %q: the token does not grant it", ch)
+		}
+	}
+	return nil
+}
+
+// key returns the name of the key with secret, comparing in constant time
+// against every key (hashes, so lengths leak nothing either).
+func (a *Auth) key(secret string) (string, bool) {
+	sum := sha256.Sum256([]byte(secret))
+	name, found := "", 0
+	for _, k := range a.keys {
+		if subtle.ConstantTimeCompare(sum[:], k.sum[:]) == 1 {
+			name, found = k.name, 1
+		}
+	}
+	return name, found == 1
+}
+
+// token verifies a subscriber token.
+func (a *Auth) token(s string) (*Claims, error) {
+	if len(a.secret) == 0 {
+		return nil, errors.New("invalid credentials: neither an API key nor a token (tokens are not enabled)")
+	}
+	var c Claims
+	_, err := a.parser.ParseWithClaims(s, &c, func(*jwt.Token) (any, error) { return a.secret, nil })
+	switch {
+	case err == nil:
+		return &c, nil
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return nil, errors.New("the token has expired")
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return nil, errors.New("invalid token: exp is required")
+	default:
+		return nil, fmt.Errorf("invalid credentials: neither an API key nor a valid token (%v)", err)
+	}
+}
+
+func (c *Claims) mayRead(channel string) bool {
+	if user, ok := userOf(channel); ok && user != c.Subject {
+		return false
+	}
+	for _, p := range c.Channels {
+		if globMatch(p, channel) {
+			return true
+		}
+	}
+	return false
+}
+
+// userOf returns x for a channel user:x.
+func userOf(channel string) (string, bool) {
+	return strings.CutPrefix(channel, "user:")
+}
+
+// globMatch reports whether s matches pattern, where * matches any run of
+// characters (':' included) and ? exactly one. Linear backtracking on the
+// last star, so no pattern is expensive.
+func globMatch(pattern, s string) bool {
+	p, i := 0, 0
+	star, mark := -1, 0
+	for i < len(s) {
+		switch {
+		case p < len(pattern) && pattern[p] == '*':
+			star, mark = p, i
+			p++
+		case p < len(pattern) && (pattern[p] == '?' || pattern[p] == s[i]):
+			p++
+			i++
+		case star >= 0:
+			p = star + 1
+			mark++
+			i = mark
+		default:
+			return false
+		}
+	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
+}
+
+type credentialKey struct{}
+
+func withCredential(ctx context.Context, cred string) context.Context {
+	return context.WithValue(ctx, credentialKey{}, cred)
+}
+
+// credential returns the request's API key or token ("" when none).
+func credential(ctx context.Context) string {
+	s, _ := ctx.Value(credentialKey{}).(string)
+	return s
+}
+
+// bearer returns the credential of an Authorization value, with or without
+// the "Bearer " prefix.
+func bearer(v string) string {
+	v = strings.TrimSpace(v)
+	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+		v = strings.TrimSpace(v[7:])
+	}
+	return v
+}
+
+// initCredential returns the credential of a WebSocket connection_init
+// payload: token, Authorization or authorization.
+func initCredential(p transport.InitPayload) string {
+	if t := p.GetString("token"); t != "" {
+		return bearer(t)
+	}
+	return bearer(p.Authorization())
+}

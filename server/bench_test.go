@@ -1,0 +1,121 @@
+package server_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server"
+)
+
+var benchPayload = json.RawMessage(`{"type":"order.updated","id":"a1b2c3d4","status":"shipped","items":3,"total":12999}`)
+
+func benchServer(b *testing.B) (pubsub.Broker, string) {
+	br := pubsub.NewMemory(pubsub.Options{QueueSize: 1024})
+	cfg := server.Config{AllowAnonymous: true}
+	ts := httptest.NewServer(server.New(cfg, br, zerolog.New(io.Discard)))
+	b.Cleanup(func() { ts.Close(); _ = br.Close() })
+	return br, ts.URL
+}
+
+// BenchmarkSSEFanout: one channel, many SSE subscribers over loopback; the
+// server encodes and writes, each client counts events. Reported per
+// delivery (one message to one subscriber), end to end.
+func BenchmarkSSEFanout(b *testing.B) {
+	for _, subs := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("subscribers=%d", subs), func(b *testing.B) {
+			br, base := benchServer(b)
+			u, _ := url.Parse(base)
+			var ready, done sync.WaitGroup
+			for i := 0; i < subs; i++ {
+				conn, err := net.Dial("tcp", u.Host)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { conn.Close() })
+				fmt.Fprintf(conn, "GET /events?channel=bench HTTP/1.1\r\nHost: %s\r\n\r\n", u.Host)
+				ready.Add(1)
+				done.Add(1)
+				go func() {
+					defer done.Done()
+					r := bufio.NewReaderSize(conn, 64<<10)
+					started := false
+					for got := 0; got < b.N; {
+						line, err := r.ReadSlice('\n')
+						if err != nil {
+							if !started {
+								ready.Done()
+							}
+							return
+						}
+						if !started && bytes.HasPrefix(line, []byte("id: ")) {
+							started = true
+							ready.Done()
+						}
+						if bytes.HasPrefix(line, []byte("data: ")) {
+							got++
+						}
+					}
+				}()
+			}
+			ready.Wait()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := br.Publish(context.Background(), pubsub.PublishRequest{Channel: "bench", Data: benchPayload}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			done.Wait()
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*subs), "ns/delivery")
+		})
+	}
+}
+
+// BenchmarkPoll: long-polls that each collect a retained backlog of 100
+// messages, over HTTP keep-alive.
+func BenchmarkPoll(b *testing.B) {
+	br, base := benchServer(b)
+	start := ""
+	for i := 0; i < 100; i++ {
+		r, err := br.Publish(context.Background(), pubsub.PublishRequest{Channel: "poll", Data: benchPayload})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i == 0 {
+			start = pubsub.NewCursor(map[string]pubsub.Position{"poll": {Epoch: r.Message.Epoch}}).String()
+		}
+	}
+	u := base + "/poll?" + url.Values{"channel": {"poll"}, "cursor": {start}, "limit": {"100"}}.Encode()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			res, err := http.Get(u)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			var out struct{ Messages []json.RawMessage }
+			err = json.NewDecoder(res.Body).Decode(&out)
+			res.Body.Close()
+			if err != nil || len(out.Messages) != 100 {
+				b.Errorf("poll: %d messages, %v", len(out.Messages), err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "messages/s")
+}

@@ -1,0 +1,72 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/pushgate/pushgate/graph"
+)
+
+// writeError answers a plain HTTP request with
+// {"error":{"code":...,"message":...}}.
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	var body struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	body.Error.Code = code
+	body.Error.Message = message
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// HTTPStatus is the status a plain HTTP endpoint answers for an error code.
+func HTTPStatus(code string) int {
+	switch code {
+	case graph.CodeBadUserInput:
+		return http.StatusBadRequest
+	case graph.CodeUnauthenticated:
+		return http.StatusUnauthorized
+	case graph.CodeForbidden:
+		return http.StatusForbidden
+	case graph.CodePayloadTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case graph.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// writeErr answers a plain HTTP request with err classified as GraphQL
+// errors are, so every transport reports the same codes.
+func writeErr(w http.ResponseWriter, err error) {
+	e := graph.Classify(err)
+	writeError(w, HTTPStatus(e.Code), e.Code, e.Message)
+}
+
+func notFound() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "NOT_FOUND", "no route for "+r.URL.Path)
+	})
+}
+
+// allowMethods answers other methods with 405.
+func allowMethods(h http.Handler, methods ...string) http.Handler {
+	allow := strings.Join(methods, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, m := range methods {
+			if r.Method == m {
+				h.ServeHTTP(w, r)
+				return
+			}
+		}
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", r.Method+" is not allowed; use "+allow)
+	})
+}

@@ -1,0 +1,115 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/pushgate/pushgate/pubsub"
+)
+
+// Long-poll limits. WeChat caps a request at 60 s, so a hold stays well
+// under it.
+const (
+	pollDefaultTimeout = 25
+	pollMaxTimeout     = 50
+	pollDefaultLimit   = 100
+	pollMaxLimit       = 1000
+)
+
+// handlePoll serves GET /poll. Without a cursor it answers at once with the
+// current position, so a client can start polling without missing what
+// comes next. With one it answers at once with what is retained after it,
+// else holds until a message arrives or the timeout passes, and then answers
+// with no messages and the same cursor. The answer is always
+// {"messages":[...],"cursor":"...","reset":null|{...}}; the next poll passes
+// cursor.
+func handlePoll(broker pubsub.Broker, auth *Auth, origins []string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		allowOrigin(w, r, origins)
+		req, err := parseReadRequest(r, false)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		timeout, err := intParam(r, "timeout", pollDefaultTimeout, 0, pollMaxTimeout)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		limit, err := intParam(r, "limit", pollDefaultLimit, 1, pollMaxLimit)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		if err := auth.MayRead(r.Context(), req.channels); err != nil {
+			writeErr(w, err)
+			return
+		}
+		hold := timeout > 0
+		ctx, cancel := context.WithTimeout(r.Context(), seconds(timeout))
+		defer cancel()
+		sub, err := broker.Subscribe(ctx, req.channels, req.cursor)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		defer sub.Close()
+
+		cursor := sub.Cursor()
+		buf := make([]byte, 0, 512)
+		buf = append(buf, `{"messages":[`...)
+		var reset []byte
+		n := 0
+	collect:
+		for !req.cursor.IsZero() && n < limit {
+			ev, ok := sub.TryNext()
+			if !ok {
+				var err error
+				switch {
+				case sub.CatchingUp():
+					// A backlog is being read from the store: wait for it.
+					ev, ok, err = sub.NextUntil(ctx, time.After(time.Millisecond))
+				case hold && n == 0 && reset == nil:
+					ev, ok, err = sub.NextUntil(ctx, nil)
+				default:
+					break collect
+				}
+				if err != nil {
+					break collect
+				}
+				if !ok {
+					continue
+				}
+			}
+			if ev.Reset != nil {
+				if reset != nil || n > 0 {
+					break collect // the next poll reports it
+				}
+				reset = appendResetJSON(nil, ev.Reset, ev.Cursor)
+			} else {
+				if n > 0 {
+					buf = append(buf, ',')
+				}
+				buf = appendMessageJSON(buf, ev.Message)
+				n++
+			}
+			cursor = ev.Cursor
+		}
+		// Also when the request's context ended (shutdown): the client gets
+		// a well-formed answer and polls again, elsewhere.
+		buf = append(buf, `],"cursor":"`...)
+		buf, _ = cursor.AppendText(buf)
+		buf = append(buf, `","reset":`...)
+		if reset == nil {
+			buf = append(buf, "null"...)
+		} else {
+			buf = append(buf, reset...)
+		}
+		buf = append(buf, "}\n"...)
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "no-store")
+		_, _ = w.Write(buf)
+	})
+}

@@ -1,0 +1,142 @@
+package server
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/rs/zerolog/hlog"
+
+	"github.com/pushgate/pushgate/pubsub"
+)
+
+// sseOptions configure GET /events.
+type sseOptions struct {
+	heartbeat    time.Duration // comment line interval on an idle stream
+	writeTimeout time.Duration // a write that does not complete drops the client
+	retry        time.Duration // reconnection delay hinted to EventSource
+	origins      []string      // CORS allow-list; "*" allows any origin
+}
+
+// maxCoalesce bounds how many queued events one write carries.
+const maxCoalesce = 64
+
+// handleEvents serves GET /events, the SSE feed. Every message is one event
+// whose id is the cursor right after it and whose single data line is the
+// message JSON; a reset is "event: reset". An EventSource reconnecting with
+// Last-Event-ID, or any client passing cursor, resumes without loss. The
+// stream starts with an id-only block naming the start position, so even a
+// client that reconnects before its first message resumes from where it
+// started (the SSE spec sets lastEventId without dispatching an event).
+func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		allowOrigin(w, r, opts.origins)
+		req, err := parseReadRequest(r, true)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		if err := auth.MayRead(r.Context(), req.channels); err != nil {
+			writeErr(w, err)
+			return
+		}
+		ctx := r.Context()
+		sub, err := broker.Subscribe(ctx, req.channels, req.cursor)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		defer sub.Close()
+
+		h := w.Header()
+		h.Set("Content-Type", "text/event-stream; charset=utf-8")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Accel-Buffering", "no")
+		if r.ProtoMajor == 1 {
+			h.Set("Connection", "keep-alive")
+		}
+		w.WriteHeader(http.StatusOK)
+
+		rc := http.NewResponseController(w)
+		write := func(b []byte) bool {
+			_ = rc.SetWriteDeadline(time.Now().Add(opts.writeTimeout))
+			if _, err := w.Write(b); err != nil {
+				return false
+			}
+			return rc.Flush() == nil
+		}
+		defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
+
+		buf := make([]byte, 0, 1024)
+		buf = append(buf, "retry: "...)
+		buf = strconv.AppendInt(buf, opts.retry.Milliseconds(), 10)
+		buf = append(buf, "\nid: "...)
+		buf, _ = sub.Cursor().AppendText(buf)
+		buf = append(buf, "\n\n"...)
+		if !write(buf) {
+			return
+		}
+
+		heartbeat := time.NewTicker(opts.heartbeat)
+		defer heartbeat.Stop()
+		for {
+			ev, ok, err := sub.NextUntil(ctx, heartbeat.C)
+			if err != nil {
+				if ctx.Err() == nil {
+					hlog.FromRequest(r).Info().Err(err).Msg("sse stream ended")
+				}
+				return
+			}
+			buf = buf[:0]
+			if !ok {
+				buf = append(buf, ": heartbeat\n\n"...)
+			} else {
+				buf = appendSSEEvent(buf, ev)
+				// Whatever else is queued goes in the same write.
+				for n := 1; n < maxCoalesce; n++ {
+					ev, ok := sub.TryNext()
+					if !ok {
+						break
+					}
+					buf = appendSSEEvent(buf, ev)
+				}
+			}
+			if !write(buf) {
+				hlog.FromRequest(r).Info().Msg("sse client too slow or gone: dropped")
+				return
+			}
+			if cap(buf) > 64<<10 {
+				buf = make([]byte, 0, 1024) // do not keep a burst's buffer
+			}
+		}
+	})
+}
+
+// appendSSEEvent appends one event block.
+func appendSSEEvent(b []byte, ev pubsub.Event) []byte {
+	b = append(b, "id: "...)
+	b, _ = ev.Cursor.AppendText(b)
+	if ev.Reset != nil {
+		b = append(b, "\nevent: reset\ndata: "...)
+		b = appendResetJSON(b, ev.Reset, ev.Cursor)
+	} else {
+		b = append(b, "\ndata: "...)
+		b = appendMessageJSON(b, ev.Message)
+	}
+	return append(b, "\n\n"...)
+}
+
+// allowOrigin answers CORS for a browser origin on the allow-list. Requests
+// without Origin (mini-programs, servers) need no CORS.
+func allowOrigin(w http.ResponseWriter, r *http.Request, origins []string) {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return
+	}
+	if slices.Contains(origins, "*") || slices.Contains(origins, origin) {
+		w.Header().Set("Access-Control-Allow-Origin", origin)
+		w.Header().Add("Vary", "Origin")
+		w.Header().Set("Access-Control-Allow-Credentials", "true")
+	}
+}

@@ -1,0 +1,108 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// streamWriteTimeout bounds every write of a streaming response. gqlgen
+// writes a subscription's events synchronously, without a deadline: a client
+// that stops reading would hold its connection's writer (and its goroutines)
+// forever. With a deadline on each write, such a client is disconnected
+// after timeout and resumes from its cursor; other clients never wait on it
+// (pubsub's fan-out does not block).
+func streamWriteTimeout(timeout time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Header.Get("Upgrade") != "":
+			next.ServeHTTP(&hijackDeadline{ResponseWriter: w, timeout: timeout}, r)
+		case strings.Contains(r.Header.Get("Accept"), "text/event-stream"):
+			ctx, cancel := context.WithCancel(r.Context())
+			defer cancel()
+			sw := &streamDeadline{ResponseWriter: w, rc: http.NewResponseController(w), timeout: timeout, cancel: cancel}
+			defer func() { _ = sw.rc.SetWriteDeadline(time.Time{}) }()
+			next.ServeHTTP(sw, r.WithContext(ctx))
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// hijackDeadline hands the WebSocket library a connection whose every write
+// has a deadline.
+type hijackDeadline struct {
+	http.ResponseWriter
+	timeout time.Duration
+}
+
+func (w *hijackDeadline) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *hijackDeadline) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	dc := &deadlineConn{Conn: conn, timeout: w.timeout}
+	// net/http's buffered writer writes to the raw connection (and is empty
+	// after the hijack): writes must go through dc.
+	if err := brw.Writer.Flush(); err != nil {
+		_ = conn.Close()
+		return nil, nil, err
+	}
+	brw.Writer = bufio.NewWriterSize(dc, brw.Writer.Size())
+	return dc, brw, nil
+}
+
+// deadlineConn sets a write deadline before each write, and closes the
+// connection when a write fails, so that the reader (and with it the
+// WebSocket connection and its subscriptions) ends too.
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		_ = c.Conn.Close()
+	}
+	return n, err
+}
+
+// streamDeadline does the same for a streamed HTTP response (graphql-sse):
+// a failed write or flush cancels the request, which ends the subscription.
+type streamDeadline struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	cancel  context.CancelFunc
+}
+
+func (w *streamDeadline) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *streamDeadline) Write(p []byte) (int, error) {
+	_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	n, err := w.ResponseWriter.Write(p)
+	if err != nil {
+		w.cancel()
+	}
+	return n, err
+}
+
+func (w *streamDeadline) Flush() { _ = w.FlushError() }
+
+func (w *streamDeadline) FlushError() error {
+	_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	err := w.rc.Flush()
+	if err != nil {
+		w.cancel()
+	}
+	return err
+}

@@ -1,0 +1,92 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/pushgate/pushgate/graph"
+	"github.com/pushgate/pushgate/pubsub"
+)
+
+// The JSON shapes SSE and long-poll share. They are written by hand, not by
+// encoding/json: channel and event names are restricted to characters that
+// need no escaping, data is already compact JSON, and the cursor is
+// base64url, so each message is one append without reflection.
+
+// appendMessageJSON appends {"channel","id","event","data","createdAt"}
+// ("event" only when the message has one).
+func appendMessageJSON(b []byte, m *pubsub.Message) []byte {
+	b = append(b, `{"channel":"`...)
+	b = append(b, m.Channel...)
+	b = append(b, `","id":"`...)
+	b = strconv.AppendUint(b, m.Offset, 10)
+	b = append(b, '"')
+	if m.Event != "" {
+		b = append(b, `,"event":"`...)
+		b = append(b, m.Event...)
+		b = append(b, '"')
+	}
+	b = append(b, `,"data":`...)
+	b = append(b, m.Data...)
+	b = append(b, `,"createdAt":"`...)
+	b = m.Time.UTC().AppendFormat(b, timeFormat)
+	return append(b, `"}`...)
+}
+
+// timeFormat is RFC 3339 with milliseconds, as the GraphQL Time scalar.
+const timeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// appendResetJSON appends {"channel","reason","cursor"}.
+func appendResetJSON(b []byte, r *pubsub.Reset, cursor pubsub.Cursor) []byte {
+	b = append(b, `{"channel":"`...)
+	b = append(b, r.Channel...)
+	b = append(b, `","reason":"`...)
+	b = append(b, r.Reason...)
+	b = append(b, `","cursor":"`...)
+	b, _ = cursor.AppendText(b)
+	return append(b, `"}`...)
+}
+
+// readRequest is what the SSE and long-poll endpoints share: the channels
+// (repeatable channel parameter) and the cursor.
+type readRequest struct {
+	channels []string
+	cursor   pubsub.Cursor
+}
+
+// parseReadRequest reads channels and cursor (the Last-Event-ID header wins
+// over the cursor parameter when both are present).
+func parseReadRequest(r *http.Request, lastEventID bool) (readRequest, error) {
+	q := r.URL.Query()
+	req := readRequest{channels: q["channel"]}
+	if err := pubsub.ValidateChannels(req.channels); err != nil {
+		return req, err
+	}
+	text := q.Get("cursor")
+	if id := r.Header.Get("Last-Event-ID"); lastEventID && id != "" {
+		text = id
+	}
+	c, err := pubsub.ParseCursor(text)
+	if err != nil {
+		return req, err
+	}
+	req.cursor = c
+	return req, nil
+}
+
+// intParam reads an integer query parameter within [min, max].
+func intParam(r *http.Request, name string, def, min, max int) (int, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, nil
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < min || v > max {
+		return 0, graph.Errorf(graph.CodeBadUserInput, "%s must be an integer from %d to %d, got %q", name, min, max, s)
+	}
+	return v, nil
+}
+
+// seconds turns a whole number of seconds into a duration.
+func seconds(n int) time.Duration { return time.Duration(n) * time.Second }
