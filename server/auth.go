@@ -4,12 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/99designs/gqlgen/graphql/handler/transport"
-	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/pushgate/pushgate/graph"
 )
@@ -20,21 +17,12 @@ type APIKey struct {
 	Secret string
 }
 
-// Claims are the claims of a subscriber token: the holder (sub) may read the
-// channels matching one of Channels (glob patterns: * is any run of
-// characters, ? is one), except user:<x> channels where x is not sub.
-type Claims struct {
-	Channels []string `json:"channels"`
-	jwt.RegisteredClaims
-}
-
 // Auth decides who may send and read, from the request's credentials: an
 // API key or a subscriber JWT (HS256). It implements graph.Access.
 type Auth struct {
 	keys      []keyHash
-	secret    []byte
+	tokens    TokenVerifier
 	anonymous bool
-	parser    *jwt.Parser
 }
 
 type keyHash struct {
@@ -47,12 +35,8 @@ type keyHash struct {
 // but user:* ones.
 func NewAuth(keys []APIKey, jwtSecret string, anonymous bool) *Auth {
 	a := &Auth{
-		secret:    []byte(jwtSecret),
+		tokens:    NewHS256Verifier(jwtSecret),
 		anonymous: anonymous,
-		parser: jwt.NewParser(
-			jwt.WithValidMethods([]string{"HS256"}),
-			jwt.WithExpirationRequired(),
-		),
 	}
 	for _, k := range keys {
 		a.keys = append(a.keys, keyHash{name: k.Name, sum: sha256.Sum256([]byte(k.Secret))})
@@ -71,7 +55,7 @@ func (a *Auth) MaySend(ctx context.Context) error {
 	if _, ok := a.key(cred); ok {
 		return nil
 	}
-	if _, err := a.token(cred); err == nil {
+	if _, err := a.tokens.Verify(ctx, cred); err == nil {
 		return graph.Errorf(graph.CodeForbidden, "a subscriber token cannot send: use an API key")
 	}
 	return graph.Errorf(graph.CodeUnauthenticated, "invalid API key")
@@ -97,7 +81,7 @@ func (a *Auth) MayRead(ctx context.Context, channels []string) error {
 	if _, ok := a.key(cred); ok {
 		return nil
 	}
-	claims, err := a.token(cred)
+	claims, err := a.tokens.Verify(ctx, cred)
 	if err != nil {
 		return graph.Errorf(graph.CodeUnauthenticated, "%v", err)
 	}
@@ -120,25 +104,6 @@ func (a *Auth) key(secret string) (string, bool) {
 		}
 	}
 	return name, found == 1
-}
-
-// token verifies a subscriber token.
-func (a *Auth) token(s string) (*Claims, error) {
-	if len(a.secret) == 0 {
-		return nil, errors.New("invalid credentials: neither an API key nor a token (tokens are not enabled)")
-	}
-	var c Claims
-	_, err := a.parser.ParseWithClaims(s, &c, func(*jwt.Token) (any, error) { return a.secret, nil })
-	switch {
-	case err == nil:
-		return &c, nil
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return nil, errors.New("the token has expired")
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return nil, errors.New("invalid token: exp is required")
-	default:
-		return nil, fmt.Errorf("invalid credentials: neither an API key nor a valid token (%v)", err)
-	}
 }
 
 func (c *Claims) mayRead(channel string) bool {
