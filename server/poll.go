@@ -47,7 +47,10 @@ func handlePoll(broker pubsub.Broker, auth *Auth, origins []string) http.Handler
 			return
 		}
 		hold := timeout > 0
-		ctx, cancel := context.WithTimeout(r.Context(), seconds(timeout))
+		// The hold bounds only the wait for a first message; reading what is
+		// already retained is bounded by the request itself.
+		ctx := r.Context()
+		holdCtx, cancel := context.WithTimeout(ctx, seconds(timeout))
 		defer cancel()
 		sub, err := broker.Subscribe(ctx, req.channels, req.cursor)
 		if err != nil {
@@ -71,7 +74,7 @@ func handlePoll(broker pubsub.Broker, auth *Auth, origins []string) http.Handler
 					// A backlog is being read from the store: wait for it.
 					ev, ok, err = sub.NextUntil(ctx, time.After(time.Millisecond))
 				case hold && n == 0 && reset == nil:
-					ev, ok, err = sub.NextUntil(ctx, nil)
+					ev, ok, err = sub.NextUntil(holdCtx, nil)
 				default:
 					break collect
 				}

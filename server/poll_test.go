@@ -75,6 +75,11 @@ func TestPoll(t *testing.T) {
 		t.Fatalf("poll cursor %s, want the cursor of the last message %s", got.Cursor, b.Cursor)
 	}
 
+	// timeout=0 never holds but still answers with what is retained.
+	if now := poll(t, e.url, with("cursor", start.Cursor, "timeout", "0"), 10*time.Second); len(now.Messages) != 2 || now.Cursor != b.Cursor {
+		t.Fatalf("poll with timeout 0 = %+v", now)
+	}
+
 	// limit bounds the answer; the cursor continues exactly.
 	c := e.send(t, "p:1", "c")
 	one := poll(t, e.url, with("cursor", start.Cursor, "limit", "1"), 10*time.Second)
