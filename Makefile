@@ -3,7 +3,7 @@
 
 GO ?= go
 
-.PHONY: run test generate lint build redis-server
+.PHONY: run test fuzz bench generate lint build redis-server
 
 run:
 	@echo "pushgate development server on http://localhost:8080 (memory store)"
@@ -19,6 +19,24 @@ run:
 
 test: redis-server
 	$(GO) test -race ./...
+	$(MAKE) --no-print-directory fuzz
+
+# Each fuzz target runs briefly on top of its committed seed corpus
+# (testdata/fuzz/<Target>/); `make fuzz FUZZTIME=5m` digs deeper.
+FUZZTIME ?= 3s
+FUZZ_TARGETS = ./pubsub:FuzzParseCursor ./pubsub:FuzzValidChannel
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	done
+
+# Go micro-benchmarks: broker publish and fan-out on memory and Redis, SSE
+# fan-out and long-poll throughput over loopback.
+BENCHTIME ?= 2000x
+bench: redis-server
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./pubsub/ ./server/
 
 # The Redis tests start their own redis-server on a free port.
 redis-server:
