@@ -1,5 +1,7 @@
 package pubsub
 
+import "time"
+
 // ForgetAll makes a memory broker lose every channel's history and metadata,
 // as a flushed store would; the contract suite uses it for resets.
 func ForgetAll(b Broker) {
@@ -12,4 +14,12 @@ func ForgetAll(b Broker) {
 		m.chans[name] = &memChan{watchers: c.watchers}
 		c.mu.Unlock()
 	}
+}
+
+// SetKeepWatchedEvery shortens how often the Redis store keeps watched
+// channels' metadata alive; it returns a function restoring the default.
+func SetKeepWatchedEvery(d time.Duration) (restore func()) {
+	old := keepWatchedEvery
+	keepWatchedEvery = d
+	return func() { keepWatchedEvery = old }
 }

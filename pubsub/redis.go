@@ -113,6 +113,12 @@ const (
 	expiryMargin = time.Minute
 )
 
+// keepWatchedEvery: the metadata of channels with local subscribers is kept
+// from expiring this often, so a quiet channel that is watched keeps its
+// epoch (as in the memory store) instead of costing its subscribers a
+// needless reset. A variable for tests.
+var keepWatchedEvery = 30 * time.Second
+
 type redisStore struct {
 	client redis.UniversalClient
 	opts   Options
@@ -564,7 +570,7 @@ func (s *redisStore) control() {
 	defer s.wg.Done()
 	tick := time.NewTicker(controlTick)
 	defer tick.Stop()
-	var lastPing time.Time
+	var lastPing, lastKeep time.Time
 	for {
 		select {
 		case <-s.stop:
@@ -574,6 +580,10 @@ func (s *redisStore) control() {
 		case now := <-tick.C:
 			s.reconcile()
 			s.resubscribe(now)
+			if now.Sub(lastKeep) > keepWatchedEvery {
+				lastKeep = now
+				s.keepWatched()
+			}
 			idle := now.Sub(time.Unix(0, s.lastRecv.Load()))
 			// A pending resync is retried by the receive loop, which only
 			// runs when something arrives: a PING makes something arrive.
@@ -620,6 +630,35 @@ func (s *redisStore) reconcile() {
 		// On error resubscribe sends them again.
 		_ = s.ps.Subscribe(ctx, sub...)
 	}
+}
+
+// keepWatched pushes back the expiry of the metadata and stream of every
+// watched channel. PEXPIRE on a missing key does nothing, so a channel whose
+// history is gone still starts a new epoch.
+func (s *redisStore) keepWatched() {
+	s.mu.Lock()
+	channels := make([]string, 0, len(s.watches))
+	for _, w := range s.watches {
+		if w.wanted {
+			channels = append(channels, w.channel)
+		}
+	}
+	s.mu.Unlock()
+	if len(channels) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, ch := range channels {
+			_, ttl := s.opts.retention(ch)
+			keep := ttl + expiryMargin
+			base := s.base(ch)
+			p.PExpire(ctx, base+":m", keep)
+			p.PExpire(ctx, base+":s", keep)
+		}
+		return nil
+	})
 }
 
 // resubscribe sends SUBSCRIBE again for channels whose confirmation is

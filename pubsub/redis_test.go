@@ -560,3 +560,31 @@ func BenchmarkRedis(b *testing.B) {
 		return newRedisBroker(b, srv, opts)
 	})
 }
+
+// TestRedisKeepsWatchedChannels: a quiet channel with subscribers keeps its
+// metadata (and so its epoch) beyond the expiry a publish set.
+func TestRedisKeepsWatchedChannels(t *testing.T) {
+	t.Cleanup(pubsub.SetKeepWatchedEvery(100 * time.Millisecond))
+	srv := redistest.Start(t)
+	b := newRedisBroker(t, srv, pubsub.Options{})
+	publishN(t, b, "quiet", 1, 1)
+	subscribeRedis(t, b, pubsub.Cursor{}, "quiet")
+	rc := srv.Client(t)
+	ctx := testCtx(t)
+	// As if the last publish were long ago: the metadata is about to expire.
+	if err := rc.PExpire(ctx, key("quiet", ":m"), 3*time.Second).Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the watched channel's metadata to be kept", func() bool {
+		return rc.PTTL(ctx, key("quiet", ":m")).Val() > time.Hour
+	})
+	// An unwatched channel is left to expire.
+	publishN(t, b, "loud", 1, 1)
+	if err := rc.PExpire(ctx, key("loud", ":m"), time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // more than one keep round
+	if ttl := rc.PTTL(ctx, key("loud", ":m")).Val(); ttl > time.Minute {
+		t.Fatalf("unwatched channel's metadata kept: ttl %v", ttl)
+	}
+}
