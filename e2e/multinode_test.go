@@ -1,0 +1,227 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pushgate/pushgate/internal/pushclient"
+	"github.com/pushgate/pushgate/internal/redistest"
+	"github.com/pushgate/pushgate/pubsub"
+)
+
+var sender = &pushclient.Sender{Key: apiKey}
+
+// subscriber is a client that keeps one feed over one transport, moving to
+// another node whenever its connection ends (or at random, to churn), and
+// resuming with the cursor of the last event it handled.
+type subscriber struct {
+	name      string
+	transport pushclient.Transport
+	channels  []string
+
+	mu         sync.Mutex
+	last       map[string]uint64 // channel -> newest id handled
+	duplicates int               // events at or below last: redelivered
+	gap        error             // first message that skipped an id
+	reconnects int
+}
+
+func (s *subscriber) run(ctx context.Context, nodes []*node, first int, cursor string, rng *rand.Rand) {
+	for i := first; ctx.Err() == nil; i++ {
+		n := nodes[i%len(nodes)]
+		stream, err := pushclient.Open(ctx, s.transport, n.url(), s.channels, cursor, "")
+		if err != nil {
+			time.Sleep(50 * time.Millisecond) // that node is down: the next one
+			continue
+		}
+		budget := 200 + rng.IntN(800) // events before a voluntary reconnect
+		for ; budget > 0; budget-- {
+			ev, err := stream.Next(ctx)
+			if err != nil {
+				break
+			}
+			s.handle(ev)
+			cursor = ev.Cursor
+		}
+		stream.Close()
+		s.mu.Lock()
+		s.reconnects++
+		s.mu.Unlock()
+	}
+}
+
+func (s *subscriber) handle(ev pushclient.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ev.Reset != nil {
+		if s.gap == nil {
+			s.gap = fmt.Errorf("%s: reset %+v", s.name, *ev.Reset)
+		}
+		return
+	}
+	m := ev.Message
+	off := m.Offset()
+	switch last := s.last[m.Channel]; {
+	case off <= last:
+		s.duplicates++
+	case off != last+1 && s.gap == nil:
+		s.gap = fmt.Errorf("%s: channel %s jumped from %d to %d", s.name, m.Channel, last, off)
+	default:
+		s.last[m.Channel] = off
+	}
+}
+
+// caughtUp reports whether s has every wanted message, or has failed.
+func (s *subscriber) caughtUp(want map[string]uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gap != nil {
+		return true
+	}
+	for ch, n := range want {
+		if s.last[ch] < n {
+			return false
+		}
+	}
+	return true
+}
+
+// TestNodesOnOneRedis: 3 pushgate processes on one redis-server;
+// subscribers spread over them by WebSocket, SSE and long-poll; concurrent
+// senders through every node; one node killed with SIGKILL and one
+// restarted mid-run. Every subscriber that reconnects with its cursor ends
+// with every acknowledged message, in order, without a gap.
+func TestNodesOnOneRedis(t *testing.T) {
+	redis := redistest.Start(t)
+	nodes := []*node{
+		startNode(t, "a", "--redis-url", redis.URL(), "--allow-anonymous"),
+		startNode(t, "b", "--redis-url", redis.URL(), "--allow-anonymous"),
+		startNode(t, "c", "--redis-url", redis.URL(), "--allow-anonymous"),
+	}
+	channels := []string{"e2e:1", "e2e:2", "e2e:3", "e2e:4"}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	// Every subscriber starts from the channels' start, so every message
+	// sent is expected.
+	var subs []*subscriber
+	var wg sync.WaitGroup
+	for i, tr := range []pushclient.Transport{pushclient.WebSocket, pushclient.SSE, pushclient.Poll} {
+		for j := 0; j < 2; j++ {
+			s := &subscriber{name: fmt.Sprintf("%s-%d", tr, j), transport: tr, channels: channels, last: map[string]uint64{}}
+			subs = append(subs, s)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.run(ctx, nodes, i+j, startCursor(channels...), rand.New(rand.NewPCG(uint64(i), uint64(j))))
+			}()
+		}
+	}
+
+	// Senders through every node; each message has an idempotency key.
+	const perChannel = 1000
+	var (
+		sentMu sync.Mutex
+		sent   = map[string]uint64{}
+	)
+	var senders sync.WaitGroup
+	sendErrs := make(chan error, len(channels))
+	for ci, ch := range channels {
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			for i := 0; i < perChannel; i++ {
+				sctx, scancel := context.WithTimeout(ctx, 60*time.Second)
+				_, err := sendRetrying(sctx, nodes, ci+i, ch, map[string]int{"i": i}, fmt.Sprintf("%s-%d", ch, i))
+				scancel()
+				if err != nil {
+					sendErrs <- err
+					return
+				}
+				sentMu.Lock()
+				sent[ch]++
+				sentMu.Unlock()
+			}
+		}()
+	}
+	progress := func() uint64 {
+		sentMu.Lock()
+		defer sentMu.Unlock()
+		var n uint64
+		for _, v := range sent {
+			n += v
+		}
+		return n
+	}
+	waitFor(t, "a quarter of the messages", func() bool { return progress() >= perChannel })
+	nodes[1].kill(syscall.SIGKILL) // node b dies
+	waitFor(t, "half of the messages", func() bool { return progress() >= 2*perChannel })
+	nodes[2].kill(syscall.SIGTERM) // node c restarts
+	nodes[2].start()
+	senders.Wait()
+	close(sendErrs)
+	for err := range sendErrs {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{}
+	for _, ch := range channels {
+		want[ch] = perChannel // ids 1..perChannel: each key appended once
+	}
+	waitFor(t, "every subscriber to catch up", func() bool {
+		for _, s := range subs {
+			if !s.caughtUp(want) {
+				return false
+			}
+		}
+		return true
+	})
+	cancel()
+	wg.Wait()
+	for _, s := range subs {
+		if s.gap != nil {
+			t.Error(s.gap)
+		}
+		if s.transport != pushclient.Poll && s.duplicates > 0 {
+			// WebSocket and SSE cursors are exact per event; a long-poll
+			// client that stops inside an answer gets that answer again.
+			t.Errorf("%s: %d duplicates", s.name, s.duplicates)
+		}
+		t.Logf("%s: %d reconnects, %d duplicates", s.name, s.reconnects, s.duplicates)
+	}
+	// Exactly perChannel messages per channel: no retry appended twice.
+	for _, ch := range channels {
+		r, err := pushclient.PollOnce(context.Background(), nodes[0].url(), []string{ch}, startCursor(ch), "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Messages) != 100 || r.Messages[0].ID != "1" { // poll's default limit
+			t.Fatalf("history of %s starts %v", ch, r.Messages[:min(3, len(r.Messages))])
+		}
+	}
+}
+
+// startCursor names the start of channels (before any message), so a feed
+// from it delivers everything they will ever hold.
+func startCursor(channels ...string) string {
+	ps := make(map[string]pubsub.Position, len(channels))
+	for _, ch := range channels {
+		ps[ch] = pubsub.Position{}
+	}
+	return pubsub.NewCursor(ps).String()
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
