@@ -1,0 +1,131 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pushgate/pushgate/internal/pushclient"
+	"github.com/pushgate/pushgate/pubsub"
+)
+
+// TestConnectionChurnLeaksNothing: after 10,000 connect/disconnect cycles
+// over SSE, WebSocket and long-poll (some while messages flow), goroutines
+// and heap return to their baseline.
+func TestConnectionChurnLeaksNothing(t *testing.T) {
+	b := memoryBroker(t, pubsub.Options{})
+	e := startEnv(t, anonConfig(), b)
+	u, _ := url.Parse(e.url)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	// Messages flow on the churned channels throughout.
+	var pubs sync.WaitGroup
+	pubs.Add(1)
+	go func() {
+		defer pubs.Done()
+		for i := 0; ctx.Err() == nil; i++ {
+			_, _ = b.Publish(ctx, pubsub.PublishRequest{Channel: fmt.Sprintf("churn:%d", i%8), Data: []byte(`{"x":1}`)})
+			time.Sleep(time.Millisecond)
+		}
+	}()
+
+	cycle := func(i int) error {
+		ch := fmt.Sprintf("churn:%d", i%8)
+		switch i % 10 {
+		case 0: // WebSocket: connect, init, subscribe, leave
+			s, err := pushclient.OpenWS(ctx, e.url, []string{ch}, "", "")
+			if err != nil {
+				return err
+			}
+			return s.Close()
+		case 1: // long-poll without and with a cursor
+			r, err := pushclient.PollOnce(ctx, e.url, []string{ch}, "", "", 0)
+			if err != nil {
+				return err
+			}
+			_, err = pushclient.PollOnce(ctx, e.url, []string{ch}, r.Cursor, "", 0)
+			return err
+		default: // SSE on a raw connection, dropped right after the start
+			conn, err := net.Dial("tcp", u.Host)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "GET /events?channel=%s HTTP/1.1\r\nHost: %s\r\n\r\n", ch, u.Host)
+			_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
+			r := bufio.NewReader(conn)
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					return err
+				}
+				if len(line) > 4 && line[:4] == "id: " {
+					return nil
+				}
+			}
+		}
+	}
+	warm := func(n int) {
+		for i := 0; i < n; i++ {
+			if err := cycle(i); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	warm(100) // pools, buffers and the transport's idle connections settle
+	settle := func() (int, uint64) {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return runtime.NumGoroutine(), ms.HeapInuse
+	}
+	baseG, baseHeap := settle()
+
+	const total, workers = 10000, 4
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)); i <= total; i = int(next.Add(1)) {
+				if err := cycle(i); err != nil {
+					errs <- fmt.Errorf("cycle %d: %w", i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		g, heap := settle()
+		// A few goroutines of idle keep-alive connections may come and go.
+		if g <= baseG+4 && heap < baseHeap+8<<20 {
+			t.Logf("after %d cycles: %d goroutines (baseline %d), heap in use %d KiB (baseline %d KiB)", total, g, baseG, heap>>10, baseHeap>>10)
+			break
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("after %d cycles: %d goroutines (baseline %d), heap %d KiB (baseline %d KiB)\n%s",
+				total, g, baseG, heap>>10, baseHeap>>10, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	pubs.Wait()
+}
