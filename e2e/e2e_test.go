@@ -73,6 +73,8 @@ func startNode(t *testing.T, name string, extra ...string) *node {
 	}
 	n := &node{t: t, addr: addr, log: log, args: append([]string{
 		"--addr", addr, "--api-key", "e2e:" + apiKey, "--jwt-secret", jwtSecret, "--log-level", "warn",
+		// Every client here comes from 127.0.0.1.
+		"--max-connections-per-ip", "off", "--connect-rate-per-ip", "off", "--send-rate-per-key", "off",
 	}, extra...)}
 	n.start()
 	t.Cleanup(func() {

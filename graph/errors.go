@@ -22,8 +22,11 @@ const (
 	CodeUnauthenticated = "UNAUTHENTICATED"
 	CodeForbidden       = "FORBIDDEN"
 	CodePayloadTooLarge = "PAYLOAD_TOO_LARGE"
-	CodeUnavailable     = "UNAVAILABLE"
-	CodeInternal        = "INTERNAL"
+	// CodeRateLimited: over a rate or connection limit; retrying later
+	// (extensions.retryAfter seconds, or HTTP Retry-After) can succeed.
+	CodeRateLimited = "RATE_LIMITED"
+	CodeUnavailable = "UNAVAILABLE"
+	CodeInternal    = "INTERNAL"
 )
 
 // Error is an error a client sees: a stable code and a message for a human.

@@ -48,6 +48,7 @@ type ComplexityRoot struct {
 type MutationResolver interface {
 	Send(ctx context.Context, input model.SendInput) (*model.SendPayload, error)
 	Broadcast(ctx context.Context, input model.BroadcastInput) (*model.BroadcastPayload, error)
+	IssueToken(ctx context.Context, input model.IssueTokenInput) (*model.IssuedToken, error)
 }
 type QueryResolver interface {
 	History(ctx context.Context, channel string, first *int, after *string, last *int, before *string) (*model.MessageConnection, error)
@@ -82,6 +83,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("BroadcastInput", ec.unmarshalInputBroadcastInput),
+			graphql.NewInputUnmarshaler("IssueTokenInput", ec.unmarshalInputIssueTokenInput),
 			graphql.NewInputUnmarshaler("SendInput", ec.unmarshalInputSendInput),
 		)
 	}
@@ -202,14 +204,29 @@ type Query {
 }
 
 type Mutation {
-  "Appends one message to a channel and delivers it to its subscribers. Requires an API key."
+  """
+  Appends one message to a channel and delivers it to its subscribers.
+  Requires an API key whose channel patterns match the channel, or a
+  subscriber token whose publish claim matches it where the channel's
+  namespace has token_publish; otherwise FORBIDDEN, naming the rule.
+  """
   send(input: SendInput!): SendPayload!
 
   """
   Appends the same data to 1..100 distinct channels, one message per channel.
-  Every input is validated before anything is appended. Requires an API key.
+  Every input is validated, and every channel authorized as for send, before
+  anything is appended: one refused channel appends nothing.
   """
   broadcast(input: BroadcastInput!): BroadcastPayload!
+
+  """
+  Mints a subscriber token (HS256, signed with the server's JWT secret) for
+  a backend to hand to its client. Requires an API key whose channel
+  patterns cover every pattern of channels and publish: a key pattern K
+  covers P when K is *, or K equals P, or K ends with * and P starts with
+  the part of K before that *. UNAVAILABLE when the server has no JWT secret.
+  """
+  issueToken(input: IssueTokenInput!): IssuedToken!
 }
 
 type Subscription {
@@ -225,7 +242,7 @@ type Subscription {
 input SendInput {
   "The channel: [A-Za-z0-9_:.@-]{1,128}."
   channel: String!
-  "The message body: any JSON value, at most the server's max message size."
+  "The message body: any JSON value, at most the max message size of the channel's namespace."
   data: JSON!
   "An optional event name: [A-Za-z0-9_:.@-]{1,64}."
   event: String
@@ -251,6 +268,24 @@ input BroadcastInput {
 type BroadcastPayload {
   "One message per channel, in the order of input.channels."
   messages: [Message!]!
+}
+
+input IssueTokenInput {
+  "The holder (claim sub): 1..128 characters. user:<subject> channels are readable by this holder only."
+  subject: String!
+  "1..32 patterns of the channels the holder may read (claim channels): channel names where * is any run of characters and ? one."
+  channels: [String!]!
+  "0..32 patterns of the channels the holder may send to (claim publish), where the namespace has token_publish."
+  publish: [String!]
+  "The token's lifetime in seconds: 1..86400, default 3600."
+  ttlSeconds: Int
+}
+
+type IssuedToken {
+  "The JWT, for Authorization: Bearer, connection_init {token} or ?token=."
+  token: String!
+  "When the token expires (its exp claim, whole seconds)."
+  expiresAt: Time!
 }
 
 union FeedEvent = Message | Reset
@@ -345,6 +380,16 @@ func (ec *executionContext) childFields_Channel(ctx context.Context, field graph
 		return ec.fieldContext_Channel_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Channel", field.Name)
+}
+
+func (ec *executionContext) childFields_IssuedToken(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "token":
+		return ec.fieldContext_IssuedToken_token(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_IssuedToken_expiresAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type IssuedToken", field.Name)
 }
 
 func (ec *executionContext) childFields_Message(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -533,6 +578,20 @@ func (ec *executionContext) field_Mutation_broadcast_args(ctx context.Context, r
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.BroadcastInput, error) {
 			return ec.unmarshalNBroadcastInput2githubᚗcomᚋpushgateᚋpushgateᚋgraphᚋmodelᚐBroadcastInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_issueToken_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.IssueTokenInput, error) {
+			return ec.unmarshalNIssueTokenInput2githubᚗcomᚋpushgateᚋpushgateᚋgraphᚋmodelᚐIssueTokenInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -918,6 +977,52 @@ func (ec *executionContext) fieldContext_Channel_cursor(_ context.Context, field
 	return graphql.NewScalarFieldContext("Channel", field, false, false, "String")
 }
 
+func (ec *executionContext) _IssuedToken_token(ctx context.Context, field graphql.CollectedField, obj *model.IssuedToken) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IssuedToken_token(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Token, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IssuedToken_token(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IssuedToken", field, false, false, "String")
+}
+
+func (ec *executionContext) _IssuedToken_expiresAt(ctx context.Context, field graphql.CollectedField, obj *model.IssuedToken) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IssuedToken_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IssuedToken_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IssuedToken", field, false, false, "Time")
+}
+
 func (ec *executionContext) _Message_channel(ctx context.Context, field graphql.CollectedField, obj *model.Message) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1289,6 +1394,50 @@ func (ec *executionContext) fieldContext_Mutation_broadcast(ctx context.Context,
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_broadcast_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_issueToken(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_issueToken(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().IssueToken(ctx, fc.Args["input"].(model.IssueTokenInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.IssuedToken) graphql.Marshaler {
+			return ec.marshalNIssuedToken2ᚖgithubᚗcomᚋpushgateᚋpushgateᚋgraphᚋmodelᚐIssuedToken(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_issueToken(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_IssuedToken(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_issueToken_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -2855,6 +3004,69 @@ func UnmarshalBroadcastInput(ctx context.Context, raw any) (model.BroadcastInput
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputIssueTokenInput(ctx context.Context, obj any) (model.IssueTokenInput, error) {
+	var it model.IssueTokenInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"subject", "channels", "publish", "ttlSeconds"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "subject":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subject"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Subject = data
+		case "channels":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("channels"))
+			data, err := ec.unmarshalNString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Channels = data
+		case "publish":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("publish"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Publish = data
+		case "ttlSeconds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ttlSeconds"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TTLSeconds = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalIssueTokenInput unmarshals raw into the IssueTokenInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalIssueTokenInput(ctx context.Context, raw any) (model.IssueTokenInput, error) {
+	var out model.IssueTokenInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "IssueTokenInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputSendInput(ctx context.Context, obj any) (model.SendInput, error) {
 	var it model.SendInput
 	if obj == nil {
@@ -3049,6 +3261,44 @@ func (ec *executionContext) _Channel(ctx context.Context, sel ast.SelectionSet, 
 	return out
 }
 
+var issuedTokenImplementors = []string{"IssuedToken"}
+
+func (ec *executionContext) _IssuedToken(ctx context.Context, sel ast.SelectionSet, obj *model.IssuedToken) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, issuedTokenImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("IssuedToken")
+		case "token":
+			out.Values[i] = ec._IssuedToken_token(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "expiresAt":
+			out.Values[i] = ec._IssuedToken_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var messageImplementors = []string{"Message", "FeedEvent"}
 
 func (ec *executionContext) _Message(ctx context.Context, sel ast.SelectionSet, obj *model.Message) graphql.Marshaler {
@@ -3217,6 +3467,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "broadcast":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_broadcast(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "issueToken":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_issueToken(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -3874,6 +4131,19 @@ func (ec *executionContext) marshalNInt2int(ctx context.Context, sel ast.Selecti
 	return res
 }
 
+func (ec *executionContext) unmarshalNIssueTokenInput2githubᚗcomᚋpushgateᚋpushgateᚋgraphᚋmodelᚐIssueTokenInput(ctx context.Context, v any) (model.IssueTokenInput, error) {
+	res, err := ec.unmarshalInputIssueTokenInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNIssuedToken2ᚖgithubᚗcomᚋpushgateᚋpushgateᚋgraphᚋmodelᚐIssuedToken(ctx context.Context, sel ast.SelectionSet, v *model.IssuedToken) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "IssuedToken!")
+		return graphql.Null
+	}
+	return ec._IssuedToken(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNJSON2encodingᚋjsonᚐRawMessage(ctx context.Context, v any) (json.RawMessage, error) {
 	res, err := model.UnmarshalJSON(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -4239,6 +4509,41 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	_ = ctx
 	res := graphql.MarshalInt(*v)
 	return res
+}
+
+func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNString2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOString2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNString2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalOString2ᚖstring(ctx context.Context, v any) (*string, error) {

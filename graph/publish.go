@@ -11,9 +11,11 @@ import (
 // publishRequests validates one send or broadcast completely and returns
 // its requests, so a broadcast appends nothing when any part is wrong.
 func (r *Resolver) publishRequests(channels []string, data json.RawMessage, event, idemKey *string) ([]pubsub.PublishRequest, error) {
-	if len(data) > r.opts.MaxMessageSize {
-		return nil, Errorf(CodePayloadTooLarge, "data: %d bytes is over the maximum message size of %d bytes",
-			len(data), r.opts.MaxMessageSize)
+	for _, ch := range channels {
+		if limit := r.maxMessageSize(ch); len(data) > limit {
+			return nil, Errorf(CodePayloadTooLarge, "data: %d bytes is over the maximum message size of %d bytes for channel %q",
+				len(data), limit, ch)
+		}
 	}
 	req := pubsub.PublishRequest{Data: data}
 	if event != nil {
@@ -53,4 +55,14 @@ func (r *Resolver) publish(ctx context.Context, reqs []pubsub.PublishRequest) ([
 		out = append(out, res)
 	}
 	return out, nil
+}
+
+// maxMessageSize returns the bound of channel's data.
+func (r *Resolver) maxMessageSize(channel string) int {
+	if r.opts.MaxMessageSizeOf != nil {
+		if n := r.opts.MaxMessageSizeOf(channel); n > 0 {
+			return n
+		}
+	}
+	return r.opts.MaxMessageSize
 }

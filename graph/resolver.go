@@ -12,15 +12,23 @@ import (
 	"github.com/pushgate/pushgate/pubsub"
 )
 
-// Access decides who may send and read. The server implements it from the
-// request's credentials; its errors are *Error with code UNAUTHENTICATED or
-// FORBIDDEN.
+// Access decides who may send and read, and mints subscriber tokens. The
+// server implements it from the request's credentials; its errors are
+// *Error with code UNAUTHENTICATED or FORBIDDEN (and UNAVAILABLE from
+// IssueToken when tokens cannot be signed).
 type Access interface {
-	// MaySend returns nil when the request may send messages.
-	MaySend(ctx context.Context) error
+	// MaySend returns nil when the request may send to every one of
+	// channels (all valid names). A refusal names the first channel refused
+	// and the rule that refused it; the caller then appends nothing.
+	MaySend(ctx context.Context, channels []string) error
 	// MayRead returns nil when the request may read every one of channels
 	// (all valid names).
 	MayRead(ctx context.Context, channels []string) error
+	// IssueToken mints a subscriber token for req (already validated: a
+	// subject, 1..32 channel patterns, at most 32 publish patterns, a TTL
+	// of 1 s to 24 h) when the request's credential may grant every pattern
+	// of req.Channels and req.Publish.
+	IssueToken(ctx context.Context, req TokenRequest) (IssuedToken, error)
 }
 
 // Options are the API's limits.
@@ -28,6 +36,9 @@ type Options struct {
 	// MaxMessageSize bounds a message's data in bytes (compact JSON); default
 	// DefaultMaxMessageSize.
 	MaxMessageSize int
+	// MaxMessageSizeOf, when set, returns the bound of a channel (its
+	// namespace's) instead; a result <= 0 means MaxMessageSize.
+	MaxMessageSizeOf func(channel string) int
 	// PublishTimeout bounds one append to the store (default 10 s). A send
 	// that reached the server is not abandoned when its client goes away,
 	// so its outcome is never left half-known to the store.

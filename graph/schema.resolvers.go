@@ -14,7 +14,10 @@ import (
 
 // Send is the resolver for the send field.
 func (r *mutationResolver) Send(ctx context.Context, input model.SendInput) (*model.SendPayload, error) {
-	if err := r.access.MaySend(ctx); err != nil {
+	if !pubsub.ValidChannel(input.Channel) {
+		return nil, badInput("channel: %q must match [A-Za-z0-9_:.@-]{1,128}", input.Channel)
+	}
+	if err := r.access.MaySend(ctx, []string{input.Channel}); err != nil {
 		return nil, Classify(err)
 	}
 	reqs, err := r.publishRequests([]string{input.Channel}, input.Data, input.Event, input.IdempotencyKey)
@@ -30,18 +33,22 @@ func (r *mutationResolver) Send(ctx context.Context, input model.SendInput) (*mo
 
 // Broadcast is the resolver for the broadcast field.
 func (r *mutationResolver) Broadcast(ctx context.Context, input model.BroadcastInput) (*model.BroadcastPayload, error) {
-	if err := r.access.MaySend(ctx); err != nil {
-		return nil, Classify(err)
-	}
 	if n := len(input.Channels); n == 0 || n > MaxBroadcastChannels {
 		return nil, badInput("channels: %d channels, a broadcast takes 1 to %d", n, MaxBroadcastChannels)
 	}
 	seen := make(map[string]bool, len(input.Channels))
 	for _, ch := range input.Channels {
+		if !pubsub.ValidChannel(ch) {
+			return nil, badInput("channels: %q must match [A-Za-z0-9_:.@-]{1,128}", ch)
+		}
 		if seen[ch] {
 			return nil, badInput("channels: %q is named twice", ch)
 		}
 		seen[ch] = true
+	}
+	// Every channel is authorized before anything is appended.
+	if err := r.access.MaySend(ctx, input.Channels); err != nil {
+		return nil, Classify(err)
 	}
 	reqs, err := r.publishRequests(input.Channels, input.Data, input.Event, input.IdempotencyKey)
 	if err != nil {
@@ -56,6 +63,19 @@ func (r *mutationResolver) Broadcast(ctx context.Context, input model.BroadcastI
 		out.Messages[i] = storedMessage(&res[i].Message)
 	}
 	return out, nil
+}
+
+// IssueToken is the resolver for the issueToken field.
+func (r *mutationResolver) IssueToken(ctx context.Context, input model.IssueTokenInput) (*model.IssuedToken, error) {
+	req, err := tokenRequest(input)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := r.access.IssueToken(ctx, req)
+	if err != nil {
+		return nil, Classify(err)
+	}
+	return &model.IssuedToken{Token: tok.Token, ExpiresAt: tok.ExpiresAt}, nil
 }
 
 // History is the resolver for the history field.

@@ -11,23 +11,32 @@ import (
 	"github.com/pushgate/pushgate/graph"
 )
 
-// APIKey is a named secret that allows sending (and reading everything).
+// APIKey is a named secret that allows sending to the channels matching
+// Channels (glob patterns; none: every channel), minting tokens for those
+// channels (issueToken), and reading every channel.
 type APIKey struct {
-	Name   string
-	Secret string
+	Name     string
+	Secret   string
+	Channels []string
 }
 
 // Auth decides who may send and read, from the request's credentials: an
-// API key or a subscriber JWT (HS256). It implements graph.Access.
+// API key or a subscriber JWT (HS256), and the rules of each channel's
+// namespace. It implements graph.Access.
 type Auth struct {
-	keys      []keyHash
-	tokens    TokenVerifier
-	anonymous bool
+	keys   []keyHash
+	tokens TokenVerifier
+	// ns are the namespaces' rules; NewAuth sets only the default
+	// namespace's anonymous reading, New sets them all.
+	ns Namespaces
+	// signer mints issueToken's tokens (nil without a JWT secret).
+	signer *tokenSigner
 }
 
 type keyHash struct {
-	name string
-	sum  [sha256.Size]byte
+	name     string
+	sum      [sha256.Size]byte
+	channels []string // none: every channel
 }
 
 // NewAuth returns the access rules. Without a JWT secret only API keys
@@ -35,30 +44,49 @@ type keyHash struct {
 // but user:* ones.
 func NewAuth(keys []APIKey, jwtSecret string, anonymous bool) *Auth {
 	a := &Auth{
-		tokens:    NewHS256Verifier(jwtSecret),
-		anonymous: anonymous,
+		tokens: NewHS256Verifier(jwtSecret),
+		ns:     Namespaces{Default: Namespace{AnonymousRead: anonymous}},
+		signer: newTokenSigner(TokenConfig{}, jwtSecret),
 	}
 	for _, k := range keys {
-		a.keys = append(a.keys, keyHash{name: k.Name, sum: sha256.Sum256([]byte(k.Secret))})
+		a.keys = append(a.keys, keyHash{name: k.Name, sum: sha256.Sum256([]byte(k.Secret)), channels: k.Channels})
 	}
 	return a
 }
 
 var _ graph.Access = (*Auth)(nil)
 
-// MaySend allows API keys only.
-func (a *Auth) MaySend(ctx context.Context) error {
+// MaySend allows an API key the channels matching its patterns, and a
+// subscriber token the channels matching its publish claim in namespaces
+// with token publishing on.
+func (a *Auth) MaySend(ctx context.Context, channels []string) error {
 	cred := credential(ctx)
 	if cred == "" {
 		return graph.Errorf(graph.CodeUnauthenticated, "sending requires an API key: Authorization: Bearer <key>")
 	}
-	if _, ok := a.key(cred); ok {
+	if k, ok := a.key(cred); ok {
+		for _, ch := range channels {
+			if !k.maySend(ch) {
+				return graph.Errorf(graph.CodeForbidden, "channel %q: API key %q may send only to %s",
+					ch, k.name, strings.Join(k.channels, ", "))
+			}
+		}
 		return nil
 	}
-	if _, err := a.tokens.Verify(ctx, cred); err == nil {
-		return graph.Errorf(graph.CodeForbidden, "a subscriber token cannot send: use an API key")
+	claims, err := a.tokens.Verify(ctx, cred)
+	if err != nil {
+		return graph.Errorf(graph.CodeUnauthenticated, "%v", err)
 	}
-	return graph.Errorf(graph.CodeUnauthenticated, "invalid API key")
+	for _, ch := range channels {
+		if !a.ns.Of(ch).TokenPublish {
+			return graph.Errorf(graph.CodeForbidden, "channel %q: %s does not let subscriber tokens send "+
+				"(token_publish is off): use an API key", ch, a.ns.describe(ch))
+		}
+		if !claims.maySend(ch) {
+			return graph.Errorf(graph.CodeForbidden, "channel %q: the token's publish claim does not grant it", ch)
+		}
+	}
+	return nil
 }
 
 // MayRead allows API keys every channel, subscriber tokens the channels
@@ -67,11 +95,12 @@ func (a *Auth) MaySend(ctx context.Context) error {
 func (a *Auth) MayRead(ctx context.Context, channels []string) error {
 	cred := credential(ctx)
 	if cred == "" {
-		if !a.anonymous {
-			return graph.Errorf(graph.CodeUnauthenticated,
-				"reading requires a token: Authorization: Bearer <token>, a token query parameter or connection_init {token}")
-		}
 		for _, ch := range channels {
+			if !a.ns.Of(ch).AnonymousRead {
+				return graph.Errorf(graph.CodeUnauthenticated, "channel %q: reading requires a token (%s does not allow "+
+					"anonymous reading): Authorization: Bearer <token>, a token query parameter or connection_init {token}",
+					ch, a.ns.describe(ch))
+			}
 			if _, ok := userOf(ch); ok {
 				return graph.Errorf(graph.CodeForbidden, "channel %q: user channels need a token for that user", ch)
 			}
@@ -93,17 +122,41 @@ func (a *Auth) MayRead(ctx context.Context, channels []string) error {
 	return nil
 }
 
-// key returns the name of the key with secret, comparing in constant time
-// against every key (hashes, so lengths leak nothing either).
-func (a *Auth) key(secret string) (string, bool) {
+// key returns the key with secret, comparing in constant time against
+// every key (hashes, so lengths leak nothing either).
+func (a *Auth) key(secret string) (*keyHash, bool) {
 	sum := sha256.Sum256([]byte(secret))
-	name, found := "", 0
-	for _, k := range a.keys {
-		if subtle.ConstantTimeCompare(sum[:], k.sum[:]) == 1 {
-			name, found = k.name, 1
+	var found *keyHash
+	for i := range a.keys {
+		if subtle.ConstantTimeCompare(sum[:], a.keys[i].sum[:]) == 1 {
+			found = &a.keys[i]
 		}
 	}
-	return name, found == 1
+	return found, found != nil
+}
+
+// maySend reports whether the key may send to channel.
+func (k *keyHash) maySend(channel string) bool {
+	if len(k.channels) == 0 {
+		return true
+	}
+	for _, p := range k.channels {
+		if globMatch(p, channel) {
+			return true
+		}
+	}
+	return false
+}
+
+// maySend reports whether the claims' publish patterns grant channel (the
+// namespace's token_publish is checked by the caller).
+func (c *Claims) maySend(channel string) bool {
+	for _, p := range c.Publish {
+		if globMatch(p, channel) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Claims) mayRead(channel string) bool {

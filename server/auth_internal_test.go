@@ -105,11 +105,11 @@ func TestCredentialForms(t *testing.T) {
 }
 
 func TestKeyLookup(t *testing.T) {
-	a := NewAuth([]APIKey{{"backend", "s3cret"}, {"billing", "other-secret"}}, "", false)
+	a := NewAuth([]APIKey{{Name: "backend", Secret: "s3cret"}, {Name: "billing", Secret: "other-secret"}}, "", false)
 	for secret, want := range map[string]string{"s3cret": "backend", "other-secret": "billing", "s3cre": "", "s3cret ": "", "": ""} {
-		name, ok := a.key(secret)
-		if name != want || ok != (want != "") {
-			t.Errorf("key(%q) = %q %v, want %q", secret, name, ok, want)
+		k, ok := a.key(secret)
+		if ok != (want != "") || ok && k.name != want {
+			t.Errorf("key(%q) = %v %v, want %q", secret, k, ok, want)
 		}
 	}
 }

@@ -24,7 +24,9 @@ var benchPayload = json.RawMessage(`{"type":"order.updated","id":"a1b2c3d4","sta
 
 func benchServer(b *testing.B) (pubsub.Broker, string) {
 	br := pubsub.NewMemory(pubsub.Options{QueueSize: 1024})
-	cfg := server.Config{AllowAnonymous: true}
+	// Every subscriber connects from one IP, at once.
+	cfg := server.Config{AllowAnonymous: true, Limits: server.Limits{
+		MaxConnectionsPerIP: -1, ConnectRatePerIP: server.Rate{PerSecond: -1}}}
 	ts := httptest.NewServer(server.New(cfg, br, zerolog.New(io.Discard)))
 	b.Cleanup(func() { ts.Close(); _ = br.Close() })
 	return br, ts.URL

@@ -38,6 +38,8 @@ func HTTPStatus(code string) int {
 		return http.StatusRequestEntityTooLarge
 	case graph.CodeUnavailable:
 		return http.StatusServiceUnavailable
+	case graph.CodeRateLimited:
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
 	}

@@ -32,6 +32,9 @@ func testConfig() server.Config {
 	return server.Config{
 		APIKeys:   []server.APIKey{{Name: "test", Secret: testKey}},
 		JWTSecret: testJWTSecret,
+		// Tests connect from one IP far faster than any client would;
+		// limits_test.go turns the limit back on where it is tested.
+		Limits: server.Limits{ConnectRatePerIP: server.Rate{PerSecond: -1}},
 	}
 }
 

@@ -1,8 +1,12 @@
 package server
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -32,17 +36,35 @@ func accessLog(next http.Handler) http.Handler {
 	})(next)
 }
 
-// limitBody refuses bodies over limit: at once when Content-Length says
-// so, else when reading passes it.
+// limitBody refuses bodies over limit with 413: at once when
+// Content-Length says so; a body of unknown length (chunked) is read here
+// first, as gqlgen would answer a failed read with 200.
 func limitBody(limit int64, next http.Handler) http.Handler {
+	tooLarge := func(w http.ResponseWriter, size string) {
+		writeError(w, http.StatusRequestEntityTooLarge, graph.CodePayloadTooLarge,
+			fmt.Sprintf("the request body of %s bytes is over the limit of %d bytes", size, limit))
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > limit {
-			writeError(w, http.StatusRequestEntityTooLarge, graph.CodePayloadTooLarge,
-				fmt.Sprintf("the request body of %d bytes is over the limit of %d bytes", r.ContentLength, limit))
+			tooLarge(w, strconv.FormatInt(r.ContentLength, 10))
 			return
 		}
-		if r.Body != nil {
-			r.Body = http.MaxBytesReader(w, r.Body, limit)
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		if r.ContentLength < 0 {
+			body, err := io.ReadAll(r.Body)
+			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+				tooLarge(w, "more than "+strconv.FormatInt(limit, 10))
+				return
+			}
+			if err != nil {
+				writeError(w, http.StatusBadRequest, graph.CodeBadUserInput, "the request body could not be read")
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		next.ServeHTTP(w, r)
 	})

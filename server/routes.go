@@ -7,19 +7,28 @@ import (
 )
 
 // addRoutes lists every route of the server.
+//
+// Browser origins are checked on the routes browsers use (origin.go), and
+// streaming connections are admitted by the limits (limits.go): WebSocket
+// and graphql-sse inside the GraphQL handler, SSE and long-poll here.
 func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth) {
-	gql := graphqlHandler(cfg, broker, auth)
+	lim := newLimits(cfg.Limits, auth, cfg.TrustedProxies)
+	org := newOrigins(cfg.AllowedOrigins)
+	gql := graphqlHandler(cfg, broker, auth, lim)
 	// Queries and mutations (POST, GET for queries), subscriptions over
 	// WebSocket (GET + Upgrade) and graphql-sse (POST + Accept:
-	// text/event-stream).
-	mux.Handle("/graphql", allowMethods(gql, http.MethodGet, http.MethodPost, http.MethodOptions))
+	// text/event-stream); streams end when their token expires (expiry.go).
+	mux.Handle("/graphql", org.guard("GET, POST",
+		allowMethods(expireGraphQLSSE(auth, gql), http.MethodGet, http.MethodPost, http.MethodOptions)))
 
 	// Fallbacks for clients that cannot hold a WebSocket: the SSE feed
 	// (EventSource, chunked wx.request) and long-polling (wx.request).
-	mux.Handle("GET /events", handleEvents(broker, auth, sseOptions{
-		heartbeat: cfg.Heartbeat, writeTimeout: cfg.WriteTimeout, retry: cfg.SSERetry, origins: cfg.AllowedOrigins,
-	}))
-	mux.Handle("GET /poll", handlePoll(broker, auth, cfg.AllowedOrigins))
+	mux.Handle("GET /events", org.guard("GET", lim.streams(handleEvents(broker, auth, sseOptions{
+		heartbeat: cfg.Heartbeat, writeTimeout: cfg.WriteTimeout, retry: cfg.SSERetry,
+	}))))
+	mux.Handle("GET /poll", org.guard("GET", lim.streams(handlePoll(broker, auth))))
+	mux.Handle("OPTIONS /events", org.guard("GET", nil)) // CORS preflights
+	mux.Handle("OPTIONS /poll", org.guard("GET", nil))
 
 	mux.Handle("GET /healthz", healthz())
 	mux.Handle("GET /readyz", readyz(broker))

@@ -5,6 +5,7 @@ package server
 
 import (
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -16,18 +17,30 @@ import (
 // Config is the server's configuration. The zero value of each field means
 // its default.
 type Config struct {
-	// APIKeys may send, and read every channel.
+	// APIKeys may send (each to the channels of its patterns), and read
+	// every channel.
 	APIKeys []APIKey
 	// JWTSecret verifies subscriber tokens (HS256); empty: tokens are
 	// rejected.
 	JWTSecret string
+	// Tokens configures subscriber token verification: JWKS for RS256 and
+	// ES256, issuer, audience, leeway. Tokens.Secret defaults to
+	// JWTSecret. New panics when Tokens.Validate fails: check it first.
+	Tokens TokenConfig
 	// AllowAnonymous lets requests without credentials read every channel
-	// but user:* ones (development).
+	// of the default namespace but user:* ones (development); it turns on
+	// Namespaces.Default.AnonymousRead.
 	AllowAnonymous bool
-	// MaxMessageSize bounds a message's data in bytes (default 64 KiB).
+	// MaxMessageSize bounds a message's data in bytes (default 64 KiB): the
+	// default namespace's bound unless Namespaces.Default sets one.
 	MaxMessageSize int
-	// MaxBodyBytes bounds a request body (default 1 MiB, and at least
-	// MaxMessageSize plus 64 KiB).
+	// Namespaces are the rules per namespace (the part of a channel name
+	// before its first ':'): anonymous reading, token publishing, message
+	// size. A named namespace without a message size takes the default
+	// namespace's. Retention is the broker's (see Namespaces.Retention).
+	Namespaces Namespaces
+	// MaxBodyBytes bounds a request body (default 1 MiB, and at least the
+	// largest namespace's MaxMessageSize plus 64 KiB).
 	MaxBodyBytes int64
 	// WriteTimeout bounds every write to a streaming client (WebSocket,
 	// SSE); a client that does not take a write within it is disconnected
@@ -45,20 +58,29 @@ type Config struct {
 	Heartbeat time.Duration
 	// SSERetry is the reconnection delay hinted to EventSource (default 2 s).
 	SSERetry time.Duration
-	// AllowedOrigins are the browser origins allowed to read SSE and
-	// long-poll cross-origin ("*": any). Requests without Origin
-	// (mini-programs) need none.
+	// AllowedOrigins are the browser origins, besides the server's own,
+	// that may use /graphql (HTTP and WebSocket), /events and /poll:
+	// https://h5.example.com, a pattern https://*.example.com, or "*" for
+	// any. Other origins are refused with 403. Requests without Origin
+	// (mini-programs, apps, servers) need none.
 	AllowedOrigins []string
+	// TrustedProxies are the peers (reverse proxies, load balancers) whose
+	// X-Forwarded-For names the client, for the per-IP limits. Without
+	// them the client IP is the TCP peer's.
+	TrustedProxies []netip.Prefix
+	// Limits bound what one client may take (limits.go, docs/limits.md).
+	Limits Limits
 }
 
 func (c Config) withDefaults() Config {
 	if c.MaxMessageSize <= 0 {
 		c.MaxMessageSize = graph.DefaultMaxMessageSize
 	}
+	c.Namespaces = c.Namespaces.withDefaults(c.MaxMessageSize, c.AllowAnonymous)
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 1 << 20
 	}
-	c.MaxBodyBytes = max(c.MaxBodyBytes, int64(c.MaxMessageSize)+64<<10)
+	c.MaxBodyBytes = max(c.MaxBodyBytes, int64(c.Namespaces.maxMessageSize())+64<<10)
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
@@ -83,6 +105,9 @@ func (c Config) withDefaults() Config {
 func New(cfg Config, broker pubsub.Broker, log zerolog.Logger) http.Handler {
 	cfg = cfg.withDefaults()
 	auth := NewAuth(cfg.APIKeys, cfg.JWTSecret, cfg.AllowAnonymous)
+	auth.SetTokenVerifier(mustTokenVerifier(cfg.Tokens, cfg.JWTSecret))
+	auth.ns = cfg.Namespaces
+	auth.signer = newTokenSigner(cfg.Tokens, cfg.JWTSecret)
 	mux := http.NewServeMux()
 	addRoutes(mux, cfg, broker, auth)
 	var h http.Handler = mux
@@ -90,4 +115,18 @@ func New(cfg Config, broker pubsub.Broker, log zerolog.Logger) http.Handler {
 	h = limitBody(cfg.MaxBodyBytes, h)
 	h = accessLog(h)
 	return withLogger(log, h)
+}
+
+// mustTokenVerifier returns the verifier of tokens, whose secret defaults
+// to jwtSecret. Like ServeMux.Handle with a bad pattern, it panics on a
+// configuration error, which TokenConfig.Validate reports beforehand.
+func mustTokenVerifier(tokens TokenConfig, jwtSecret string) TokenVerifier {
+	if tokens.Secret == "" {
+		tokens.Secret = jwtSecret
+	}
+	v, err := NewTokenVerifier(tokens)
+	if err != nil {
+		panic("server.New: Config.Tokens: " + err.Error())
+	}
+	return v
 }

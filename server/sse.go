@@ -2,7 +2,6 @@ package server
 
 import (
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
@@ -16,7 +15,6 @@ type sseOptions struct {
 	heartbeat    time.Duration // comment line interval on an idle stream
 	writeTimeout time.Duration // a write that does not complete drops the client
 	retry        time.Duration // reconnection delay hinted to EventSource
-	origins      []string      // CORS allow-list; "*" allows any origin
 }
 
 // maxCoalesce bounds how many queued events one write carries.
@@ -29,9 +27,10 @@ const maxCoalesce = 64
 // stream starts with an id-only block naming the start position, so even a
 // client that reconnects before its first message resumes from where it
 // started (the SSE spec sets lastEventId without dispatching an event).
+// A stream opened with a token ends when the token expires, with
+// "event: expired" and data {"reason":"token expired","cursor":...}.
 func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		allowOrigin(w, r, opts.origins)
 		req, err := parseReadRequest(r, true)
 		if err != nil {
 			writeErr(w, err)
@@ -42,6 +41,10 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 			return
 		}
 		ctx := r.Context()
+		// A token bounds the stream: when it expires the client gets
+		// "event: expired" with its cursor (expiry.go).
+		live, stop := auth.untilTokenExpires(ctx)
+		defer stop()
 		sub, err := broker.Subscribe(ctx, req.channels, req.cursor)
 		if err != nil {
 			writeErr(w, err)
@@ -81,8 +84,12 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 		heartbeat := time.NewTicker(opts.heartbeat)
 		defer heartbeat.Stop()
 		for {
-			ev, ok, err := sub.NextUntil(ctx, heartbeat.C)
+			ev, ok, err := sub.NextUntil(live, heartbeat.C)
 			if err != nil {
+				if tokenExpired(live) && ctx.Err() == nil {
+					write(appendExpiredEvent(buf[:0], sub.Cursor()))
+					return
+				}
 				if ctx.Err() == nil {
 					hlog.FromRequest(r).Info().Err(err).Msg("sse stream ended")
 				}
@@ -125,18 +132,4 @@ func appendSSEEvent(b []byte, ev pubsub.Event) []byte {
 		b = appendMessageJSON(b, ev.Message)
 	}
 	return append(b, "\n\n"...)
-}
-
-// allowOrigin answers CORS for a browser origin on the allow-list. Requests
-// without Origin (mini-programs, servers) need no CORS.
-func allowOrigin(w http.ResponseWriter, r *http.Request, origins []string) {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return
-	}
-	if slices.Contains(origins, "*") || slices.Contains(origins, origin) {
-		w.Header().Set("Access-Control-Allow-Origin", origin)
-		w.Header().Add("Vary", "Origin")
-		w.Header().Set("Access-Control-Allow-Credentials", "true")
-	}
 }

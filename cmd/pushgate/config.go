@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -18,7 +20,8 @@ import (
 )
 
 // config is pushgate's configuration: flags, each with an environment
-// variable of the same name; a flag wins over its variable.
+// variable of the same name, and the config file (file.go); a flag wins
+// over its variable, which wins over the file.
 type config struct {
 	Addr              string
 	RedisURL          string
@@ -33,6 +36,24 @@ type config struct {
 	WriteTimeout      time.Duration
 	ShutdownTimeout   time.Duration
 	LogLevel          zerolog.Level
+
+	// From the config file only. The default namespace's rules are
+	// AllowAnonymous, HistorySize, HistoryTTL, MaxMessageSize, TokenPublish
+	// and Presence; Namespaces are the named ones, each rule resolved.
+	ConfigFile     string
+	TokenPublish   bool
+	Presence       bool
+	Namespaces     map[string]server.Namespace
+	AllowedOrigins []string
+	JWT            server.TokenConfig
+
+	// jwtFlags are the --jwks-url, --jwt-issuer, --jwt-audience and
+	// --jwt-leeway values; they win over the file's jwt section.
+	jwtFlags       server.TokenConfig
+	TrustedProxies []netip.Prefix
+	MaxBodyBytes   int64
+	Heartbeat      time.Duration
+	Limits         server.Limits
 }
 
 // option is one setting: its flag, variable, default and parser.
@@ -67,24 +88,19 @@ var options = []option{
 			c.RedisURL, c.Redis = v, opts
 			return nil
 		}},
-	{flag: "api-key", env: "PUSHGATE_API_KEYS", list: true, usage: "API key name:secret that may send (repeatable; the variable is a comma list)",
+	{flag: "api-key", env: "PUSHGATE_API_KEYS", list: true,
+		usage: "API key name:secret that may send to every channel, or name[pattern,...]:secret that may send to the channels matching a pattern (repeatable; the variable is a comma list)",
 		set: func(c *config, v string) error {
-			name, secret, ok := strings.Cut(v, ":")
-			if !ok || name == "" || secret == "" {
-				return errors.New("must be name:secret")
+			k, err := parseAPIKey(v)
+			if err != nil {
+				return err
 			}
-			for _, k := range c.APIKeys {
-				if k.Name == name {
-					return fmt.Errorf("key name %q is given twice", name)
-				}
-			}
-			c.APIKeys = append(c.APIKeys, server.APIKey{Name: name, Secret: secret})
-			return nil
+			return addAPIKey(&c.APIKeys, k)
 		}},
 	{flag: "jwt-secret", env: "PUSHGATE_JWT_SECRET", usage: "HS256 secret of subscriber tokens; empty: only API keys read",
 		set: func(c *config, v string) error { c.JWTSecret = v; return nil }},
 	{flag: "allow-anonymous", env: "PUSHGATE_ALLOW_ANONYMOUS", def: "false", boolean: true,
-		usage: "let requests without credentials read every channel but user:* ones (development)",
+		usage: "let requests without credentials read every channel but user:* ones, except in namespaces whose anonymous_read is false (the default namespace's anonymous_read; development)",
 		set: func(c *config, v string) (err error) {
 			c.AllowAnonymous, err = strconv.ParseBool(v)
 			if err != nil {
@@ -92,18 +108,95 @@ var options = []option{
 			}
 			return nil
 		}},
-	{flag: "history-size", env: "PUSHGATE_HISTORY_SIZE", def: strconv.Itoa(pubsub.DefaultHistorySize), usage: "messages retained per channel",
-		set: func(c *config, v string) (err error) { c.HistorySize, err = positiveInt(v, 1<<24); return err }},
-	{flag: "history-ttl", env: "PUSHGATE_HISTORY_TTL", def: "24h", usage: "how long messages are retained",
+	{flag: "history-size", env: "PUSHGATE_HISTORY_SIZE", def: strconv.Itoa(pubsub.DefaultHistorySize), usage: "messages retained per channel (the default namespace's history_size)",
+		set: func(c *config, v string) (err error) { c.HistorySize, err = positiveInt(v, maxHistorySize); return err }},
+	{flag: "history-ttl", env: "PUSHGATE_HISTORY_TTL", def: "24h", usage: "how long messages are retained (the default namespace's history_ttl)",
 		set: func(c *config, v string) (err error) { c.HistoryTTL, err = positiveDuration(v); return err }},
 	{flag: "idempotency-window", env: "PUSHGATE_IDEMPOTENCY_WINDOW", def: "5m", usage: "how long an idempotency key is remembered",
 		set: func(c *config, v string) (err error) { c.IdempotencyWindow, err = positiveDuration(v); return err }},
-	{flag: "max-message-size", env: "PUSHGATE_MAX_MESSAGE_SIZE", def: "65536", usage: "maximum message data in bytes",
-		set: func(c *config, v string) (err error) { c.MaxMessageSize, err = positiveInt(v, 16<<20); return err }},
+	{flag: "max-message-size", env: "PUSHGATE_MAX_MESSAGE_SIZE", def: "65536", usage: "maximum message data in bytes (the default namespace's max_message_size)",
+		set: func(c *config, v string) (err error) {
+			c.MaxMessageSize, err = positiveInt(v, maxMessageSizeCap)
+			return err
+		}},
 	{flag: "write-timeout", env: "PUSHGATE_WRITE_TIMEOUT", def: "10s", usage: "a streaming client that does not take a write within it is disconnected",
 		set: func(c *config, v string) (err error) { c.WriteTimeout, err = positiveDuration(v); return err }},
 	{flag: "shutdown-timeout", env: "PUSHGATE_SHUTDOWN_TIMEOUT", def: "10s", usage: "grace period for requests in flight at shutdown",
 		set: func(c *config, v string) (err error) { c.ShutdownTimeout, err = positiveDuration(v); return err }},
+	{flag: "jwks-url", env: "PUSHGATE_JWKS_URL", usage: "JWKS URL of the RS256/ES256 keys that sign subscriber tokens",
+		set: func(c *config, v string) error {
+			if u, err := url.Parse(v); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				return errors.New("must be an http(s) URL")
+			}
+			c.jwtFlags.JWKSURL = v
+			return nil
+		}},
+	{flag: "jwt-issuer", env: "PUSHGATE_JWT_ISSUER", usage: "required iss of subscriber tokens (empty: not checked)",
+		set: func(c *config, v string) error { c.jwtFlags.Issuer = v; return nil }},
+	{flag: "jwt-audience", env: "PUSHGATE_JWT_AUDIENCE", usage: "required aud of subscriber tokens (empty: not checked)",
+		set: func(c *config, v string) error { c.jwtFlags.Audience = v; return nil }},
+	{flag: "jwt-leeway", env: "PUSHGATE_JWT_LEEWAY", usage: "clock skew allowed on exp, nbf and iat (default 30s; 0s: none)",
+		set: func(c *config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 || d > 10*time.Minute {
+				return errors.New("must be a duration from 0s to 10m")
+			}
+			if d == 0 {
+				d = -1 // TokenConfig: negative is none, zero the default
+			}
+			c.jwtFlags.Leeway = d
+			return nil
+		}},
+	{flag: "allowed-origin", env: "PUSHGATE_ALLOWED_ORIGINS", list: true,
+		usage: "browser origin allowed on /graphql, /events and /poll (https://app.example.com, https://*.example.com or *; repeatable; default: same origin only; requests without Origin, as from mini-programs, are always allowed)",
+		set:   func(c *config, v string) error { c.AllowedOrigins = append(c.AllowedOrigins, v); return nil }},
+	{flag: "trusted-proxy", env: "PUSHGATE_TRUSTED_PROXIES", list: true,
+		usage: "IP or CIDR of a reverse proxy whose X-Forwarded-For names the client (repeatable)",
+		set: func(c *config, v string) error {
+			p, err := netip.ParsePrefix(v)
+			if err != nil {
+				a, aerr := netip.ParseAddr(v)
+				if aerr != nil {
+					return errors.New("must be an IP address or a CIDR prefix")
+				}
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+			c.TrustedProxies = append(c.TrustedProxies, p.Masked())
+			return nil
+		}},
+	{flag: "max-body-bytes", env: "PUSHGATE_MAX_BODY_BYTES", def: "1048576", usage: "largest request body, or WebSocket message, in bytes",
+		set: func(c *config, v string) error {
+			n, err := positiveInt(v, 64<<20)
+			c.MaxBodyBytes = int64(n)
+			return err
+		}},
+	{flag: "sse-heartbeat", env: "PUSHGATE_SSE_HEARTBEAT", def: "15s", usage: "how often an idle SSE stream gets a comment line",
+		set: func(c *config, v string) (err error) { c.Heartbeat, err = positiveDuration(v); return err }},
+	limitOption("max-subscriptions-per-connection", "operations active at once on one WebSocket", "100",
+		func(l *server.Limits, n int) { l.MaxSubscriptionsPerConnection = n }),
+	limitOption("max-connections-per-subject", "streaming connections open at once per token subject", "100",
+		func(l *server.Limits, n int) { l.MaxConnectionsPerSubject = n }),
+	limitOption("max-connections-per-ip", "streaming connections open at once per client IP", "1000",
+		func(l *server.Limits, n int) { l.MaxConnectionsPerIP = n }),
+	rateOption("connect-rate-per-ip", "new streaming connections (and long-polls) per second per client IP", "50",
+		func(l *server.Limits) *server.Rate { return &l.ConnectRatePerIP }),
+	rateOption("send-rate-per-key", "messages per second per API key", "1000",
+		func(l *server.Limits) *server.Rate { return &l.SendRatePerKey }),
+	rateOption("send-rate-per-token", "messages per second per token holder, where tokens may send", "10",
+		func(l *server.Limits) *server.Rate { return &l.SendRatePerToken }),
+	limitOption("max-query-depth", "GraphQL field nesting", "10",
+		func(l *server.Limits, n int) { l.MaxQueryDepth = n }),
+	limitOption("max-query-complexity", "GraphQL operation complexity (one per field)", "1000",
+		func(l *server.Limits, n int) { l.MaxQueryComplexity = n }),
+	{flag: "introspection", env: "PUSHGATE_INTROSPECTION", def: "true", boolean: true, usage: "answer __schema and __type queries",
+		set: func(c *config, v string) error {
+			on, err := strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("must be true or false")
+			}
+			c.Limits.DisableIntrospection = !on
+			return nil
+		}},
 	{flag: "log-level", env: "PUSHGATE_LOG_LEVEL", def: "info", usage: "debug, info, warn or error",
 		set: func(c *config, v string) error {
 			l, err := zerolog.ParseLevel(strings.ToLower(v))
@@ -115,12 +208,15 @@ var options = []option{
 		}},
 }
 
-// parseConfig reads the flags in args and the variables through getenv.
-// A bad value is an error naming its flag (and variable, when it came from
-// one). -h prints the usage to stderr and returns flag.ErrHelp.
+// parseConfig reads the flags in args, the variables through getenv and
+// the config file they name (--config, PUSHGATE_CONFIG). A bad value is an
+// error naming its flag (and variable, when it came from one), or its field
+// in the file. -h prints the usage to stderr and returns flag.ErrHelp.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("pushgate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "YAML config file: namespaces, API keys with channel patterns, jwt, "+
+		"allowed origins and any flag's value; flags and variables win over it (env PUSHGATE_CONFIG)")
 	given := make(map[string][]string)
 	for _, o := range options {
 		usage := fmt.Sprintf("%s (env %s", o.usage, o.env)
@@ -145,6 +241,20 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return config{}, fmt.Errorf("unexpected argument %q (flags are --name value)", fs.Arg(0))
 	}
 	var c config
+	var file *fileConfig
+	if c.ConfigFile = *configFile; c.ConfigFile == "" {
+		c.ConfigFile = getenv("PUSHGATE_CONFIG")
+	}
+	if c.ConfigFile != "" {
+		var err error
+		if file, err = loadFile(c.ConfigFile); err != nil {
+			return config{}, err
+		}
+	}
+	var fromFile map[string]flagValue
+	if file != nil {
+		fromFile = file.flagValues()
+	}
 	for _, o := range options {
 		values, from := given[o.flag], ""
 		if len(values) == 0 {
@@ -153,6 +263,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 				if o.list {
 					values = splitList(v)
 				}
+			} else if fv, ok := fromFile[o.flag]; ok {
+				if err := o.set(&c, fv.text); err != nil {
+					return config{}, fieldError(fv.field, err.Error(), fv.text)
+				}
+				continue
 			} else if o.def != "" {
 				values = []string{o.def}
 			}
@@ -169,17 +284,106 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			}
 		}
 	}
+	if file != nil {
+		if err := file.apply(&c); err != nil {
+			return config{}, err
+		}
+	}
+	if c.JWTSecret != "" { // flag, variable or the file's jwt.secret, in that order
+		c.JWT.Secret = c.JWTSecret
+	}
+	if f := c.jwtFlags; f.JWKSURL != "" {
+		c.JWT.JWKSURL = f.JWKSURL
+	}
+	if f := c.jwtFlags; f.Issuer != "" {
+		c.JWT.Issuer = f.Issuer
+	}
+	if f := c.jwtFlags; f.Audience != "" {
+		c.JWT.Audience = f.Audience
+	}
+	if f := c.jwtFlags; f.Leeway != 0 {
+		c.JWT.Leeway = f.Leeway
+	}
+	if err := c.JWT.Validate(); err != nil {
+		return config{}, fmt.Errorf("invalid token settings: %w", err)
+	}
 	return c, nil
 }
 
+// splitList splits a comma list, except inside [...] (the channel
+// patterns of an API key).
 func splitList(s string) []string {
+	var parts []string
+	start, depth := 0, 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '[':
+			depth++
+		case ']':
+			depth = max(depth-1, 0)
+		case ',':
+			if depth == 0 {
+				parts = append(parts, s[start:i])
+				start = i + 1
+			}
+		}
+	}
+	parts = append(parts, s[start:])
 	var out []string
-	for _, v := range strings.Split(s, ",") {
+	for _, v := range parts {
 		if v = strings.TrimSpace(v); v != "" {
 			out = append(out, v)
 		}
 	}
 	return out
+}
+
+// limitOption is a count limit: a positive integer, or off.
+func limitOption(name, what, def string, set func(*server.Limits, int)) option {
+	return option{flag: name, env: "PUSHGATE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")), def: def,
+		usage: what + `; "off" or -1: no limit`,
+		set: func(c *config, v string) error {
+			n, err := intOrOff(v)
+			set(&c.Limits, n)
+			return err
+		}}
+}
+
+// rateOption is a token bucket: "rate" or "rate/burst" (burst defaults to
+// twice the rate), or off.
+func rateOption(name, what, def string, field func(*server.Limits) *server.Rate) option {
+	return option{flag: name, env: "PUSHGATE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")), def: def,
+		usage: what + `, as rate or rate/burst; "off" or -1: no limit`,
+		set: func(c *config, v string) error {
+			r := field(&c.Limits)
+			if v == "off" || v == "-1" {
+				*r = server.Rate{PerSecond: -1}
+				return nil
+			}
+			rate, burst, hasBurst := strings.Cut(v, "/")
+			per, err := strconv.ParseFloat(rate, 64)
+			if err != nil || per <= 0 || per > 1e9 {
+				return errors.New(`must be a positive rate per second, rate/burst, or "off"`)
+			}
+			*r = server.Rate{PerSecond: per}
+			if hasBurst {
+				if r.Burst, err = positiveInt(burst, 1<<30); err != nil {
+					return fmt.Errorf("burst %w", err)
+				}
+			}
+			return nil
+		}}
+}
+
+func intOrOff(s string) (int, error) {
+	if s == "off" || s == "-1" {
+		return -1, nil
+	}
+	n, err := positiveInt(s, 1<<30)
+	if err != nil {
+		return 0, fmt.Errorf(`%w, or "off"`, err)
+	}
+	return n, nil
 }
 
 func positiveInt(s string, max int) (int, error) {

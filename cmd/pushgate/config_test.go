@@ -14,8 +14,20 @@ import (
 	"github.com/pushgate/pushgate/server"
 )
 
+// withDefaults sets, on c, the defaults of the flags beyond the basic ones.
+func withDefaults(c config) config {
+	c.MaxBodyBytes = 1 << 20
+	c.Heartbeat = 15 * time.Second
+	c.Limits = server.Limits{
+		MaxSubscriptionsPerConnection: 100, MaxConnectionsPerSubject: 100, MaxConnectionsPerIP: 1000,
+		ConnectRatePerIP: server.Rate{PerSecond: 50}, SendRatePerKey: server.Rate{PerSecond: 1000},
+		SendRatePerToken: server.Rate{PerSecond: 10}, MaxQueryDepth: 10, MaxQueryComplexity: 1000,
+	}
+	return c
+}
+
 func TestParseConfig(t *testing.T) {
-	defaults := config{
+	defaults := withDefaults(config{
 		Addr:              ":8080",
 		HistorySize:       1000,
 		HistoryTTL:        24 * time.Hour,
@@ -24,7 +36,7 @@ func TestParseConfig(t *testing.T) {
 		WriteTimeout:      10 * time.Second,
 		ShutdownTimeout:   10 * time.Second,
 		LogLevel:          zerolog.InfoLevel,
-	}
+	})
 	with := func(f func(c *config)) config {
 		c := defaults
 		f(&c)
@@ -46,7 +58,7 @@ func TestParseConfig(t *testing.T) {
 				"PUSHGATE_WRITE_TIMEOUT": "2s", "PUSHGATE_SHUTDOWN_TIMEOUT": "3s",
 			},
 			want: with(func(c *config) {
-				c.Addr, c.JWTSecret, c.AllowAnonymous = "127.0.0.1:9000", "s", true
+				c.Addr, c.JWTSecret, c.JWT.Secret, c.AllowAnonymous = "127.0.0.1:9000", "s", "s", true
 				c.APIKeys = []server.APIKey{{Name: "a", Secret: "1"}, {Name: "b", Secret: "2"}}
 				c.HistorySize, c.HistoryTTL, c.IdempotencyWindow, c.MaxMessageSize = 10, time.Hour, 30*time.Second, 1024
 				c.LogLevel, c.WriteTimeout, c.ShutdownTimeout = zerolog.DebugLevel, 2*time.Second, 3*time.Second
@@ -138,3 +150,40 @@ func TestParseConfigErrors(t *testing.T) {
 }
 
 func equalConfig(a, b config) bool { return reflect.DeepEqual(a, b) }
+
+func TestParseLimitAndTokenFlags(t *testing.T) {
+	c, err := parseConfig([]string{
+		"--max-connections-per-ip", "off", "--max-subscriptions-per-connection", "5",
+		"--connect-rate-per-ip", "10/30", "--send-rate-per-token", "off",
+		"--allowed-origin", "https://a.example", "--allowed-origin", "https://*.b.example",
+		"--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "192.168.1.1",
+		"--jwt-secret", "s", "--jwt-issuer", "iss", "--jwt-audience", "aud", "--jwt-leeway", "0s",
+		"--introspection=false", "--sse-heartbeat", "5s", "--max-body-bytes", "2048",
+	}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := c.Limits
+	if l.MaxConnectionsPerIP != -1 || l.MaxSubscriptionsPerConnection != 5 || l.ConnectRatePerIP != (server.Rate{PerSecond: 10, Burst: 30}) ||
+		l.SendRatePerToken.PerSecond != -1 || !l.DisableIntrospection {
+		t.Fatalf("limits = %+v", l)
+	}
+	if len(c.AllowedOrigins) != 2 || len(c.TrustedProxies) != 2 || c.TrustedProxies[1].Bits() != 32 {
+		t.Fatalf("origins %v proxies %v", c.AllowedOrigins, c.TrustedProxies)
+	}
+	if c.JWT.Secret != "s" || c.JWT.Issuer != "iss" || c.JWT.Audience != "aud" || c.JWT.Leeway != -1 {
+		t.Fatalf("jwt = %+v", c.JWT)
+	}
+	if c.Heartbeat != 5*time.Second || c.MaxBodyBytes != 2048 {
+		t.Fatalf("heartbeat %v body %d", c.Heartbeat, c.MaxBodyBytes)
+	}
+	for _, bad := range [][]string{
+		{"--max-connections-per-ip", "0"}, {"--connect-rate-per-ip", "fast"}, {"--connect-rate-per-ip", "5/0"},
+		{"--trusted-proxy", "nope"}, {"--jwks-url", "ftp://x"}, {"--jwt-leeway", "1h"}, {"--introspection=maybe"},
+	} {
+		flagName, _, _ := strings.Cut(bad[0], "=")
+		if _, err := parseConfig(bad, func(string) string { return "" }, io.Discard); err == nil || !strings.Contains(err.Error(), flagName) {
+			t.Errorf("%v: err = %v, want one naming the flag", bad, err)
+		}
+	}
+}

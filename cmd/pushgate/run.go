@@ -53,6 +53,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.AllowAnonymous {
 		log.Warn().Msg("--allow-anonymous: requests without credentials may read (development only)")
 	}
+	if cfg.ConfigFile != "" {
+		log.Info().Str("config", cfg.ConfigFile).Int("namespaces", len(cfg.Namespaces)).Msg("config file loaded")
+	}
 
 	// Streams (WebSocket, SSE) live on the base context: cancelling it on
 	// shutdown ends them, which http.Server.Shutdown does not do for
@@ -63,9 +66,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Handler: server.New(server.Config{
 			APIKeys:        cfg.APIKeys,
 			JWTSecret:      cfg.JWTSecret,
+			Tokens:         cfg.JWT,
 			AllowAnonymous: cfg.AllowAnonymous,
 			MaxMessageSize: cfg.MaxMessageSize,
+			Namespaces:     cfg.namespaces(),
+			AllowedOrigins: cfg.AllowedOrigins,
+			TrustedProxies: cfg.TrustedProxies,
 			WriteTimeout:   cfg.WriteTimeout,
+			MaxBodyBytes:   cfg.MaxBodyBytes,
+			Heartbeat:      cfg.Heartbeat,
+			Limits:         cfg.Limits,
 		}, broker, log),
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ReadHeaderTimeout: 10 * time.Second,
@@ -104,6 +114,9 @@ func openBroker(ctx context.Context, cfg config) (pubsub.Broker, string, func(),
 		HistorySize:       cfg.HistorySize,
 		HistoryTTL:        cfg.HistoryTTL,
 		IdempotencyWindow: cfg.IdempotencyWindow,
+	}
+	if len(cfg.Namespaces) > 0 {
+		opts.Retention = cfg.namespaces().Retention
 	}
 	if cfg.Redis == nil {
 		return pubsub.NewMemory(opts), "memory", func() {}, nil

@@ -41,6 +41,24 @@ type Channel struct {
 	Cursor string `json:"cursor"`
 }
 
+type IssueTokenInput struct {
+	// The holder (claim sub): 1..128 characters. user:<subject> channels are readable by this holder only.
+	Subject string `json:"subject"`
+	// 1..32 patterns of the channels the holder may read (claim channels): channel names where * is any run of characters and ? one.
+	Channels []string `json:"channels"`
+	// 0..32 patterns of the channels the holder may send to (claim publish), where the namespace has token_publish.
+	Publish []string `json:"publish,omitempty"`
+	// The token's lifetime in seconds: 1..86400, default 3600.
+	TTLSeconds *int `json:"ttlSeconds,omitempty"`
+}
+
+type IssuedToken struct {
+	// The JWT, for Authorization: Bearer, connection_init {token} or ?token=.
+	Token string `json:"token"`
+	// When the token expires (its exp claim, whole seconds).
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
 type Message struct {
 	Channel string `json:"channel"`
 	// The message's offset in its channel, in decimal: contiguous, increasing, never reused.
@@ -93,7 +111,7 @@ func (Reset) IsFeedEvent() {}
 type SendInput struct {
 	// The channel: [A-Za-z0-9_:.@-]{1,128}.
 	Channel string `json:"channel"`
-	// The message body: any JSON value, at most the server's max message size.
+	// The message body: any JSON value, at most the max message size of the channel's namespace.
 	Data json.RawMessage `json:"data"`
 	// An optional event name: [A-Za-z0-9_:.@-]{1,64}.
 	Event *string `json:"event,omitempty"`

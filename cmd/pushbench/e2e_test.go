@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The end-to-end tests run pushbench against a real pushgate: the binary
+// built from this module once, spawned by pushbench as -spawn does.
+
+var (
+	buildOnce sync.Once
+	serverBin string
+	buildErr  error
+	buildDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// pushgateBin builds ./cmd/pushgate once for every test.
+func pushgateBin(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs pushgate")
+	}
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "pushbench-test-")
+		if buildErr != nil {
+			return
+		}
+		serverBin = filepath.Join(buildDir, "pushgate")
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		buildErr = buildServer(ctx, serverBin)
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return serverBin
+}
+
+// runJSON runs pushbench with args (plus -spawn -spawn-bin -json -quiet)
+// and decodes its report.
+func runJSON(t *testing.T, ctx context.Context, args ...string) (*report, error) {
+	t.Helper()
+	args = append([]string{"-spawn", "-spawn-bin", pushgateBin(t), "-json", "-quiet"}, args...)
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, args, &stdout, &stderr)
+	if stdout.Len() == 0 {
+		return nil, errors.Join(err, errors.New("no report; stderr: "+stderr.String()))
+	}
+	var r report
+	if derr := json.Unmarshal(stdout.Bytes(), &r); derr != nil {
+		t.Fatalf("report %s: %v", stdout.Bytes(), derr)
+	}
+	t.Logf("report:\n%s", stdout.Bytes())
+	return &r, err
+}
+
+// checkClean requires a run in which every expected delivery arrived once
+// and in order, with sane figures.
+func checkClean(t *testing.T, r *report, subs int) {
+	t.Helper()
+	if r.Connect.Connected != subs || r.Connect.NotReady != 0 {
+		t.Errorf("connected %d of %d, %d not ready: %v", r.Connect.Connected, subs, r.Connect.NotReady, r.Connect.Errors)
+	}
+	s, d := r.Send, r.Delivery
+	if s.OK == 0 || s.Failed != 0 {
+		t.Errorf("send: %d ok, %d failed %v", s.OK, s.Failed, s.Errors)
+	}
+	if d.Expected == 0 || d.Expected != d.Received || d.Unique != d.Received {
+		t.Errorf("expected %d, received %d, unique %d", d.Expected, d.Received, d.Unique)
+	}
+	if d.Lost != 0 || d.Duplicated != 0 || d.Reordered != 0 || d.IDGaps != 0 || d.IDDuplicates != 0 || d.IDReordered != 0 ||
+		d.Resets != 0 || d.Foreign != 0 || d.ParseErrors != 0 || d.Disconnected != 0 {
+		t.Errorf("delivery faults: %+v", d)
+	}
+	l := r.Latency
+	if l.Count != uint64(d.Unique) || l.P50Ms <= 0 || l.P50Ms > l.P99Ms || l.P99Ms > l.MaxMs || l.MaxMs > 10_000 {
+		t.Errorf("latency: %+v", l)
+	}
+	if r.Connect.P50Ms <= 0 || r.Connect.TotalSec <= 0 {
+		t.Errorf("connect: %+v", r.Connect)
+	}
+	sv := r.Server
+	if sv.Source != "proc" || sv.PID == 0 || sv.CPUSec <= 0 || sv.CPUPerDelivUs <= 0 || sv.RSSConnected <= 0 || sv.RSSPeak < sv.RSSConnected {
+		t.Errorf("server: %+v", sv)
+	}
+}
+
+func TestEndToEndMixedShared(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := runJSON(t, ctx, "-sse", "20", "-ws", "20", "-poll", "5", "-rate", "200", "-duration", "1s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, r, 45)
+	if r.Send.Calls < 150 || r.Send.Calls > 210 {
+		t.Errorf("%d calls in 1 s at 200/s", r.Send.Calls)
+	}
+	if r.Delivery.Expected != 45*r.Send.OK {
+		t.Errorf("expected %d deliveries, want 45 × %d", r.Delivery.Expected, r.Send.OK)
+	}
+}
+
+func TestEndToEndPerSubscriberBroadcast(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// user:bench-<i> channels with a token each, 3 channels per broadcast.
+	r, err := runJSON(t, ctx, "-sse", "5", "-ws", "5", "-poll", "2", "-channels", "per-sub", "-broadcast", "3",
+		"-rate", "100", "-senders", "2", "-duration", "500ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, r, 12)
+	if r.NChannels != 12 || r.Send.Messages != 3*r.Send.OK || r.Delivery.Expected != r.Send.Messages {
+		t.Errorf("channels %d, messages %d of %d calls, expected %d", r.NChannels, r.Send.Messages, r.Send.OK, r.Delivery.Expected)
+	}
+}
+
+func TestEndToEndIdle(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := runJSON(t, ctx, "-idle", "-sse", "30", "-ws", "10", "-anonymous", "-settle", "300ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Mode != "idle" || r.Connect.Connected != 40 || r.Send.Calls != 0 {
+		t.Errorf("mode %s, connected %d, calls %d", r.Mode, r.Connect.Connected, r.Send.Calls)
+	}
+	if r.Server.MemPerConnKB <= 0 || r.Server.RSSConnected <= r.Server.RSSBefore {
+		t.Errorf("server: %+v", r.Server)
+	}
+}
+
+func TestInterruptStillReports(t *testing.T) {
+	t.Parallel()
+	bin := pushgateBin(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout bytes.Buffer
+	var stderr syncBuffer
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		done <- run(ctx, []string{"-spawn", "-spawn-bin", bin, "-sse", "5", "-rate", "50", "-duration", "1m"}, &stdout, &stderr)
+	}()
+	for !strings.Contains(stderr.String(), "sending for") {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("never started sending: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("pushbench did not stop after the interrupt")
+	}
+	out := stdout.String()
+	if !strings.Contains(out, "(interrupted)") || !strings.Contains(out, "lost 0") {
+		t.Errorf("report:\n%s", out)
+	}
+}
+
+func TestRefusesRemoteTarget(t *testing.T) {
+	err := run(context.Background(), []string{"-addr", "192.0.2.1:8080", "-sse", "1", "-anonymous", "-key", "k", "-quiet"}, discard{}, discard{})
+	if !errors.Is(err, errRemote) {
+		t.Fatalf("run against 192.0.2.1: %v, want errRemote", err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer that one goroutine writes while another
+// reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,654 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+
+	"github.com/pushgate/pushgate/graph"
+	"github.com/pushgate/pushgate/pubsub"
+)
+
+// Limits bound what one client may take of the server; docs/limits.md
+// lists each with what a client sees when it passes it. The zero value of
+// each field means its default; a negative value turns the limit off where
+// the field says so.
+type Limits struct {
+	// MaxSubscriptionChannels bounds the channels of one subscription
+	// (GraphQL feed, SSE, long-poll): default and at most
+	// pubsub.MaxChannelsPerSubscription (32), which the cursor format
+	// carries.
+	MaxSubscriptionChannels int
+	// MaxSubscriptionsPerConnection bounds the operations active at once on
+	// one WebSocket (default 100; negative: off). The one over it fails
+	// with RATE_LIMITED; the connection and its other operations go on.
+	MaxSubscriptionsPerConnection int
+	// MaxConnectionsPerSubject bounds the streaming connections (WebSocket,
+	// SSE, graphql-sse, long-polls in progress) open at once for one token
+	// subject, the token's sub (default 100; negative: off). API keys and
+	// anonymous readers are counted per IP only.
+	MaxConnectionsPerSubject int
+	// MaxConnectionsPerIP bounds the streaming connections open at once from
+	// one client IP (default 1000; negative: off). Behind a reverse proxy,
+	// set Config.TrustedProxies, or every client shares the proxy's IP.
+	MaxConnectionsPerIP int
+	// ConnectRatePerIP bounds how fast one client IP opens streaming
+	// connections, long-polls included (default 50/s, burst 100).
+	ConnectRatePerIP Rate
+	// SendRatePerKey bounds the messages one API key sends (default
+	// 1000/s, burst 2000). A broadcast counts one per channel.
+	SendRatePerKey Rate
+	// SendRatePerToken bounds the messages one token holder (sub) sends
+	// where a namespace lets tokens send (default 10/s, burst 20).
+	SendRatePerToken Rate
+	// MaxQueryDepth bounds the nesting of a GraphQL operation's fields:
+	// { a { b } } is 2 (default 10; negative: off). __schema and __type
+	// are allowed at least 20, as tools' introspection queries nest ofType
+	// (graphql-js's reaches 15).
+	MaxQueryDepth int
+	// MaxQueryComplexity bounds a GraphQL operation's complexity: one per
+	// field, fragments expanded, aliases counted separately (default 1000;
+	// negative: off).
+	MaxQueryComplexity int
+	// DisableIntrospection refuses __schema and __type (__typename stays).
+	DisableIntrospection bool
+}
+
+// Rate is a token bucket: PerSecond tokens are added each second, up to
+// Burst. The zero Rate is the limit's default; a negative PerSecond turns
+// the limit off; a zero Burst is twice PerSecond.
+type Rate struct {
+	PerSecond float64
+	Burst     int
+}
+
+func (r Rate) off() bool { return r.PerSecond < 0 }
+
+func (r Rate) withDefault(def Rate) Rate {
+	switch {
+	case r.PerSecond < 0:
+		return Rate{PerSecond: -1}
+	case r.PerSecond == 0 && r.Burst <= 0:
+		return def
+	case r.PerSecond == 0:
+		r.PerSecond = def.PerSecond
+	}
+	if r.Burst <= 0 {
+		r.Burst = max(1, int(math.Ceil(2*r.PerSecond)))
+	}
+	return r
+}
+
+// String is "10/s".
+func (r Rate) String() string {
+	return strconv.FormatFloat(r.PerSecond, 'f', -1, 64) + "/s"
+}
+
+// Default limits.
+const (
+	DefaultMaxSubscriptionsPerConnection = 100
+	DefaultMaxConnectionsPerSubject      = 100
+	DefaultMaxConnectionsPerIP           = 1000
+	DefaultMaxQueryDepth                 = 10
+	DefaultMaxQueryComplexity            = 1000
+)
+
+// Default rates.
+var (
+	DefaultConnectRatePerIP = Rate{PerSecond: 50, Burst: 100}
+	DefaultSendRatePerKey   = Rate{PerSecond: 1000, Burst: 2000}
+	DefaultSendRatePerToken = Rate{PerSecond: 10, Burst: 20}
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxSubscriptionChannels <= 0 || l.MaxSubscriptionChannels > pubsub.MaxChannelsPerSubscription {
+		l.MaxSubscriptionChannels = pubsub.MaxChannelsPerSubscription
+	}
+	orDefault := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	orDefault(&l.MaxSubscriptionsPerConnection, DefaultMaxSubscriptionsPerConnection)
+	orDefault(&l.MaxConnectionsPerSubject, DefaultMaxConnectionsPerSubject)
+	orDefault(&l.MaxConnectionsPerIP, DefaultMaxConnectionsPerIP)
+	orDefault(&l.MaxQueryDepth, DefaultMaxQueryDepth)
+	orDefault(&l.MaxQueryComplexity, DefaultMaxQueryComplexity)
+	l.ConnectRatePerIP = l.ConnectRatePerIP.withDefault(DefaultConnectRatePerIP)
+	l.SendRatePerKey = l.SendRatePerKey.withDefault(DefaultSendRatePerKey)
+	l.SendRatePerToken = l.SendRatePerToken.withDefault(DefaultSendRatePerToken)
+	return l
+}
+
+// limits enforces Limits at run time. Its tables hold an entry per key in
+// use (an open connection, a bucket not yet refilled), so their memory
+// follows the load, not the history.
+type limits struct {
+	Limits
+	auth    *Auth
+	proxies []netip.Prefix
+
+	warnedXFF    atomic.Bool
+	ipConns      *counter // nil: off
+	subjectConns *counter
+	ipConnects   *buckets
+	keySends     *buckets
+	tokenSends   *buckets
+}
+
+// maxBuckets bounds each bucket table. A table is full only when that many
+// keys are active within one refill period; then an arbitrary bucket is
+// dropped, which only forgives its key a little.
+const maxBuckets = 1 << 16
+
+// busyRetryAfter is the Retry-After of a refusal for too many open
+// connections: when one closes is unknown.
+const busyRetryAfter = 5 * time.Second
+
+func newLimits(l Limits, auth *Auth, proxies []netip.Prefix) *limits {
+	l = l.withDefaults()
+	lim := &limits{Limits: l, auth: auth, proxies: proxies}
+	if l.MaxConnectionsPerIP > 0 {
+		lim.ipConns = newCounter(l.MaxConnectionsPerIP)
+	}
+	if l.MaxConnectionsPerSubject > 0 {
+		lim.subjectConns = newCounter(l.MaxConnectionsPerSubject)
+	}
+	lim.ipConnects = newBuckets(l.ConnectRatePerIP, maxBuckets)
+	lim.keySends = newBuckets(l.SendRatePerKey, maxBuckets)
+	lim.tokenSends = newBuckets(l.SendRatePerToken, maxBuckets)
+	return lim
+}
+
+// limitError is a refusal for a limit: RATE_LIMITED, or BAD_USER_INPUT
+// for a request that can never pass. retry, when positive, is when trying
+// again can succeed.
+type limitError struct {
+	code  string
+	msg   string
+	retry time.Duration
+}
+
+func (e *limitError) Error() string { return e.msg }
+
+func rateLimited(retry time.Duration, format string, args ...any) *limitError {
+	return &limitError{code: graph.CodeRateLimited, msg: fmt.Sprintf(format, args...), retry: retry}
+}
+
+// retrySeconds rounds a wait up to whole seconds, as Retry-After takes.
+func retrySeconds(d time.Duration) int {
+	return max(1, int(math.Ceil(d.Seconds())))
+}
+
+// writeLimitError answers a plain HTTP request refused for a limit: 429
+// with Retry-After, or 400.
+func writeLimitError(w http.ResponseWriter, e *limitError) {
+	status := http.StatusBadRequest
+	if e.code == graph.CodeRateLimited {
+		status = http.StatusTooManyRequests
+		w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(e.retry)))
+	}
+	writeError(w, status, e.code, e.msg)
+}
+
+// streams admits SSE and long-poll requests: the number of channels, then
+// admit's shares.
+func (l *limits) streams(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n := len(r.URL.Query()["channel"]); n > l.MaxSubscriptionChannels {
+			writeLimitError(w, l.tooManyChannels(n))
+			return
+		}
+		release, err := l.admit(r, true)
+		if err != nil {
+			writeLimitError(w, err)
+			return
+		}
+		defer release()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (l *limits) tooManyChannels(n int) *limitError {
+	return &limitError{code: graph.CodeBadUserInput,
+		msg: fmt.Sprintf("channels: %d channels, over the limit of %d per subscription", n, l.MaxSubscriptionChannels)}
+}
+
+// graphql admits the streaming requests of /graphql: a WebSocket is
+// admitted at the upgrade and its subject counted at connection_init
+// (websocketInit), and its operations are counted by operationLimits; a
+// graphql-sse stream is admitted as an SSE one. Other requests get a note
+// through which a rate-limited mutation sets Retry-After.
+func (l *limits) graphql(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Header.Get("Upgrade") != "":
+			release, err := l.admit(r, false)
+			if err != nil {
+				writeLimitError(w, err)
+				return
+			}
+			defer release()
+			ws := &wsLimits{max: l.MaxSubscriptionsPerConnection}
+			defer ws.close()
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), wsLimitsKey{}, ws)))
+		case r.Method == http.MethodPost && strings.Contains(r.Header.Get("Accept"), "text/event-stream"):
+			release, err := l.admit(r, true)
+			if err != nil {
+				writeLimitError(w, err)
+				return
+			}
+			defer release()
+			next.ServeHTTP(w, r)
+		default:
+			note := new(retryNote)
+			next.ServeHTTP(&retryAfterWriter{ResponseWriter: w, note: note},
+				r.WithContext(context.WithValue(r.Context(), retryNoteKey{}, note)))
+		}
+	})
+}
+
+// admit takes a new streaming connection's shares: a token of its IP's
+// connect rate, a slot of its IP's connections and, with subject, a slot of
+// its token subject's connections. release gives the slots back.
+func (l *limits) admit(r *http.Request, subject bool) (release func(), err *limitError) {
+	ip, ok := l.clientKey(r)
+	if !ok {
+		return func() {}, nil
+	}
+	if ok, wait := l.ipConnects.take(ip, 1, time.Now()); !ok {
+		return nil, rateLimited(wait, "new connection rate limit of %s per client IP exceeded; retry after %ds",
+			l.ConnectRatePerIP, retrySeconds(wait))
+	}
+	releaseIP := func() {}
+	if l.ipConns != nil {
+		if releaseIP, ok = l.ipConns.acquire(ip); !ok {
+			return nil, rateLimited(busyRetryAfter, "connection limit of %d open connections per client IP reached; "+
+				"close one or retry later", l.MaxConnectionsPerIP)
+		}
+	}
+	if !subject {
+		return releaseIP, nil
+	}
+	releaseSubject, err := l.admitSubject(r.Context())
+	if err != nil {
+		releaseIP()
+		return nil, err
+	}
+	return func() { releaseSubject(); releaseIP() }, nil
+}
+
+// admitSubject takes a slot of the connections of the token in ctx. A
+// request without a valid token takes none (its handler refuses it, or it
+// reads as an API key or anonymously).
+func (l *limits) admitSubject(ctx context.Context) (release func(), err *limitError) {
+	if l.subjectConns == nil {
+		return func() {}, nil
+	}
+	sub := l.subject(ctx)
+	if sub == "" {
+		return func() {}, nil
+	}
+	release, ok := l.subjectConns.acquire(sub)
+	if !ok {
+		return nil, rateLimited(busyRetryAfter, "connection limit of %d open connections per subject (token sub) reached; "+
+			"close one or retry later", l.MaxConnectionsPerSubject)
+	}
+	return release, nil
+}
+
+// closeTooManyConnections closes a WebSocket refused at connection_init for
+// its subject's connections: graphql-transport-ws's code for "too many",
+// which graphql-ws clients do not retry at once.
+const closeTooManyConnections = 4429
+
+// websocketInit counts a WebSocket's subject once connection_init named its
+// credential; the slot is given back when the connection ends.
+func (l *limits) websocketInit(ctx context.Context) error {
+	ws, _ := ctx.Value(wsLimitsKey{}).(*wsLimits)
+	if ws == nil {
+		return nil
+	}
+	release, err := l.admitSubject(ctx)
+	if err != nil {
+		return err
+	}
+	ws.onClose(release)
+	return nil
+}
+
+// subject returns the sub of the token in ctx ("" for none, an API key or
+// an invalid token).
+func (l *limits) subject(ctx context.Context) string {
+	cred := credential(ctx)
+	if cred == "" {
+		return ""
+	}
+	if _, ok := l.auth.key(cred); ok {
+		return ""
+	}
+	claims, err := l.auth.tokens.Verify(ctx, cred)
+	if err != nil {
+		return ""
+	}
+	return claims.Subject
+}
+
+// sendBucket returns the send-rate table and key of the credential in ctx:
+// its API key's name, else its token's subject. ok is false without a
+// valid credential (the resolver refuses the send).
+func (l *limits) sendBucket(ctx context.Context) (b *buckets, key, who string, ok bool) {
+	cred := credential(ctx)
+	if cred == "" {
+		return nil, "", "", false
+	}
+	if k, ok := l.auth.key(cred); ok {
+		return l.keySends, k.name, "API key", true
+	}
+	claims, err := l.auth.tokens.Verify(ctx, cred)
+	if err != nil {
+		return nil, "", "", false
+	}
+	return l.tokenSends, claims.Subject, "token holder", true
+}
+
+// takeSend charges n messages to the sender in ctx.
+func (l *limits) takeSend(ctx context.Context, n int) *limitError {
+	b, key, who, ok := l.sendBucket(ctx)
+	if !ok || b == nil {
+		return nil
+	}
+	if n > b.rate.Burst {
+		return &limitError{code: graph.CodeBadUserInput, msg: fmt.Sprintf(
+			"%d messages in one operation is over the send burst of %d per %s; send fewer at once", n, b.rate.Burst, who)}
+	}
+	if ok, wait := b.take(key, n, time.Now()); !ok {
+		return rateLimited(wait, "send rate limit of %s per %s exceeded; retry after %ds", b.rate, who, retrySeconds(wait))
+	}
+	return nil
+}
+
+// clientKey returns the key of the request's client for the per-IP
+// limits: its IP, or for IPv6 its /64, which one host or home usually
+// holds whole. ok is false when the peer has no IP address (a Unix socket).
+func (l *limits) clientKey(r *http.Request) (string, bool) {
+	if len(l.proxies) == 0 && r.Header.Get("X-Forwarded-For") != "" && l.warnedXFF.CompareAndSwap(false, true) {
+		zerolog.Ctx(r.Context()).Warn().Msg("X-Forwarded-For is ignored without trusted proxies: behind a reverse proxy, " +
+			"set the trusted proxies, or every client shares the proxy's IP for the per-IP limits")
+	}
+	ip := clientIP(r, l.proxies)
+	if !ip.IsValid() {
+		return "", false
+	}
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String(), true
+	}
+	return ip.String(), true
+}
+
+// clientIP returns the TCP peer's address; when the peer is a trusted proxy,
+// the address X-Forwarded-For names before the trusted proxies (read from
+// the right, as each proxy appends its peer).
+func clientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	ip := ap.Addr().Unmap()
+	if !isTrusted(ip, trusted) {
+		return ip
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, ok := parseHop(hops[i])
+		if !ok {
+			break // the nearest trusted proxy is the best known client
+		}
+		ip = hop
+		if !isTrusted(ip, trusted) {
+			break
+		}
+	}
+	return ip
+}
+
+func isTrusted(ip netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseHop parses one X-Forwarded-For entry: an address, possibly with a
+// port.
+func parseHop(s string) (netip.Addr, bool) {
+	s = strings.TrimSpace(s)
+	if ip, err := netip.ParseAddr(s); err == nil {
+		return ip.Unmap(), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	return netip.Addr{}, false
+}
+
+// counter counts open connections per key, up to limit each.
+type counter struct {
+	limit int
+	mu    sync.Mutex
+	n     map[string]int
+}
+
+func newCounter(limit int) *counter {
+	return &counter{limit: limit, n: make(map[string]int)}
+}
+
+// acquire takes a slot of key; release (idempotent) gives it back.
+func (c *counter) acquire(key string) (release func(), ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[key] >= c.limit {
+		return nil, false
+	}
+	c.n[key]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.n[key]--; c.n[key] <= 0 {
+				delete(c.n, key)
+			}
+		})
+	}, true
+}
+
+// open returns the slots taken for key.
+func (c *counter) open(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[key]
+}
+
+// buckets are token buckets by key, each created full. A bucket that has
+// refilled is the same as a new one, so sweeps drop those; the table holds
+// at most max buckets.
+type buckets struct {
+	rate  Rate
+	max   int
+	every time.Duration // between sweeps: the time to refill
+
+	mu    sync.Mutex
+	m     map[string]*rate.Limiter
+	swept time.Time
+}
+
+// newBuckets returns the table of r, nil when r is off.
+func newBuckets(r Rate, size int) *buckets {
+	if r.off() {
+		return nil
+	}
+	every := time.Duration(float64(r.Burst) / r.PerSecond * float64(time.Second))
+	return &buckets{rate: r, max: size, every: max(every, time.Second), m: make(map[string]*rate.Limiter)}
+}
+
+// take takes n tokens of key's bucket at now; when there are not enough,
+// it takes none and returns how long until there are. A nil table takes
+// nothing and allows everything.
+func (b *buckets) take(key string, n int, now time.Time) (ok bool, wait time.Duration) {
+	if b == nil {
+		return true, 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if now.Sub(b.swept) >= b.every {
+		b.sweep(now)
+	}
+	lim := b.m[key]
+	if lim == nil {
+		if len(b.m) >= b.max {
+			if now.Sub(b.swept) >= time.Second {
+				b.sweep(now)
+			}
+			for k := range b.m {
+				if len(b.m) < b.max {
+					break
+				}
+				delete(b.m, k)
+			}
+		}
+		lim = rate.NewLimiter(rate.Limit(b.rate.PerSecond), b.rate.Burst)
+		b.m[key] = lim
+	}
+	if lim.AllowN(now, n) {
+		return true, 0
+	}
+	missing := float64(n) - lim.TokensAt(now)
+	return false, time.Duration(missing / b.rate.PerSecond * float64(time.Second))
+}
+
+// sweep drops the buckets that are full again.
+func (b *buckets) sweep(now time.Time) {
+	b.swept = now
+	for k, lim := range b.m {
+		if lim.TokensAt(now) >= float64(b.rate.Burst) {
+			delete(b.m, k)
+		}
+	}
+}
+
+// size returns the number of buckets held.
+func (b *buckets) size() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.m)
+}
+
+// wsLimits are one WebSocket connection's: its active operations, and what
+// to give back when it ends.
+type wsLimits struct {
+	max int // negative: off
+	ops atomic.Int64
+
+	mu      sync.Mutex
+	closed  bool
+	closers []func()
+}
+
+type wsLimitsKey struct{}
+
+// acquire takes an operation slot.
+func (ws *wsLimits) acquire() bool {
+	if ws.max < 0 {
+		return true
+	}
+	if ws.ops.Add(1) > int64(ws.max) {
+		ws.ops.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (ws *wsLimits) release() {
+	if ws.max >= 0 {
+		ws.ops.Add(-1)
+	}
+}
+
+// onClose runs f when the connection ends (at once if it has).
+func (ws *wsLimits) onClose(f func()) {
+	ws.mu.Lock()
+	if !ws.closed {
+		ws.closers = append(ws.closers, f)
+		f = nil
+	}
+	ws.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+func (ws *wsLimits) close() {
+	ws.mu.Lock()
+	fs := ws.closers
+	ws.closed, ws.closers = true, nil
+	ws.mu.Unlock()
+	for _, f := range fs {
+		f()
+	}
+}
+
+// retryNote carries a GraphQL rate limit's wait from the operation to the
+// HTTP response (Retry-After, and 429 for
+// application/graphql-response+json, whose request errors are 4xx).
+type retryNote struct{ seconds atomic.Int64 }
+
+type retryNoteKey struct{}
+
+func noteRetry(ctx context.Context, wait time.Duration) {
+	if n, _ := ctx.Value(retryNoteKey{}).(*retryNote); n != nil {
+		n.seconds.Store(int64(retrySeconds(wait)))
+	}
+}
+
+type retryAfterWriter struct {
+	http.ResponseWriter
+	note        *retryNote
+	wroteHeader bool
+}
+
+func (w *retryAfterWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *retryAfterWriter) WriteHeader(status int) {
+	if !w.wroteHeader {
+		w.wroteHeader = true
+		if s := w.note.seconds.Load(); s > 0 {
+			h := w.Header()
+			h.Set("Retry-After", strconv.FormatInt(s, 10))
+			if status == http.StatusOK && strings.HasPrefix(h.Get("Content-Type"), "application/graphql-response+json") {
+				status = http.StatusTooManyRequests
+			}
+		}
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *retryAfterWriter) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(p)
+}

@@ -1,0 +1,251 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/pushgate/pushgate/graph"
+)
+
+// operationLimits checks every GraphQL operation once it is parsed and
+// validated, before anything of it runs: introspection when it is off,
+// depth, complexity, the channels of a feed, the operations active on its
+// WebSocket and the sender's rate. A refused operation changes nothing.
+//
+// It must be the last OperationContextMutator: the WebSocket slot it takes
+// is given back by InterceptOperation, which runs only when operation
+// creation succeeded.
+type operationLimits struct {
+	lim        *limits
+	complexity *extension.ComplexityLimit // nil: off
+}
+
+var _ interface {
+	graphql.HandlerExtension
+	graphql.OperationContextMutator
+	graphql.OperationInterceptor
+} = (*operationLimits)(nil)
+
+func newOperationLimits(lim *limits) *operationLimits {
+	o := &operationLimits{lim: lim}
+	if lim.MaxQueryComplexity > 0 {
+		o.complexity = extension.FixedComplexityLimit(lim.MaxQueryComplexity)
+	}
+	return o
+}
+
+func (o *operationLimits) ExtensionName() string { return "PushgateOperationLimits" }
+
+func (o *operationLimits) Validate(schema graphql.ExecutableSchema) error {
+	if o.complexity != nil {
+		return o.complexity.Validate(schema)
+	}
+	return nil
+}
+
+// introspectionDepth is the least depth allowed to __schema and __type:
+// tools' introspection queries unwrap list and non-null types with nested
+// ofType (graphql-js's reaches depth 15). gqlparser's validation already
+// refuses nesting fields, interfaces or possibleTypes more than 3 deep.
+const introspectionDepth = 20
+
+var rootType = map[ast.Operation]string{ast.Query: "Query", ast.Mutation: "Mutation", ast.Subscription: "Subscription"}
+
+// wsSlotKey names, in an operation's stats, the WebSocket slot it holds.
+const wsSlotKey = "pushgate.wsSlot"
+
+func (o *operationLimits) MutateOperationContext(ctx context.Context, oc *graphql.OperationContext) *gqlerror.Error {
+	lim := o.lim
+	op := oc.Operation
+	w := newDocWalker(oc.Doc)
+	complexity := w.count(op.SelectionSet)
+	if lim.DisableIntrospection && w.introspects {
+		return badInput("introspection (__schema, __type) is disabled on this server")
+	}
+	if lim.MaxQueryDepth > 0 {
+		for _, f := range graphql.CollectFields(oc, op.SelectionSet, []string{rootType[op.Operation]}) {
+			d := 1 + w.depth(f.Selections)
+			if f.Name == "__schema" || f.Name == "__type" {
+				if limit := max(lim.MaxQueryDepth, introspectionDepth); d > limit {
+					return badInput("the operation's depth of %d is over the limit of %d for introspection", d, limit)
+				}
+			} else if d > lim.MaxQueryDepth {
+				return badInput("the operation's depth of %d is over the limit of %d", d, lim.MaxQueryDepth)
+			}
+		}
+	}
+	if o.complexity != nil {
+		if limit := lim.MaxQueryComplexity; complexity > limit {
+			return badInput("the operation's complexity of %d is over the limit of %d (one per field, aliases and fragments counted where used)",
+				complexity, limit)
+		}
+		// gqlgen's calculation applies the schema's own complexity
+		// functions, if any; the count above keeps it from walking an
+		// expansion of fragments that is too large.
+		if err := o.complexity.MutateOperationContext(ctx, oc); err != nil {
+			if s := extension.GetComplexityStats(graphql.WithOperationContext(ctx, oc)); s != nil {
+				return badInput("the operation's complexity of %d is over the limit of %d", s.Complexity, s.ComplexityLimit)
+			}
+			return badInput("%s", err.Message)
+		}
+	}
+
+	var sends int
+	switch op.Operation {
+	case ast.Subscription:
+		for _, f := range graphql.CollectFields(oc, op.SelectionSet, []string{"Subscription"}) {
+			if f.Name != "feed" {
+				continue
+			}
+			if n := listLen(f.ArgumentMap(oc.Variables)["channels"]); n > lim.MaxSubscriptionChannels {
+				return limitGQLError(lim.tooManyChannels(n))
+			}
+		}
+	case ast.Mutation:
+		for _, f := range graphql.CollectFields(oc, op.SelectionSet, []string{"Mutation"}) {
+			switch f.Name {
+			case "send":
+				sends++
+			case "broadcast":
+				in, _ := f.ArgumentMap(oc.Variables)["input"].(map[string]any)
+				sends += min(max(listLen(in["channels"]), 1), graph.MaxBroadcastChannels)
+			}
+		}
+	}
+
+	ws, _ := ctx.Value(wsLimitsKey{}).(*wsLimits)
+	if ws != nil {
+		if !ws.acquire() {
+			return limitGQLError(rateLimited(0, "subscription limit of %d active operations per WebSocket connection reached; "+
+				"complete one first, or open another connection", ws.max))
+		}
+		oc.Stats.SetExtension(wsSlotKey, ws)
+	}
+	if sends > 0 {
+		if err := lim.takeSend(ctx, sends); err != nil {
+			if ws != nil {
+				ws.release()
+				oc.Stats.SetExtension(wsSlotKey, nil)
+			}
+			if err.retry > 0 {
+				noteRetry(ctx, err.retry)
+			}
+			return limitGQLError(err)
+		}
+	}
+	return nil
+}
+
+// InterceptOperation gives an operation's WebSocket slot back when the
+// operation ends (its context is cancelled then: on complete, on the
+// client's stop, or when the connection closes).
+func (o *operationLimits) InterceptOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+	if oc := graphql.GetOperationContext(ctx); oc != nil {
+		if ws, ok := oc.Stats.GetExtension(wsSlotKey).(*wsLimits); ok {
+			context.AfterFunc(ctx, ws.release)
+		}
+	}
+	return next(ctx)
+}
+
+func badInput(format string, args ...any) *gqlerror.Error {
+	return &gqlerror.Error{Message: fmt.Sprintf(format, args...), Extensions: map[string]any{"code": graph.CodeBadUserInput}}
+}
+
+// limitGQLError is e as a GraphQL error; a wait is extensions.retryAfter,
+// in seconds.
+func limitGQLError(e *limitError) *gqlerror.Error {
+	out := &gqlerror.Error{Message: e.msg, Extensions: map[string]any{"code": e.code}}
+	if e.retry > 0 {
+		out.Extensions["retryAfter"] = retrySeconds(e.retry)
+	}
+	return out
+}
+
+func listLen(v any) int {
+	l, _ := v.([]any)
+	return len(l)
+}
+
+// docWalker measures selection sets with fragments expanded, each fragment
+// measured once, so a document whose expansion is exponential costs no
+// more than its size.
+type docWalker struct {
+	frags       ast.FragmentDefinitionList
+	counts      map[string]int
+	depths      map[string]int
+	introspects bool // a __schema or __type field was counted
+}
+
+func newDocWalker(doc *ast.QueryDocument) *docWalker {
+	return &docWalker{frags: doc.Fragments, counts: map[string]int{}, depths: map[string]int{}}
+}
+
+// countCap keeps counts from overflowing.
+const countCap = 1 << 30
+
+// count returns the number of fields of set, fragments expanded where they
+// are spread.
+func (w *docWalker) count(set ast.SelectionSet) int {
+	n := 0
+	for _, sel := range set {
+		switch s := sel.(type) {
+		case *ast.Field:
+			if s.Name == "__schema" || s.Name == "__type" {
+				w.introspects = true
+			}
+			n += 1 + w.count(s.SelectionSet)
+		case *ast.InlineFragment:
+			n += w.count(s.SelectionSet)
+		case *ast.FragmentSpread:
+			c, ok := w.counts[s.Name]
+			if !ok {
+				w.counts[s.Name] = 0 // a cycle (validation refuses them) counts nothing
+				if def := w.fragment(s); def != nil {
+					c = w.count(def.SelectionSet)
+				}
+				w.counts[s.Name] = c
+			}
+			n += c
+		}
+		n = min(n, countCap)
+	}
+	return n
+}
+
+// depth returns the deepest nesting of fields in set: 1 for { a }, 2 for
+// { a { b } }.
+func (w *docWalker) depth(set ast.SelectionSet) int {
+	d := 0
+	for _, sel := range set {
+		switch s := sel.(type) {
+		case *ast.Field:
+			d = max(d, 1+w.depth(s.SelectionSet))
+		case *ast.InlineFragment:
+			d = max(d, w.depth(s.SelectionSet))
+		case *ast.FragmentSpread:
+			fd, ok := w.depths[s.Name]
+			if !ok {
+				w.depths[s.Name] = 0
+				if def := w.fragment(s); def != nil {
+					fd = w.depth(def.SelectionSet)
+				}
+				w.depths[s.Name] = fd
+			}
+			d = max(d, fd)
+		}
+	}
+	return d
+}
+
+func (w *docWalker) fragment(s *ast.FragmentSpread) *ast.FragmentDefinition {
+	if s.Definition != nil {
+		return s.Definition
+	}
+	return w.frags.ForName(s.Name)
+}
