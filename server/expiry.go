@@ -164,12 +164,13 @@ func (a expiringAccept) Accept(w http.ResponseWriter, r *http.Request, opts tran
 	if err != nil {
 		return nil, err
 	}
-	return &expiringConn{WebsocketConn: c, state: a.state}, nil
+	return &expiringConn{WebsocketConn: c, state: a.state, req: r.Context()}, nil
 }
 
 type expiringConn struct {
 	transport.WebsocketConn
 	state *wsExpiry
+	req   context.Context // the upgrade request's: cancelled with ErrShutdown on shutdown
 }
 
 // legacyExpired tells a legacy graphql-ws client why before the close (the
@@ -180,11 +181,15 @@ var legacyExpired = map[string]any{
 }
 
 func (c *expiringConn) WriteClose(code int, reason string) error {
-	if code == transport.WebsocketCloseNormalClosure && c.state.expired() {
+	switch {
+	case code != transport.WebsocketCloseNormalClosure:
+	case c.state.expired():
 		if c.Subprotocol() != "graphql-transport-ws" {
 			_ = c.WriteJSON(legacyExpired)
 		}
 		code, reason = CloseTokenExpired, "token expired"
+	case errors.Is(context.Cause(c.req), ErrShutdown):
+		code, reason = CloseServiceRestart, "server restarting: reconnect"
 	}
 	return c.WebsocketConn.WriteClose(code, reason)
 }

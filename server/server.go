@@ -4,6 +4,7 @@
 package server
 
 import (
+	"errors"
 	"net/http"
 	"net/netip"
 	"time"
@@ -98,6 +99,17 @@ func (c Config) withDefaults() Config {
 	}
 	return c
 }
+
+// ErrShutdown is the cause with which the caller cancels the server's base
+// context when the node shuts down: WebSocket clients are then closed with
+// CloseServiceRestart and reconnect (to another node) with their cursor;
+// SSE streams end (EventSource reconnects by itself) and held polls answer
+// with their cursor.
+var ErrShutdown = errors.New("server shutting down")
+
+// CloseServiceRestart is the WebSocket close code on shutdown (1012,
+// "service restart"): clients reconnect at once.
+const CloseServiceRestart = 1012
 
 // New returns pushgate's HTTP handler over broker. Streams (WebSocket, SSE)
 // end when the request's base context is cancelled: the caller's

@@ -60,8 +60,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// Streams (WebSocket, SSE) live on the base context: cancelling it on
 	// shutdown ends them, which http.Server.Shutdown does not do for
 	// hijacked connections.
-	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelBase()
+	base, cancelBase := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelBase(nil)
 	srv := &http.Server{
 		Handler: server.New(server.Config{
 			APIKeys:        cfg.APIKeys,
@@ -92,7 +92,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case <-ctx.Done():
 	}
 	log.Info().Msg("shutting down")
-	cancelBase()
+	cancelBase(server.ErrShutdown)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	err = srv.Shutdown(sctx)
