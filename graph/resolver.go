@@ -43,7 +43,17 @@ type Options struct {
 	// that reached the server is not abandoned when its client goes away,
 	// so its outcome is never left half-known to the store.
 	PublishTimeout time.Duration
+	// Joined, when set, is called once a feed subscription runs, with its
+	// channels; the function it returns is called when the subscription
+	// ends (presence).
+	Joined func(ctx context.Context, channels []string) (leave func())
+	// Presence, when set, returns who is on a channel, or nil when the
+	// channel's namespace has presence off.
+	Presence func(ctx context.Context, channel string) (*pubsub.PresenceState, error)
 }
+
+// maxPresenceSubjects bounds the subjects Channel.presence lists.
+const maxPresenceSubjects = 1000
 
 // Limits of the API.
 const (

@@ -12,6 +12,25 @@ import (
 	"github.com/pushgate/pushgate/pubsub"
 )
 
+// Presence is the resolver for the presence field.
+func (r *channelResolver) Presence(ctx context.Context, obj *model.Channel) (*model.Presence, error) {
+	if r.opts.Presence == nil {
+		return nil, nil
+	}
+	st, err := r.opts.Presence(ctx, obj.Name)
+	if err != nil {
+		return nil, Classify(err)
+	}
+	if st == nil {
+		return nil, nil // presence is off in the channel's namespace
+	}
+	subjects := st.Subjects
+	if len(subjects) > maxPresenceSubjects {
+		subjects = subjects[:maxPresenceSubjects]
+	}
+	return &model.Presence{Count: st.Count, Subjects: subjects}, nil
+}
+
 // Send is the resolver for the send field.
 func (r *mutationResolver) Send(ctx context.Context, input model.SendInput) (*model.SendPayload, error) {
 	if !pubsub.ValidChannel(input.Channel) {
@@ -132,9 +151,14 @@ func (r *subscriptionResolver) Feed(ctx context.Context, channels []string, curs
 	if err != nil {
 		return nil, Classify(err)
 	}
+	leave := func() {}
+	if r.opts.Joined != nil {
+		leave = r.opts.Joined(ctx, channels)
+	}
 	out := make(chan model.FeedEvent)
 	go func() {
 		defer close(out)
+		defer leave()
 		defer sub.Close()
 		for {
 			ev, err := sub.Next(ctx)
@@ -151,6 +175,9 @@ func (r *subscriptionResolver) Feed(ctx context.Context, channels []string, curs
 	return out, nil
 }
 
+// Channel returns ChannelResolver implementation.
+func (r *Resolver) Channel() ChannelResolver { return &channelResolver{r} }
+
 // Mutation returns MutationResolver implementation.
 func (r *Resolver) Mutation() MutationResolver { return &mutationResolver{r} }
 
@@ -161,6 +188,7 @@ func (r *Resolver) Query() QueryResolver { return &queryResolver{r} }
 func (r *Resolver) Subscription() SubscriptionResolver { return &subscriptionResolver{r} }
 
 type (
+	channelResolver      struct{ *Resolver }
 	mutationResolver     struct{ *Resolver }
 	queryResolver        struct{ *Resolver }
 	subscriptionResolver struct{ *Resolver }

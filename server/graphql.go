@@ -19,10 +19,12 @@ import (
 
 // graphqlHandler serves the GraphQL API on every transport.
 // lim enforces the operation and WebSocket limits (limits.go).
-func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits) http.Handler {
+func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, pres *presence) http.Handler {
 	resolver := graph.NewResolver(broker, auth, graph.Options{
 		MaxMessageSize:   cfg.MaxMessageSize,
 		MaxMessageSizeOf: func(ch string) int { return cfg.Namespaces.Of(ch).MaxMessageSize },
+		Joined:           pres.join,
+		Presence:         pres.get,
 	})
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: resolver}))
 

@@ -20,8 +20,9 @@ type Namespace struct {
 	// TokenPublish lets subscriber tokens send to the channels their
 	// publish claim grants (chat-like use). Without it only API keys send.
 	TokenPublish bool
-	// Presence turns presence on for the channels (stored for a later
-	// feature; nothing uses it yet).
+	// Presence counts who is subscribed to the channels (Channel.presence)
+	// and publishes join and leave events on their companion channels
+	// <channel>:presence (presence.go).
 	Presence bool
 	// MaxMessageSize bounds a message's data in bytes (0: the server's
 	// MaxMessageSize).

@@ -11,10 +11,10 @@ import (
 // Browser origins are checked on the routes browsers use (origin.go), and
 // streaming connections are admitted by the limits (limits.go): WebSocket
 // and graphql-sse inside the GraphQL handler, SSE and long-poll here.
-func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth) {
+func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth, pres *presence) {
 	lim := newLimits(cfg.Limits, auth, cfg.TrustedProxies)
 	org := newOrigins(cfg.AllowedOrigins)
-	gql := graphqlHandler(cfg, broker, auth, lim)
+	gql := graphqlHandler(cfg, broker, auth, lim, pres)
 	// Queries and mutations (POST, GET for queries), subscriptions over
 	// WebSocket (GET + Upgrade) and graphql-sse (POST + Accept:
 	// text/event-stream); streams end when their token expires (expiry.go).
@@ -24,7 +24,7 @@ func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth)
 	// Fallbacks for clients that cannot hold a WebSocket: the SSE feed
 	// (EventSource, chunked wx.request) and long-polling (wx.request).
 	mux.Handle("GET /events", org.guard("GET", lim.streams(handleEvents(broker, auth, sseOptions{
-		heartbeat: cfg.Heartbeat, writeTimeout: cfg.WriteTimeout, retry: cfg.SSERetry,
+		heartbeat: cfg.Heartbeat, writeTimeout: cfg.WriteTimeout, retry: cfg.SSERetry, presence: pres,
 	}))))
 	mux.Handle("GET /poll", org.guard("GET", lim.streams(handlePoll(broker, auth))))
 	mux.Handle("OPTIONS /events", org.guard("GET", nil)) // CORS preflights

@@ -71,6 +71,11 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	// Limits bound what one client may take (limits.go, docs/limits.md).
 	Limits Limits
+	// Presence opens the store of presence (who is subscribed, for
+	// namespaces with presence on), calling onChange on joins and leaves;
+	// nil: pubsub.NewMemoryPresence, right for one node. Several nodes on
+	// Redis use pubsub.NewRedisPresence.
+	Presence func(onChange pubsub.PresenceChange) pubsub.Presence
 }
 
 func (c Config) withDefaults() Config {
@@ -121,7 +126,7 @@ func New(cfg Config, broker pubsub.Broker, log zerolog.Logger) http.Handler {
 	auth.ns = cfg.Namespaces
 	auth.signer = newTokenSigner(cfg.Tokens, cfg.JWTSecret)
 	mux := http.NewServeMux()
-	addRoutes(mux, cfg, broker, auth)
+	addRoutes(mux, cfg, broker, auth, newPresence(cfg, broker, auth, log))
 	var h http.Handler = mux
 	h = credentials(h)
 	h = limitBody(cfg.MaxBodyBytes, h)

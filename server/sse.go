@@ -15,6 +15,7 @@ type sseOptions struct {
 	heartbeat    time.Duration // comment line interval on an idle stream
 	writeTimeout time.Duration // a write that does not complete drops the client
 	retry        time.Duration // reconnection delay hinted to EventSource
+	presence     *presence     // counts the stream's subject on its channels
 }
 
 // maxCoalesce bounds how many queued events one write carries.
@@ -51,6 +52,9 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 			return
 		}
 		defer sub.Close()
+		if opts.presence != nil {
+			defer opts.presence.join(ctx, req.channels)()
+		}
 
 		h := w.Header()
 		h.Set("Content-Type", "text/event-stream; charset=utf-8")

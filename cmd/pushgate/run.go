@@ -37,7 +37,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	log := zerolog.New(stdout).Level(cfg.LogLevel).With().Timestamp().Logger()
 
-	broker, store, closeStore, err := openBroker(ctx, cfg)
+	broker, store, closeStore, presence, err := openBroker(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -76,6 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			MaxBodyBytes:   cfg.MaxBodyBytes,
 			Heartbeat:      cfg.Heartbeat,
 			Limits:         cfg.Limits,
+			Presence:       presence,
 		}, broker, log),
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ReadHeaderTimeout: 10 * time.Second,
@@ -109,7 +110,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // openBroker opens the store the configuration names: Redis with
 // --redis-url, else memory. It returns a description for the log without
 // secrets, and a function that releases the store's client.
-func openBroker(ctx context.Context, cfg config) (pubsub.Broker, string, func(), error) {
+//
+// presence opens the matching presence store (in Redis, shared by every
+// node); closeStore also stops it.
+func openBroker(ctx context.Context, cfg config) (broker pubsub.Broker, desc string, closeStore func(),
+	presence func(pubsub.PresenceChange) pubsub.Presence, err error) {
 	opts := pubsub.Options{
 		HistorySize:       cfg.HistorySize,
 		HistoryTTL:        cfg.HistoryTTL,
@@ -119,15 +124,27 @@ func openBroker(ctx context.Context, cfg config) (pubsub.Broker, string, func(),
 		opts.Retention = cfg.namespaces().Retention
 	}
 	if cfg.Redis == nil {
-		return pubsub.NewMemory(opts), "memory", func() {}, nil
+		return pubsub.NewMemory(opts), "memory", func() {}, pubsub.NewMemoryPresence, nil
 	}
 	client := redis.NewClient(cfg.Redis)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	broker, err := pubsub.NewRedis(pctx, client, pubsub.RedisOptions{Options: opts})
+	broker, err = pubsub.NewRedis(pctx, client, pubsub.RedisOptions{Options: opts})
 	if err != nil {
 		_ = client.Close()
-		return nil, "", nil, fmt.Errorf("open --redis-url (%s db %d): %w", cfg.Redis.Addr, cfg.Redis.DB, err)
+		return nil, "", nil, nil, fmt.Errorf("open --redis-url (%s db %d): %w", cfg.Redis.Addr, cfg.Redis.DB, err)
 	}
-	return broker, fmt.Sprintf("redis %s db %d", cfg.Redis.Addr, cfg.Redis.DB), func() { _ = client.Close() }, nil
+	var opened []pubsub.Presence
+	presence = func(on pubsub.PresenceChange) pubsub.Presence {
+		p := pubsub.NewRedisPresence(client, "", pubsub.DefaultPresenceTTL, on)
+		opened = append(opened, p)
+		return p
+	}
+	closeStore = func() {
+		for _, p := range opened {
+			_ = p.Close()
+		}
+		_ = client.Close()
+	}
+	return broker, fmt.Sprintf("redis %s db %d", cfg.Redis.Addr, cfg.Redis.DB), closeStore, presence, nil
 }

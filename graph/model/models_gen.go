@@ -39,6 +39,12 @@ type Channel struct {
 	LastMessageAt *time.Time `json:"lastMessageAt,omitempty"`
 	// The channel's current position: a feed started with it receives only what is sent afterwards.
 	Cursor string `json:"cursor"`
+	// Who is subscribed now, on every node (WebSocket, SSE and graphql-sse
+	// subscriptions; long-polls are not counted). Null unless the channel's
+	// namespace has presence on. Join and leave events are published on the
+	// companion channel "<name>:presence" (event "join" or "leave", data
+	// {"subject": ...}), which clients may subscribe to like any channel.
+	Presence *Presence `json:"presence,omitempty"`
 }
 
 type IssueTokenInput struct {
@@ -92,6 +98,14 @@ type PageInfo struct {
 	HasPreviousPage bool    `json:"hasPreviousPage"`
 	StartCursor     *string `json:"startCursor,omitempty"`
 	EndCursor       *string `json:"endCursor,omitempty"`
+}
+
+// Who is subscribed to a channel.
+type Presence struct {
+	// Subscriptions, on every node.
+	Count int `json:"count"`
+	// The distinct subjects (token sub, key:<name> for API keys, anonymous), sorted; at most 1000.
+	Subjects []string `json:"subjects"`
 }
 
 type Query struct {
