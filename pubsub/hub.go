@@ -217,8 +217,16 @@ func (hc *hubChan) gapBefore(m *Message) (Position, bool) {
 func (h *hub) fill(hc *hubChan, from Position, upto uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), fillTimeout)
 	defer cancel()
+	switched := false
 	for {
 		st, msgs, err := h.st.readAfter(ctx, hc.name, from.Offset, fillBatch)
+		if err == nil && upto == 0 && !switched && from.Epoch != "" && st.Epoch != "" && st.Epoch != from.Epoch {
+			// A resync finds a new epoch (history lost while notifications
+			// were): its messages, from the start, make each subscription
+			// reset, as a notification would have.
+			switched, from = true, Position{Epoch: st.Epoch}
+			continue
+		}
 		if err != nil || (from.Epoch != "" && st.Epoch != from.Epoch) {
 			// Subscriptions notice the gap themselves and catch up.
 			return

@@ -29,7 +29,7 @@ const (
 )
 
 // Errors a Broker returns. Callers check them with errors.Is; every one of
-// them means nothing was appended.
+// them but ErrUnavailable means nothing was appended.
 var (
 	// ErrInvalidChannel: a channel name outside [A-Za-z0-9_:.@-]{1,128}.
 	ErrInvalidChannel = errors.New("invalid channel name")
@@ -52,7 +52,10 @@ var (
 	ErrEpochMismatch = errors.New("position is from an earlier epoch of the channel")
 	// ErrUnavailable: the store could not be reached; the operation may or
 	// may not be retried by the caller, and a Publish that returns it was not
-	// acknowledged (it is reported as not sent).
+	// acknowledged (it is reported as not sent). Usually nothing was
+	// appended, but when the connection broke after the store received the
+	// request the outcome is unknown: a retry with the same IdempotencyKey
+	// is safe either way.
 	ErrUnavailable = errors.New("store unavailable")
 	// ErrClosed: the Broker or Subscription was closed.
 	ErrClosed = errors.New("closed")
@@ -202,8 +205,9 @@ type Broker interface {
 	// Publish validates req and appends it to its channel: one atomic step
 	// assigns the next offset (starting a new epoch when the channel has no
 	// metadata), appends, trims retention by count and age and notifies live
-	// subscribers on every node. On error nothing was appended and the error
-	// wraps one of the package errors (ErrInvalid*, ErrUnavailable, ErrClosed).
+	// subscribers on every node. On error nothing was appended (but see
+	// ErrUnavailable) and the error wraps one of the package errors
+	// (ErrInvalid*, ErrUnavailable, ErrClosed).
 	// With an IdempotencyKey seen on the same channel within the idempotency
 	// window, Publish appends nothing and returns the original message with
 	// Duplicate set.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,32 +21,110 @@ type RedisOptions struct {
 	// "pushgate:"). It must not contain '{' or '}': the channel name in
 	// braces is the Redis Cluster hash tag.
 	Prefix string
+	// Fencing says whether a publish checks that the master it runs on
+	// holds the channel's whole history (see Fencing). Every node of a
+	// deployment must use the same setting.
+	Fencing Fencing
+	// WaitReplicas, when positive, makes every publish wait (Redis WAIT) until
+	// that many replicas have its write, for at most WaitTimeout (default
+	// 100ms). A publish that is not confirmed in time returns ErrUnavailable
+	// although the master stored it (and notified subscribers); a retry
+	// with the same IdempotencyKey returns the stored message. See
+	// docs/redis.md for what this does and does not protect.
+	WaitReplicas int
+	WaitTimeout  time.Duration
 }
+
+// Fencing is how a Redis store keeps one (epoch, offset) pair from naming
+// two messages when a master loses writes it acknowledged: a Sentinel or
+// Cluster failover to a replica that had not received them yet, or a
+// restart that did not replay them (appendfsync everysec, no AOF).
+//
+// With fencing on, each channel's metadata records the replication ID
+// (INFO replication master_replid) of the master that last wrote it, and the
+// publish script compares it with the ID of the master running it. Redis
+// gives a master a new ID whenever its history may have forked from its
+// predecessor's: a replica promoted by a failover, a server restarted. On a
+// mismatch the publish starts a new epoch instead of continuing offsets that
+// the previous master may already have handed out for other messages: the
+// messages this master retains (the newest 1000 at most) are kept in the new
+// epoch, renumbered from 1, and the new message follows them. Subscribers
+// get an epoch_changed Reset, then the retained messages and the new ones,
+// never a silent gap or a message mistaken for one they had.
+//
+// The price: every failover, restart or slot migration (on a Cluster, the
+// moved keys keep the old master's ID) starts a new epoch for each channel it
+// touched, at the channel's next publish, even when nothing was lost; the
+// script also reads INFO on every publish (a few microseconds of Redis
+// CPU). Without fencing epochs survive all of these, and acknowledged writes
+// lost by a failover or a crash are silently replaced by new messages at
+// the same offsets. WaitReplicas narrows that window without closing it
+// (see docs/redis.md).
+type Fencing int
+
+const (
+	// FencingAuto (the zero value) turns fencing on for a Cluster client
+	// (*redis.ClusterClient) and a Sentinel client (redis.NewFailoverClient,
+	// or NewUniversalClient with a MasterName), and off for a single server,
+	// where a restart with appendfsync always loses nothing.
+	FencingAuto Fencing = iota
+	// FencingOn fences on every topology (on a single server, every
+	// restart starts new epochs).
+	FencingOn
+	// FencingOff never fences.
+	FencingOff
+)
 
 // DefaultRedisPrefix is the key prefix when RedisOptions.Prefix is empty.
 const DefaultRedisPrefix = "pushgate:"
 
+// defaultWaitTimeout is RedisOptions.WaitTimeout's default.
+const defaultWaitTimeout = 100 * time.Millisecond
+
 // NewRedis returns a Broker that keeps history in Redis Streams and fans out
 // through Redis PUB/SUB, so that any number of nodes sharing one Redis (a
-// single server, Sentinel or Cluster) behave as one broker.
+// single server, Sentinel or Cluster) behave as one broker. The client is
+// typically redis.NewUniversalClient(ParseRedisURL(url)).
 //
 // For a channel C the keys are, all in C's hash slot:
 //
-//	<prefix>{C}:m        hash: epoch, top (the last offset assigned)
+//	<prefix>{C}:m        hash: epoch, top (the last offset assigned), r (the
+//	                     writing master's replication ID, with fencing)
 //	<prefix>{C}:s        stream: entry <offset>-0 with fields t (ms), e (event), d (data)
 //	<prefix>{C}:i:<key>  string: "<offset>:<ms>:<epoch>" of an idempotent publish
 //
-// and live notifications go to the PUB/SUB channel <prefix>{C}. A publish is
-// one Lua script: it assigns the offset, appends, trims by count and age,
-// refreshes expiry, remembers the idempotency key and publishes the
-// notification atomically, so every node sees one order. The meta hash and
-// the stream expire one minute after the retention age of their newest
-// message; a publish after that starts a new epoch.
+// and live notifications go to the PUB/SUB channel <prefix>{C}, in the same
+// slot. A publish is one Lua script: it assigns the offset, appends, trims by
+// count and age, refreshes expiry, remembers the idempotency key and
+// publishes the notification atomically, so every node sees one order. The
+// meta hash and the stream expire one minute after the retention age of
+// their newest message; a publish after that starts a new epoch.
 //
-// Each node holds one PUB/SUB connection for all its channels. When it
-// reconnects, or a notification skips offsets, the missing messages are read
-// from the stream once per node. The caller owns client: Close does not close
-// it.
+// Fan-out: on a single server or Sentinel, notifications use PUBLISH and
+// SUBSCRIBE (Redis 6.2 suffices) and each node holds one PUB/SUB connection
+// for all its channels; with Sentinel the node checks the master's
+// replication ID every second and moves that connection to a new master at
+// once (after a switchover the old master keeps its clients for seconds,
+// while it no longer receives notifications). On a Cluster they use sharded PUB/SUB (SPUBLISH and
+// SSUBSCRIBE, Redis 7.0): a notification stays on the shard that owns the
+// channel's slot, and each node holds one PUB/SUB connection per master that
+// serves one of its channels, so no shard depends on another for fan-out.
+// Channels follow their slot: a MOVED reply, a slot migration (the server
+// unsubscribes the channel) or a lost connection re-resolves the channel's
+// master and subscribes it there. Whenever a channel's notifications may have
+// been lost (its connection broke, it moved, a notification skips offsets),
+// the node reads the missing messages from the stream once for all its
+// subscribers.
+//
+// Publish outcome: the script is never retried by the client after it may
+// have been sent (go-redis retries it only when the error proves it did not
+// run: a refused connection, LOADING, READONLY, MASTERDOWN, CLUSTERDOWN,
+// TRYAGAIN). So a connection lost while the script was in flight yields
+// ErrUnavailable although the message may have been stored: the caller
+// reports it as not sent, and a retry with the same IdempotencyKey either
+// stores it or returns the stored original, never a second copy.
+//
+// The caller owns client: Close does not close it.
 func NewRedis(ctx context.Context, client redis.UniversalClient, opts RedisOptions) (Broker, error) {
 	if client == nil {
 		return nil, errors.New("pubsub: NewRedis: nil client")
@@ -57,60 +136,86 @@ func NewRedis(ctx context.Context, client redis.UniversalClient, opts RedisOptio
 	if strings.ContainsAny(prefix, "{}") {
 		return nil, fmt.Errorf("pubsub: NewRedis: prefix %q must not contain '{' or '}'", prefix)
 	}
+	if opts.WaitReplicas < 0 {
+		return nil, fmt.Errorf("pubsub: NewRedis: WaitReplicas %d is negative", opts.WaitReplicas)
+	}
 	o := opts.Options.withDefaults()
-	if err := client.Ping(ctx).Err(); err != nil {
-		return nil, fmt.Errorf("redis ping: %w: %w", ErrUnavailable, err)
+	cluster, _ := client.(*redis.ClusterClient)
+	fence := opts.Fencing == FencingOn
+	if opts.Fencing == FencingAuto {
+		fence = cluster != nil || isFailoverClient(client)
+	}
+	waitTimeout := opts.WaitTimeout
+	if waitTimeout <= 0 {
+		waitTimeout = defaultWaitTimeout
+	}
+	s := &redisStore{
+		client:       client,
+		cluster:      cluster,
+		sharded:      cluster != nil,
+		sentinel:     isFailoverClient(client),
+		fence:        fence,
+		waitReplicas: opts.WaitReplicas,
+		waitTimeout:  waitTimeout,
+		opts:         o,
+		prefix:       prefix,
+		watches:      make(map[string]*watchState),
+		conns:        make(map[string]*psConn),
+		dirty:        make(map[string]struct{}),
+		pending:      make(map[string]struct{}),
+		kick:         make(chan struct{}, 1),
+		stop:         make(chan struct{}),
+	}
+	if err := s.ping(ctx); err != nil {
+		return nil, err
 	}
 	for _, sc := range []*redis.Script{publishScript, readScript} {
+		// On a cluster, ScriptLoad loads it on every master; a master that
+		// lacks it later (a promoted replica) gets it with EVAL.
 		if err := sc.Load(ctx, client).Err(); err != nil {
 			return nil, fmt.Errorf("redis script load: %w: %w", ErrUnavailable, err)
 		}
 	}
-	s := &redisStore{
-		client:  client,
-		opts:    o,
-		prefix:  prefix,
-		watches: make(map[string]*watchState),
-		dirty:   make(map[string]struct{}),
-		pending: make(map[string]struct{}),
-		kick:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-	}
-	s.lastRecv.Store(time.Now().UnixNano())
 	h := newHub()
 	h.st = s
 	s.hub = h
-	// No channel yet: the receive loop opens the connection.
-	s.ps = client.Subscribe(context.Background())
-	s.wg.Add(2)
-	go s.receive()
+	s.wg.Add(1)
 	go s.control()
 	return newBroker(o, s, h), nil
 }
 
-// Timings of the PUB/SUB connection.
+// isFailoverClient reports whether c is a Sentinel-backed client: go-redis
+// gives those the placeholder address "FailoverClient".
+func isFailoverClient(c redis.UniversalClient) bool {
+	rc, ok := c.(*redis.Client)
+	return ok && rc.Options().Addr == "FailoverClient"
+}
+
+// Timings of the PUB/SUB connections.
 const (
 	// watchTimeout bounds how long watch waits for Redis to confirm a
 	// SUBSCRIBE when the caller's context has no earlier deadline.
 	watchTimeout = 10 * time.Second
 	// resubscribeAfter: a SUBSCRIBE still unconfirmed after this long is
-	// sent again (its reply may have been lost with a connection).
+	// sent again, after resolving the channel's master again.
 	resubscribeAfter = 2 * time.Second
-	// keepAliveAfter: with nothing received for this long, the PUB/SUB
-	// connection is pinged, so a broken connection is noticed on write and
+	// keepAliveAfter: with nothing received for this long, a PUB/SUB
+	// connection is pinged, so a broken connection is noticed and
 	// idle-killing proxies leave it alone.
 	keepAliveAfter = 30 * time.Second
-	// controlTick paces resubscription, keep-alive checks and resync
-	// retries.
+	// pongTimeout: a connection that received nothing this long after a
+	// ping is taken for dead (a half-open TCP connection never errors).
+	pongTimeout = 10 * time.Second
+	// controlTick paces resubscription, reconnection after a failure,
+	// keep-alive checks and resync retries.
 	controlTick = time.Second
 	// commandTimeout bounds one SUBSCRIBE, UNSUBSCRIBE or PING write.
 	commandTimeout = 5 * time.Second
-	// Receive errors are retried with a backoff between these.
-	minReceiveBackoff = 20 * time.Millisecond
-	maxReceiveBackoff = time.Second
 	// expiryMargin is how long the meta hash and the stream outlive the
 	// retention age of their newest message.
 	expiryMargin = time.Minute
+	// subscribeBatch bounds the channels of one SUBSCRIBE command.
+	subscribeBatch = 256
 )
 
 // keepWatchedEvery: the metadata of channels with local subscribers is kept
@@ -120,53 +225,38 @@ const (
 var keepWatchedEvery = 30 * time.Second
 
 type redisStore struct {
-	client redis.UniversalClient
-	opts   Options
-	prefix string
-	hub    *hub
-	ps     *redis.PubSub
+	client       redis.UniversalClient
+	cluster      *redis.ClusterClient // nil unless a Cluster
+	sharded      bool                 // SPUBLISH and SSUBSCRIBE (Cluster)
+	sentinel     bool                 // a Sentinel client: watch for a new master
+	masterID     string               // control loop only: the master's replication ID
+	fence        bool
+	waitReplicas int
+	waitTimeout  time.Duration
+	opts         Options
+	prefix       string
+	hub          *hub
 
 	mu      sync.Mutex
 	watches map[string]*watchState // by PUB/SUB channel name
+	conns   map[string]*psConn     // by master address ("" off Cluster)
 	dirty   map[string]struct{}    // watches the control loop must reconcile
 	pending map[string]struct{}    // channels whose resync could not read Redis
 	closed  bool
 
 	anyPending atomic.Bool // len(pending) > 0, read without the lock
+	retrying   atomic.Bool // a resync retry is running
+	reload     atomic.Bool // Cluster: refresh the slot map before assigning channels
 
 	kick     chan struct{} // wakes the control loop; buffered 1
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
-	lastRecv atomic.Int64 // unix nanoseconds of the last receive
-}
-
-// watchState tracks one PUB/SUB channel. Its life is: created by watch,
-// SUBSCRIBE issued by the control loop, confirmed by the receive loop, then,
-// once unwanted and confirmed, UNSUBSCRIBE issued and the state dropped. At
-// most one SUBSCRIBE of a channel is awaiting its reply at a time (unless a
-// lost reply is retried), so a reply is not mistaken for another's.
-type watchState struct {
-	channel   string // the pushgate channel
-	wanted    bool   // the hub watches the channel
-	issued    bool   // SUBSCRIBE was sent (go-redis resubscribes it on reconnect)
-	issuedAt  time.Time
-	confirmed bool          // a subscribe reply arrived: notifications flow
-	ready     chan struct{} // closed when first confirmed
 }
 
 // base is the common part of a channel's key names: <prefix>{channel}. It is
 // also the name of the channel's PUB/SUB channel.
 func (s *redisStore) base(channel string) string { return s.prefix + "{" + channel + "}" }
-
-// channelOf maps a PUB/SUB channel name back to the pushgate channel.
-func (s *redisStore) channelOf(name string) (string, bool) {
-	rest, ok := strings.CutPrefix(name, s.prefix+"{")
-	if !ok {
-		return "", false
-	}
-	return strings.CutSuffix(rest, "}")
-}
 
 func ttlMillis(ttl time.Duration) int64 { return max(ttl.Milliseconds(), 1) }
 
@@ -217,8 +307,10 @@ end
 
 // publishScript appends one message. KEYS: meta, stream, [idempotency key].
 // ARGV: PUB/SUB channel, history size, ttl (ms), event, data, idempotency
-// window (ms), key expiry (ms). It returns {epoch, offset, ms, duplicate, [event, data]}.
-var publishScript = redis.NewScript(luaHelpers + `
+// window (ms), key expiry (ms), notify command (PUBLISH or SPUBLISH), fence
+// ('1': compare the master's replication ID, see Fencing). It returns
+// {epoch, offset, ms, duplicate, [event, data]}.
+const publishSource = luaHelpers + `
 local meta, stream, idem = KEYS[1], KEYS[2], KEYS[3]
 local ms, sec, usec = now()
 
@@ -239,12 +331,33 @@ if idem then
   end
 end
 
-local epoch = redis.call('HGET', meta, 'epoch')
+local m = redis.call('HMGET', meta, 'epoch', 'r')
+local epoch, replid = m[1], nil
+if ARGV[9] == '1' then
+  replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or ''
+  if epoch and m[2] and m[2] ~= replid then
+    -- Written by another master (before a failover, a restart or a slot
+    -- migration): that one may have handed out offsets this one never
+    -- received. A new epoch keeps what is retained here (the newest
+    -- messages, at most 1000), renumbered from 1.
+    epoch = string.format('%x%05x', sec, usec)
+    local kept = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', math.min(tonumber(ARGV[2]), 1000))
+    redis.call('DEL', stream)
+    local n = #kept
+    for i = n, 1, -1 do
+      redis.call('XADD', stream, string.format('%d-0', n - i + 1), unpack(kept[i][2]))
+    end
+    redis.call('HSET', meta, 'epoch', epoch, 'top', n)
+  end
+end
 if not epoch then
   epoch = string.format('%x%05x', sec, usec)
   -- A stream without meta is stale; its IDs would block XADD from 1-0.
   redis.call('DEL', stream)
   redis.call('HSET', meta, 'epoch', epoch, 'top', 0)
+end
+if replid and m[2] ~= replid then
+  redis.call('HSET', meta, 'r', replid)
 end
 local top = redis.call('HINCRBY', meta, 'top', 1)
 local stop, sms = string.format('%d', top), string.format('%d', ms)
@@ -267,9 +380,11 @@ redis.call('PEXPIRE', stream, ARGV[7])
 if idem then
   redis.call('SET', idem, stop .. ':' .. sms .. ':' .. epoch, 'PX', ARGV[6])
 end
-redis.call('PUBLISH', ARGV[1], epoch .. '\n' .. stop .. '\n' .. sms .. '\n' .. ARGV[4] .. '\n' .. ARGV[5])
+redis.call(ARGV[8], ARGV[1], epoch .. '\n' .. stop .. '\n' .. sms .. '\n' .. ARGV[4] .. '\n' .. ARGV[5])
 return {epoch, top, ms, 0}
-`)
+`
+
+var publishScript = redis.NewScript(publishSource)
 
 // readScript reads a channel's state and, by mode, a page of it, in one
 // atomic step. KEYS: meta, stream. ARGV: mode ('a': offsets > n, oldest
@@ -320,10 +435,18 @@ func (s *redisStore) append(ctx context.Context, req PublishRequest) (PublishRes
 	if req.IdempotencyKey != "" {
 		keys = append(keys, base+":i:"+req.IdempotencyKey)
 	}
-	res, err := publishScript.Run(ctx, s.client, keys,
+	notify, fence := "PUBLISH", "0"
+	if s.sharded {
+		notify = "SPUBLISH"
+	}
+	if s.fence {
+		fence = "1"
+	}
+	res, err := s.runPublish(ctx, keys,
 		base, size, ttlMillis(ttl), req.Event, []byte(req.Data),
 		max(s.opts.IdempotencyWindow.Milliseconds(), 1), ttlMillis(ttl)+expiryMargin.Milliseconds(),
-	).Slice()
+		notify, fence,
+	)
 	if err != nil {
 		return PublishResult{}, unavailable("publish", req.Channel, err)
 	}
@@ -351,6 +474,107 @@ func (s *redisStore) append(ctx context.Context, req PublishRequest) (PublishRes
 		msg.Event, msg.Data = event, []byte(data)
 	}
 	return PublishResult{Message: msg, Duplicate: dup == 1}, nil
+}
+
+// noRetryCmd is a command go-redis must not send twice: the publish script
+// is not idempotent (without an idempotency key), so a reply lost after
+// the script was sent must reach the caller as an error, not be retried.
+type noRetryCmd struct{ *redis.Cmd }
+
+func (noRetryCmd) NoRetry() bool { return true }
+
+// publishRetries: how many times a publish is sent again after an error
+// proving the script did not run.
+const publishRetries = 2
+
+// runPublish runs the publish script (EVALSHA, EVAL when the server lacks
+// it) and, with WaitReplicas, WAIT on the same connection. It retries only
+// on errors that prove the script did not run.
+func (s *redisStore) runPublish(ctx context.Context, keys []string, args ...any) ([]any, error) {
+	for attempt := 0; ; attempt++ {
+		res, err := s.runPublishOnce(ctx, keys, args)
+		if err == nil || attempt == publishRetries || !notExecuted(err) {
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Duration(attempt+1) * 20 * time.Millisecond):
+		}
+	}
+}
+
+func (s *redisStore) runPublishOnce(ctx context.Context, keys []string, args []any) ([]any, error) {
+	scriptArgs := func(cmd, script string) []any {
+		a := make([]any, 0, 3+len(keys)+len(args))
+		a = append(a, cmd, script, len(keys))
+		for _, k := range keys {
+			a = append(a, k)
+		}
+		return append(a, args...)
+	}
+	run := func(cmd, script string) ([]any, error) {
+		c := noRetryCmd{redis.NewCmd(ctx, scriptArgs(cmd, script)...)}
+		if s.waitReplicas == 0 {
+			_ = s.client.Process(ctx, c)
+			return c.Slice()
+		}
+		return s.publishAndWait(ctx, keys[0], c)
+	}
+	res, err := run("evalsha", publishScript.Hash())
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		res, err = run("eval", publishSource)
+	}
+	return res, err
+}
+
+// publishAndWait sends the script and WAIT in one pipeline, so both use one
+// connection (WAIT counts the replicas that have that connection's writes).
+func (s *redisStore) publishAndWait(ctx context.Context, key string, script noRetryCmd) ([]any, error) {
+	var node redis.Cmdable = s.client
+	if s.cluster != nil {
+		master, err := s.cluster.MasterForKey(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		node = master
+	}
+	wait := noRetryCmd{redis.NewCmd(ctx, "wait", s.waitReplicas, s.waitTimeout.Milliseconds())}
+	pipe := node.Pipeline()
+	_ = pipe.Process(ctx, script)
+	_ = pipe.Process(ctx, wait)
+	_, _ = pipe.Exec(ctx)
+	res, err := script.Slice()
+	if err != nil {
+		if s.cluster != nil && (redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK")) {
+			s.cluster.ReloadState(ctx)
+			err = fmt.Errorf("%w (the slot moved; retry)", err)
+		}
+		return nil, err
+	}
+	n, err := wait.Int64()
+	if err != nil {
+		return nil, fmt.Errorf("stored on the master, but WAIT failed (%w): it may be lost in a failover; retry with the same idempotency key", err)
+	}
+	if n < int64(s.waitReplicas) {
+		return nil, fmt.Errorf("stored on the master, but only %d of %d replicas confirmed it within %v: it may be lost in a failover; retry with the same idempotency key", n, s.waitReplicas, s.waitTimeout)
+	}
+	return res, nil
+}
+
+// notExecuted reports whether err proves that a command was not run: no
+// connection could be made, or the server refused it before running it.
+func notExecuted(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	for _, prefix := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"} {
+		if redis.HasErrorPrefix(err, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *redisStore) readAfter(ctx context.Context, channel string, after uint64, limit int) (ChannelState, []Message, error) {
@@ -493,325 +717,4 @@ func parseNotification(channel, payload string) (*Message, error) {
 		Data:    []byte(rest),
 		Time:    time.UnixMilli(ms),
 	}, nil
-}
-
-// watch subscribes to the channel's notifications and returns once Redis
-// confirmed the subscription: every message published afterwards reaches
-// the receive loop.
-func (s *redisStore) watch(ctx context.Context, channel string) error {
-	name := s.base(channel)
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return ErrClosed
-	}
-	w := s.watches[name]
-	if w == nil {
-		w = &watchState{channel: channel, ready: make(chan struct{})}
-		s.watches[name] = w
-	}
-	w.wanted = true
-	if w.confirmed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.markDirtyLocked(name)
-	ready := w.ready
-	s.mu.Unlock()
-
-	timer := time.NewTimer(watchTimeout)
-	defer timer.Stop()
-	var err error
-	select {
-	case <-ready:
-		return nil
-	case <-ctx.Done():
-		err = fmt.Errorf("watch %s: %w", channel, ctx.Err())
-	case <-timer.C:
-		err = fmt.Errorf("watch %s: %w: no subscription confirmation within %v", channel, ErrUnavailable, watchTimeout)
-	case <-s.stop:
-		return ErrClosed
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if w.confirmed {
-		return nil
-	}
-	// The hub does not unwatch after a failed watch: give it up here.
-	w.wanted = false
-	s.markDirtyLocked(name)
-	return err
-}
-
-// unwatch stops the channel's notifications. It does not wait: the control
-// loop sends UNSUBSCRIBE, in order with any later SUBSCRIBE.
-func (s *redisStore) unwatch(channel string) {
-	name := s.base(channel)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if w := s.watches[name]; w != nil {
-		w.wanted = false
-		s.markDirtyLocked(name)
-	}
-}
-
-func (s *redisStore) markDirtyLocked(name string) {
-	s.dirty[name] = struct{}{}
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
-
-// control issues SUBSCRIBE and UNSUBSCRIBE commands, one at a time and in
-// the order the watches changed, resends lost SUBSCRIBEs and keeps the
-// connection alive.
-func (s *redisStore) control() {
-	defer s.wg.Done()
-	tick := time.NewTicker(controlTick)
-	defer tick.Stop()
-	var lastPing, lastKeep time.Time
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-s.kick:
-			s.reconcile()
-		case now := <-tick.C:
-			s.reconcile()
-			s.resubscribe(now)
-			if now.Sub(lastKeep) > keepWatchedEvery {
-				lastKeep = now
-				s.keepWatched()
-			}
-			idle := now.Sub(time.Unix(0, s.lastRecv.Load()))
-			// A pending resync is retried by the receive loop, which only
-			// runs when something arrives: a PING makes something arrive.
-			if s.hasPending() || idle > keepAliveAfter && now.Sub(lastPing) > keepAliveAfter {
-				lastPing = now
-				ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-				// A failed write makes go-redis reconnect and resubscribe.
-				_ = s.ps.Ping(ctx)
-				cancel()
-			}
-		}
-	}
-}
-
-func (s *redisStore) reconcile() {
-	var sub, unsub []string
-	now := time.Now()
-	s.mu.Lock()
-	for name := range s.dirty {
-		delete(s.dirty, name)
-		w := s.watches[name]
-		switch {
-		case w == nil:
-		case w.wanted && !w.issued:
-			w.issued, w.issuedAt = true, now
-			sub = append(sub, name)
-		case !w.wanted && w.issued && w.confirmed:
-			delete(s.watches, name)
-			unsub = append(unsub, name)
-		case !w.wanted && !w.issued:
-			delete(s.watches, name)
-		}
-		// Unwanted and awaiting its reply: the reply marks it dirty again.
-	}
-	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
-	if len(unsub) > 0 {
-		// On error go-redis has forgotten the channels all the same, so a
-		// reconnect does not subscribe them again.
-		_ = s.ps.Unsubscribe(ctx, unsub...)
-	}
-	if len(sub) > 0 {
-		// On error resubscribe sends them again.
-		_ = s.ps.Subscribe(ctx, sub...)
-	}
-}
-
-// keepWatched pushes back the expiry of the metadata and stream of every
-// watched channel. PEXPIRE on a missing key does nothing, so a channel whose
-// history is gone still starts a new epoch.
-func (s *redisStore) keepWatched() {
-	s.mu.Lock()
-	channels := make([]string, 0, len(s.watches))
-	for _, w := range s.watches {
-		if w.wanted {
-			channels = append(channels, w.channel)
-		}
-	}
-	s.mu.Unlock()
-	if len(channels) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
-	_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, ch := range channels {
-			_, ttl := s.opts.retention(ch)
-			keep := ttl + expiryMargin
-			base := s.base(ch)
-			p.PExpire(ctx, base+":m", keep)
-			p.PExpire(ctx, base+":s", keep)
-		}
-		return nil
-	})
-}
-
-// resubscribe sends SUBSCRIBE again for channels whose confirmation is
-// overdue: the command or its reply may have been lost with a connection
-// (go-redis resubscribes what it knows on reconnect, but a SUBSCRIBE whose
-// write failed can be missed).
-func (s *redisStore) resubscribe(now time.Time) {
-	var names []string
-	s.mu.Lock()
-	for name, w := range s.watches {
-		if w.issued && !w.confirmed && now.Sub(w.issuedAt) > resubscribeAfter {
-			w.issuedAt = now
-			names = append(names, name)
-		}
-	}
-	s.mu.Unlock()
-	if len(names) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-		_ = s.ps.Subscribe(ctx, names...)
-		cancel()
-	}
-}
-
-// receive reads the PUB/SUB connection until close: it dispatches
-// notifications to the hub (from this goroutine only, so each channel's
-// messages reach the hub in order) and handles subscription replies.
-func (s *redisStore) receive() {
-	defer s.wg.Done()
-	backoff := minReceiveBackoff
-	var lastRetry time.Time
-	for {
-		msg, err := s.ps.Receive(context.Background())
-		select {
-		case <-s.stop:
-			return
-		default:
-		}
-		if err != nil {
-			// go-redis reconnects and resubscribes by itself; each
-			// confirmed channel's next subscribe reply triggers a resync.
-			select {
-			case <-s.stop:
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, maxReceiveBackoff)
-			continue
-		}
-		backoff = minReceiveBackoff
-		s.lastRecv.Store(time.Now().UnixNano())
-		switch m := msg.(type) {
-		case *redis.Message:
-			ch, ok := s.channelOf(m.Channel)
-			if !ok {
-				continue
-			}
-			// A malformed notification is skipped: the next one shows a gap
-			// that the hub fills from the stream.
-			if msg, err := parseNotification(ch, m.Payload); err == nil {
-				s.hub.dispatch(msg)
-			}
-		case *redis.Subscription:
-			if m.Kind == "subscribe" {
-				s.confirm(m.Channel)
-			}
-		}
-		if s.hasPending() && time.Since(lastRetry) >= controlTick {
-			lastRetry = time.Now()
-			s.retryResyncs()
-		}
-	}
-}
-
-// confirm handles a subscribe reply. A reply for a channel that was already
-// confirmed means it was subscribed again, after a reconnect: notifications
-// may have been lost in between, so the hub reads what it missed.
-func (s *redisStore) confirm(name string) {
-	s.mu.Lock()
-	w := s.watches[name]
-	if w == nil || !w.issued {
-		s.mu.Unlock()
-		return
-	}
-	again := w.confirmed
-	if !again {
-		w.confirmed = true
-		close(w.ready)
-	}
-	wanted := w.wanted
-	if !wanted {
-		s.markDirtyLocked(name)
-	}
-	s.mu.Unlock()
-	if again && wanted {
-		s.resync(w.channel)
-	}
-}
-
-// resync makes the hub read what the channel received while notifications
-// may have been lost. The hub cannot report a failed read, so Redis is
-// probed first; if it cannot be read (still loading after a restart, say),
-// the resync is retried later instead of waiting for the channel's next
-// message to reveal the gap. Called from the receive loop only.
-func (s *redisStore) resync(channel string) {
-	if s.hub.lookup(channel) == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), fillTimeout)
-	_, err := s.state(ctx, channel)
-	cancel()
-	if err != nil {
-		s.mu.Lock()
-		s.pending[channel] = struct{}{}
-		s.anyPending.Store(true)
-		s.mu.Unlock()
-		return
-	}
-	s.hub.resync(channel)
-}
-
-func (s *redisStore) hasPending() bool { return s.anyPending.Load() }
-
-func (s *redisStore) retryResyncs() {
-	s.mu.Lock()
-	channels := make([]string, 0, len(s.pending))
-	for ch := range s.pending {
-		channels = append(channels, ch)
-	}
-	clear(s.pending)
-	s.anyPending.Store(false)
-	s.mu.Unlock()
-	for _, ch := range channels {
-		s.resync(ch)
-	}
-}
-
-func (s *redisStore) ping(ctx context.Context) error {
-	if err := s.client.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis ping: %w: %w", ErrUnavailable, err)
-	}
-	return nil
-}
-
-// close stops the PUB/SUB connection and its goroutines; the client stays
-// open (its owner closes it).
-func (s *redisStore) close() error {
-	s.stopOnce.Do(func() {
-		s.mu.Lock()
-		s.closed = true
-		s.mu.Unlock()
-		close(s.stop)
-		_ = s.ps.Close()
-		s.wg.Wait()
-	})
-	return nil
 }

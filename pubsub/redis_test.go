@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -249,45 +250,141 @@ func TestRedisPubSubConnectionLoss(t *testing.T) {
 	expectNothing(t, s)
 }
 
-// TestRedisRestart stops redis-server under a connected subscriber:
-// publishes fail with ErrUnavailable while it is down; after it restarts
-// (data kept by the append-only file) every message reaches the subscriber
-// without subscribing again, and history is intact.
+// TestRedisRestart stops redis-server for a few seconds under two nodes
+// with connected subscribers, while a publisher keeps trying: every publish
+// during the outage fails promptly with ErrUnavailable, Ready and State
+// report it, and after the restart (data kept by the append-only file) live
+// delivery resumes without subscribing again: every subscriber receives
+// every publish that succeeded, in order, without duplicates, in the same
+// epoch, and history agrees.
 func TestRedisRestart(t *testing.T) {
+	const outage = 3 * time.Second
 	srv := redistest.Start(t)
-	b := newRedisBroker(t, srv, pubsub.Options{})
-	s := subscribeRedis(t, b, pubsub.Cursor{}, "rs")
-	before := publishN(t, b, "rs", 1, 5)
-	expectMessages(t, s, 1, 2, 3, 4, 5)
+	a := newURLBroker(t, srv.URL(), pubsub.RedisOptions{})
+	b := newURLBroker(t, srv.URL(), pubsub.RedisOptions{})
+	nodes := []pubsub.Broker{a, b}
+	subs := []*pubsub.Subscription{
+		subscribeRedis(t, a, pubsub.Cursor{}, "rs"),
+		subscribeRedis(t, a, pubsub.Cursor{}, "rs", "other"),
+		subscribeRedis(t, b, pubsub.Cursor{}, "rs"),
+	}
+	before := publishN(t, a, "rs", 1, 5)
+	for _, s := range subs {
+		expectMessages(t, s, 1, 2, 3, 4, 5)
+	}
+
+	// The publisher numbers every attempt; a failed one may still have been
+	// stored (its reply lost), so subscribers may see it too.
+	var (
+		mu      sync.Mutex
+		acked   []int
+		failed  int
+		slowest time.Duration
+	)
+	stop := make(chan struct{})
+	stopped := make(chan error, 1)
+	go func() {
+		for n := 6; ; n++ {
+			select {
+			case <-stop:
+				stopped <- nil
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), redisWait)
+			start := time.Now()
+			_, err := nodes[n%2].Publish(ctx, pubsub.PublishRequest{Channel: "rs", Data: numData(n)})
+			took := time.Since(start)
+			cancel()
+			mu.Lock()
+			if err == nil {
+				acked = append(acked, n)
+			} else {
+				failed++
+				slowest = max(slowest, took)
+			}
+			mu.Unlock()
+			if err != nil && !errors.Is(err, pubsub.ErrUnavailable) {
+				stopped <- fmt.Errorf("publish #%d: %v, want ErrUnavailable", n, err)
+				return
+			}
+		}
+	}()
+	counts := func() (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked), failed
+	}
+	eventually(t, "publishes before the outage", func() bool { n, _ := counts(); return n >= 10 })
 
 	srv.Stop(t)
-	ctx, cancel := context.WithTimeout(context.Background(), redisWait)
-	_, err := b.Publish(ctx, pubsub.PublishRequest{Channel: "rs", Data: numData(99)})
-	cancel()
-	if !errors.Is(err, pubsub.ErrUnavailable) {
-		t.Fatalf("publish while Redis is down: %v, want ErrUnavailable", err)
+	down := time.Now()
+	for _, node := range nodes {
+		if err := node.Ready(testCtx(t)); !errors.Is(err, pubsub.ErrUnavailable) {
+			t.Fatalf("Ready while Redis is down: %v, want ErrUnavailable", err)
+		}
 	}
-	if err := b.Ready(testCtx(t)); !errors.Is(err, pubsub.ErrUnavailable) {
-		t.Fatalf("Ready while Redis is down: %v, want ErrUnavailable", err)
-	}
-	if _, err := b.State(testCtx(t), "rs"); !errors.Is(err, pubsub.ErrUnavailable) {
+	if _, err := a.State(testCtx(t), "rs"); !errors.Is(err, pubsub.ErrUnavailable) {
 		t.Fatalf("State while Redis is down: %v, want ErrUnavailable", err)
 	}
-
+	ackedBefore, _ := counts()
+	time.Sleep(time.Until(down.Add(outage))) // the outage itself
 	srv.Start(t)
-	// The client's pooled connections are dead: retry the first publish,
-	// with an idempotency key so a retry never appends twice.
-	eventually(t, "a publish after the restart", func() bool {
-		_, err := b.Publish(testCtx(t), pubsub.PublishRequest{Channel: "rs", Data: numData(6), IdempotencyKey: "six"})
-		return err == nil
-	})
-	after := publishN(t, b, "rs", 7, 4)
-	expectMessages(t, s, 6, 7, 8, 9, 10)
-	expectNothing(t, s)
-	if after[0].Epoch != before[0].Epoch || after[0].Offset != 7 {
-		t.Fatalf("after the restart: %+v, want offset 7 in epoch %s", after[0], before[0].Epoch)
+	ackedDuring, failedDuring := counts()
+	eventually(t, "publishes after the restart", func() bool { n, _ := counts(); return n >= ackedDuring+10 })
+	close(stop)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
 	}
-	p, err := b.History(testCtx(t), "rs", pubsub.HistoryRequest{Limit: 100})
+	if failedDuring < 10 || ackedDuring > ackedBefore+1 {
+		t.Fatalf("during the outage %d publishes failed and %d succeeded: want the publisher to keep failing", failedDuring, ackedDuring-ackedBefore)
+	}
+	if slowest > 2*time.Second {
+		t.Fatalf("a publish during the outage took %v to fail, want at most 2s", slowest)
+	}
+	for _, node := range nodes {
+		if err := node.Ready(testCtx(t)); err != nil {
+			t.Fatalf("Ready after the restart: %v", err)
+		}
+	}
+
+	mu.Lock()
+	last := acked[len(acked)-1]
+	mu.Unlock()
+	var seen []int
+	for i, s := range subs {
+		got := []int{1, 2, 3, 4, 5}
+		for got[len(got)-1] != last {
+			ev := nextEvent(t, s)
+			if ev.Reset != nil {
+				t.Fatalf("subscriber %d: unexpected reset %+v", i, *ev.Reset)
+			}
+			m := ev.Message
+			if m.Epoch != before[0].Epoch || m.Offset != uint64(len(got)+1) {
+				t.Fatalf("subscriber %d: message %d at %s/%d after %d messages", i, numOf(t, m), m.Epoch, m.Offset, len(got))
+			}
+			got = append(got, numOf(t, m))
+		}
+		if seen == nil {
+			seen = got
+		} else if !sameInts(got, seen) {
+			t.Fatalf("subscriber %d got %v, subscriber 0 got %v", i, got, seen)
+		}
+	}
+	expectNothing(t, subs[0])
+	// In order without duplicates (offsets are contiguous and numbers grow),
+	// and nothing acknowledged is missing.
+	for i := 1; i < len(seen); i++ {
+		if seen[i] <= seen[i-1] {
+			t.Fatalf("subscribers got %v: out of order", seen)
+		}
+	}
+	for _, n := range acked {
+		if !slices.Contains(seen, n) {
+			t.Fatalf("acknowledged publish %d never reached the subscribers (got %v)", n, seen)
+		}
+	}
+	p, err := b.History(testCtx(t), "rs", pubsub.HistoryRequest{Limit: pubsub.MaxHistoryLimit})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,8 +392,54 @@ func TestRedisRestart(t *testing.T) {
 	for i := range p.Messages {
 		nums = append(nums, numOf(t, &p.Messages[i]))
 	}
-	if !sameInts(nums, seqFrom(1, 10)) || p.State.Epoch != before[0].Epoch {
-		t.Fatalf("history after restart = %v in epoch %s", nums, p.State.Epoch)
+	if !sameInts(nums, seen) || p.State.Epoch != before[0].Epoch {
+		t.Fatalf("history after the restart = %v in epoch %s, subscribers saw %v", nums, p.State.Epoch, seen)
+	}
+	t.Logf("%d publishes acknowledged, %d failed during the %v outage (slowest failure %v)", len(acked), failedDuring, outage, slowest)
+}
+
+// TestRedisFencingRestart: with fencing on, a restarted server (a new
+// replication ID, as after a failover) starts a new epoch at the next
+// publish, keeping the retained messages renumbered from 1; a subscriber
+// gets an epoch_changed Reset, then what is retained and the new message.
+func TestRedisFencingRestart(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newURLBroker(t, srv.URL(), pubsub.RedisOptions{Options: pubsub.Options{HistorySize: 3}, Fencing: pubsub.FencingOn})
+	s := subscribeRedis(t, b, pubsub.Cursor{}, "fenced")
+	old := publishN(t, b, "fenced", 1, 5) // retained: 3, 4, 5
+	expectMessages(t, s, 1, 2, 3, 4, 5)
+	again := publishN(t, b, "fenced", 6, 1)
+	if again[0].Epoch != old[0].Epoch || again[0].Offset != 6 {
+		t.Fatalf("publish on the same server: %s/%d, want offset 6 of epoch %s", again[0].Epoch, again[0].Offset, old[0].Epoch)
+	}
+	expectMessages(t, s, 6)
+
+	srv.Stop(t)
+	srv.Start(t)
+	var fresh pubsub.Message
+	eventually(t, "a publish after the restart", func() bool {
+		r, err := b.Publish(testCtx(t), pubsub.PublishRequest{Channel: "fenced", Data: numData(7), IdempotencyKey: "seven"})
+		fresh = r.Message
+		return err == nil
+	})
+	if fresh.Epoch == old[0].Epoch || fresh.Offset != 4 {
+		t.Fatalf("first publish after the restart: %s/%d, want offset 4 of a new epoch", fresh.Epoch, fresh.Offset)
+	}
+	// Kept: 4, 5, 6 as 1, 2, 3; then 7 as 4, and retention (3) drops 4.
+	r := expectReset(t, s, pubsub.ResetEpochChanged)
+	if r.Position != (pubsub.Position{Epoch: fresh.Epoch, Offset: 1}) {
+		t.Fatalf("reset to %+v, want offset 1 of epoch %s", r.Position, fresh.Epoch)
+	}
+	evs := expectMessages(t, s, 5, 6, 7)
+	for i, ev := range evs {
+		if ev.Message.Epoch != fresh.Epoch || ev.Message.Offset != uint64(i+2) {
+			t.Fatalf("message %d after the reset at %s/%d", i, ev.Message.Epoch, ev.Message.Offset)
+		}
+	}
+	expectNothing(t, s)
+	// The next publish continues the new epoch.
+	if next := publishN(t, b, "fenced", 8, 1); next[0].Epoch != fresh.Epoch || next[0].Offset != 5 {
+		t.Fatalf("second publish after the restart: %s/%d", next[0].Epoch, next[0].Offset)
 	}
 }
 
@@ -331,6 +474,52 @@ func TestRedisFlushAll(t *testing.T) {
 	if !errors.Is(err, pubsub.ErrEpochMismatch) {
 		t.Fatalf("history from the old epoch: %v, want ErrEpochMismatch", err)
 	}
+}
+
+// TestRedisResyncNewEpoch: while a node's PUB/SUB connection is down, the
+// channel's history is lost and a new epoch begins, and nothing is
+// published after that. When the connection returns, the node's resync
+// finds the new epoch and its subscriber gets the Reset and the new
+// messages at once, not at the channel's next publish.
+func TestRedisResyncNewEpoch(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	ctx := testCtx(t)
+	acl := func(rules ...any) {
+		t.Helper()
+		if err := admin.Do(ctx, append([]any{"ACL", "SETUSER", "node"}, rules...)...).Err(); err != nil {
+			t.Fatalf("ACL SETUSER node %v: %v", rules, err)
+		}
+	}
+	acl("on", ">pw", "~*", "&*", "+@all")
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "node", Password: "pw"})
+	t.Cleanup(func() { _ = client.Close() })
+	sub, err := pubsub.NewRedis(ctx, client, pubsub.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Close() })
+	pub := newRedisBroker(t, srv, pubsub.Options{})
+	s := subscribeRedis(t, sub, pubsub.Cursor{}, "ep")
+	publishN(t, pub, "ep", 1, 2)
+	expectMessages(t, s, 1, 2)
+
+	// Without channel permissions the node's PUB/SUB connection is closed
+	// and it cannot subscribe again until they are back.
+	acl("resetchannels")
+	eventually(t, "the node to be unsubscribed", func() bool {
+		n, err := admin.PubSubNumSub(ctx, key("ep", "")).Result()
+		return err == nil && n[key("ep", "")] == 0
+	})
+	srv.FlushAll(t)
+	fresh := publishN(t, pub, "ep", 3, 2)
+	acl("&*")
+	r := expectReset(t, s, pubsub.ResetEpochChanged)
+	if r.Position != (pubsub.Position{Epoch: fresh[0].Epoch}) {
+		t.Fatalf("reset to %+v, want the start of epoch %s", r.Position, fresh[0].Epoch)
+	}
+	expectMessages(t, s, 3, 4)
+	expectNothing(t, s)
 }
 
 // TestRedisLostNotification appends a message by hand, as if its PUBLISH

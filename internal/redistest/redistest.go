@@ -1,6 +1,8 @@
 // Package redistest runs a private redis-server for a test: on a free
 // loopback port, in the test's temporary directory, with an append-only file
-// synced on every write so that a Stop and Start keep the data.
+// synced on every write so that a Stop and Start keep the data. StartCluster
+// runs a Redis Cluster of such servers, StartSentinel a master, a replica
+// and three sentinels.
 //
 // It never touches a shared Redis: every Server is a process of its own that
 // the test's cleanup kills.
@@ -35,6 +37,13 @@ type Option func(*config)
 
 type config struct {
 	args []string
+	// clusterBus: the server is a cluster node; it gets a free port of its
+	// own for the cluster bus (--cluster-port) instead of port+10000,
+	// which may be taken or beyond 65535.
+	clusterBus bool
+	// sentinel, when set, runs the process as a sentinel with the
+	// configuration it returns for the given port.
+	sentinel func(port int) string
 }
 
 // WithArgs adds redis-server arguments (for example "--maxmemory", "10mb").
@@ -44,10 +53,11 @@ func WithArgs(args ...string) Option {
 
 // Server is one redis-server process owned by a test.
 type Server struct {
-	bin  string
-	dir  string
-	port int
-	args []string
+	bin     string
+	dir     string
+	port    int
+	busPort int
+	cfg     config
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -70,7 +80,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	for _, o := range opts {
 		o(&c)
 	}
-	s := &Server{bin: bin, dir: t.TempDir(), args: c.args}
+	s := &Server{bin: bin, dir: t.TempDir(), cfg: c}
 	// The cleanup runs before TempDir's own cleanup (cleanups run last in,
 	// first out), so the process is gone before its directory is removed.
 	t.Cleanup(s.kill)
@@ -78,6 +88,11 @@ func Start(t testing.TB, opts ...Option) *Server {
 	for attempt := 0; attempt < 5; attempt++ {
 		if s.port, err = freePort(); err != nil {
 			t.Fatalf("redistest: %v", err)
+		}
+		if c.clusterBus {
+			if s.busPort, err = freePort(); err != nil {
+				t.Fatalf("redistest: %v", err)
+			}
 		}
 		if lastErr = s.start(); lastErr == nil {
 			return s
@@ -139,6 +154,24 @@ func (s *Server) Stop(t testing.TB) {
 	}
 }
 
+// Kill ends the server abruptly (SIGKILL), as a crash would: whatever
+// was not yet written to disk or to replicas is lost.
+func (s *Server) Kill(t testing.TB) {
+	t.Helper()
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		t.Fatalf("redistest: Kill: server %s is not running", s.Addr())
+	}
+	_ = cmd.Process.Kill()
+	<-exited
+}
+
+// Port returns the server's TCP port.
+func (s *Server) Port() int { return s.port }
+
 // Start restarts a stopped server on the same port and directory; the data
 // written before Stop is loaded from the append-only file.
 func (s *Server) Start(t testing.TB) {
@@ -161,17 +194,40 @@ func (s *Server) start() error {
 		return err
 	}
 	defer logFile.Close() // the child has its own descriptor
-	args := []string{
+	var args []string
+	if s.cfg.sentinel != nil {
+		// A sentinel rewrites its configuration file: it must be a file of
+		// its own, kept across restarts.
+		conf := filepath.Join(s.dir, "sentinel.conf")
+		if _, err := os.Stat(conf); err != nil {
+			if err := os.WriteFile(conf, []byte(s.cfg.sentinel(s.port)), 0o600); err != nil {
+				return err
+			}
+		}
+		args = []string{conf, "--sentinel"}
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
-		"--save", "",
-		"--appendonly", "yes",
-		"--appendfsync", "always",
 		"--dir", s.dir,
 		"--daemonize", "no",
 		"--loglevel", "notice",
+	)
+	if s.cfg.sentinel == nil {
+		args = append(args,
+			"--save", "",
+			"--appendonly", "yes",
+			"--appendfsync", "always",
+		)
 	}
-	args = append(args, s.args...)
+	if s.cfg.clusterBus {
+		args = append(args,
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf",
+			"--cluster-port", strconv.Itoa(s.busPort),
+		)
+	}
+	args = append(args, s.cfg.args...)
 	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.dir
 	cmd.Stdout = logFile
