@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -24,8 +25,12 @@ type subscriber struct {
 	transport pushclient.Transport
 	channels  []string
 
+	// steady: never reconnect voluntarily (only when the stream ends).
+	steady bool
+
 	mu         sync.Mutex
 	last       map[string]uint64 // channel -> newest id handled
+	seen       map[string]bool   // payloads handled ("<channel>/<n>")
 	duplicates int               // events at or below last: redelivered
 	gap        error             // first message that skipped an id
 	reconnects int
@@ -40,6 +45,9 @@ func (s *subscriber) run(ctx context.Context, nodes []*node, first int, cursor s
 			continue
 		}
 		budget := 200 + rng.IntN(800) // events before a voluntary reconnect
+		if s.steady {
+			budget = 1 << 62
+		}
 		for ; budget > 0; budget-- {
 			ev, err := stream.Next(ctx)
 			if err != nil {
@@ -73,6 +81,11 @@ func (s *subscriber) handle(ev pushclient.Event) {
 		s.gap = fmt.Errorf("%s: channel %s jumped from %d to %d", s.name, m.Channel, last, off)
 	default:
 		s.last[m.Channel] = off
+		if s.seen != nil {
+			var d struct{ I int }
+			_ = json.Unmarshal(m.Data, &d)
+			s.seen[fmt.Sprintf("%s/%d", m.Channel, d.I)] = true
+		}
 	}
 }
 
