@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -23,6 +24,9 @@ type Options struct {
 	// QueueSize is how many events a subscription holds for its consumer
 	// before it falls back to reading the store (default 256).
 	QueueSize int
+	// Observer is told of resets, resumes and store errors, for metrics
+	// (nil: nothing is observed).
+	Observer Observer
 }
 
 func (o Options) withDefaults() Options {
@@ -37,6 +41,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.QueueSize <= 0 {
 		o.QueueSize = 256
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
 	}
 	return o
 }
@@ -94,6 +101,9 @@ type broker struct {
 }
 
 func newBroker(opts Options, st store, h *hub) *broker {
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
+	}
 	return &broker{opts: opts, st: st, hub: h, subs: make(map[*Subscription]struct{}), done: make(chan struct{})}
 }
 
@@ -113,7 +123,19 @@ func (b *broker) Publish(ctx context.Context, req PublishRequest) (PublishResult
 	if err := validatePublish(&req); err != nil {
 		return PublishResult{}, err
 	}
-	return b.st.append(ctx, req)
+	res, err := b.st.append(ctx, req)
+	if err != nil {
+		b.storeError(opPublish, err)
+	}
+	return res, err
+}
+
+// storeError reports a failed store operation to the observer, unless the
+// caller gave up (its context was cancelled) or the broker is closed.
+func (b *broker) storeError(op string, err error) {
+	if !errors.Is(err, context.Canceled) && !errors.Is(err, ErrClosed) {
+		b.opts.Observer.StoreError(op)
+	}
 }
 
 func (b *broker) History(ctx context.Context, channel string, req HistoryRequest) (HistoryPage, error) {
@@ -148,6 +170,7 @@ func (b *broker) History(ctx context.Context, channel string, req HistoryRequest
 		st, msgs, err = b.st.readBefore(ctx, channel, before, req.Limit+1)
 	}
 	if err != nil {
+		b.storeError(opHistory, err)
 		return HistoryPage{}, err
 	}
 	if pos != nil && pos.Epoch != "" && pos.Epoch != st.Epoch {
@@ -172,7 +195,11 @@ func (b *broker) State(ctx context.Context, channel string) (ChannelState, error
 	if !ValidChannel(channel) {
 		return ChannelState{}, fmt.Errorf("%w: %q must match [A-Za-z0-9_:.@-]{1,128}", ErrInvalidChannel, channel)
 	}
-	return b.st.state(ctx, channel)
+	st, err := b.st.state(ctx, channel)
+	if err != nil {
+		b.storeError(opState, err)
+	}
+	return st, err
 }
 
 func (b *broker) Ready(ctx context.Context) error {

@@ -29,6 +29,10 @@ type Subscription struct {
 	catching bool
 	err      error
 	ended    bool
+	// resuming: the cursor named a channel and the first catch-up has not
+	// ended (Observer.Resumed); resumeReset: it queued a Reset meanwhile.
+	resuming    bool
+	resumeReset bool
 
 	// Consumer side, owned by Next.
 	cursor Cursor
@@ -78,6 +82,7 @@ func (b *broker) Subscribe(ctx context.Context, channels []string, cursor Cursor
 			b.hub.unregister(s, ch)
 		}
 		b.untrack(s)
+		b.storeError(opSubscribe, err)
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
 			errors.Is(err, ErrUnavailable) || errors.Is(err, ErrClosed) {
 			return nil, err
@@ -92,8 +97,10 @@ func (b *broker) Subscribe(ctx context.Context, channels []string, cursor Cursor
 	}
 	// Channels registered first, then positions read: whatever is appended
 	// after the read reaches the buffers, whatever before is in the store.
+	resuming := false
 	for _, ch := range channels {
 		p, ok := cursor.Position(ch)
+		resuming = resuming || ok
 		if !ok {
 			st, err := b.st.state(ctx, ch)
 			if err != nil {
@@ -105,6 +112,7 @@ func (b *broker) Subscribe(ctx context.Context, channels []string, cursor Cursor
 	}
 	s.cursor = NewCursor(start)
 	s.mu.Lock()
+	s.resuming = resuming
 	for ch, sc := range s.chans {
 		sc.pos = start[ch]
 		s.scheduleLocked(sc)
@@ -299,7 +307,13 @@ func (s *Subscription) catchUp() {
 		}
 		if sc == nil || s.ended {
 			s.catching = false
+			resumed := s.resuming && !s.ended
+			s.resuming = false
+			withReset := s.resumeReset
 			s.mu.Unlock()
+			if resumed {
+				s.b.opts.Observer.Resumed(withReset)
+			}
 			return
 		}
 		sc.dirty = false
@@ -370,6 +384,7 @@ func (s *Subscription) readStore(sc *subChan) error {
 		st, msgs, err := s.b.st.readAfter(ctx, sc.name, pos.Offset, storeReadBatch)
 		cancel()
 		if err != nil {
+			s.b.storeError(opCatchUp, err)
 			select {
 			case <-s.done:
 				return ErrClosed
@@ -383,6 +398,10 @@ func (s *Subscription) readStore(sc *subChan) error {
 			if err := s.send(sc, item{reset: reset}, reset.Position); err != nil {
 				return err
 			}
+			s.mu.Lock()
+			s.resumeReset = s.resumeReset || s.resuming
+			s.mu.Unlock()
+			s.b.opts.Observer.Reset(reset.Reason)
 			pos = reset.Position
 			continue
 		}

@@ -96,7 +96,8 @@ func appendExpiredEvent(b []byte, cursor pubsub.Cursor) []byte {
 // close into 4403 when the token is why.
 type expiringWebsocket struct {
 	transport.Websocket
-	auth *Auth
+	auth    *Auth
+	metrics *Metrics // accounts the connection (metrics.go)
 }
 
 func (t expiringWebsocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
@@ -107,7 +108,11 @@ func (t expiringWebsocket) Do(w http.ResponseWriter, r *http.Request, exec graph
 	if impl == nil {
 		impl = transport.CoderWebsocketImplementation{}
 	}
-	ws.Implementation = expiringAccept{WebsocketImplementation: impl, state: state}
+	acct := t.metrics.newWSStream(r)
+	if acct != nil {
+		r = r.WithContext(withStream(r.Context(), acct.stream))
+	}
+	ws.Implementation = expiringAccept{WebsocketImplementation: impl, state: state, acct: acct}
 	init := ws.InitFunc
 	ws.InitFunc = func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
 		var ack *transport.InitPayload
@@ -122,7 +127,12 @@ func (t expiringWebsocket) Do(w http.ResponseWriter, r *http.Request, exec graph
 		return ctx, ack, nil
 	}
 	ws.Do(w, r, exec)
+	acct.ensureClosed(wsCloseGrace)
 }
+
+// wsCloseGrace is how long after gqlgen's Do returns a connection it has
+// not closed is closed (see wsStream.ensureClosed).
+const wsCloseGrace = 5 * time.Second
 
 // wsExpiry is one connection's bounded context, once initialised.
 type wsExpiry struct {
@@ -157,6 +167,7 @@ func (s *wsExpiry) end() {
 type expiringAccept struct {
 	transport.WebsocketImplementation
 	state *wsExpiry
+	acct  *wsStream // nil: not accounted
 }
 
 func (a expiringAccept) Accept(w http.ResponseWriter, r *http.Request, opts transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
@@ -164,13 +175,16 @@ func (a expiringAccept) Accept(w http.ResponseWriter, r *http.Request, opts tran
 	if err != nil {
 		return nil, err
 	}
-	return &expiringConn{WebsocketConn: c, state: a.state, req: r.Context()}, nil
+	ec := &expiringConn{WebsocketConn: c, state: a.state, req: r.Context(), acct: a.acct}
+	a.acct.accepted(ec)
+	return ec, nil
 }
 
 type expiringConn struct {
 	transport.WebsocketConn
 	state *wsExpiry
 	req   context.Context // the upgrade request's: cancelled with ErrShutdown on shutdown
+	acct  *wsStream       // notes how the connection ends
 }
 
 // legacyExpired tells a legacy graphql-ws client why before the close (the
@@ -191,7 +205,32 @@ func (c *expiringConn) WriteClose(code int, reason string) error {
 	case errors.Is(context.Cause(c.req), ErrShutdown):
 		code, reason = CloseServiceRestart, "server restarting: reconnect"
 	}
+	c.acct.closing(code, reason)
 	return c.WebsocketConn.WriteClose(code, reason)
+}
+
+// NextReader, WriteJSON and Close tell the account how the connection
+// ends.
+func (c *expiringConn) NextReader() (int, io.Reader, error) {
+	typ, r, err := c.WebsocketConn.NextReader()
+	if err != nil {
+		c.acct.readFailed(err)
+	}
+	return typ, r, err
+}
+
+func (c *expiringConn) WriteJSON(v any) error {
+	err := c.WebsocketConn.WriteJSON(v)
+	if err != nil {
+		c.acct.writeFailed(err)
+	}
+	return err
+}
+
+func (c *expiringConn) Close() error {
+	err := c.WebsocketConn.Close()
+	c.acct.done()
+	return err
 }
 
 // SetReadLimit and SetReadDeadline pass on the optional interfaces gqlgen

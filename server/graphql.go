@@ -20,7 +20,8 @@ import (
 // graphqlHandler serves the GraphQL API on every transport.
 // lim enforces the operation and WebSocket limits (limits.go).
 func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, pres *presence) http.Handler {
-	resolver := graph.NewResolver(broker, auth, graph.Options{
+	// Sends are counted as they reach the broker (metrics.go).
+	resolver := graph.NewResolver(cfg.Metrics.countSends(broker), auth, graph.Options{
 		MaxMessageSize:   cfg.MaxMessageSize,
 		MaxMessageSizeOf: func(ch string) int { return cfg.Namespaces.Of(ch).MaxMessageSize },
 		Joined:           pres.join,
@@ -32,7 +33,7 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, p
 	// (any Upgrade), then graphql-sse (POST + Accept: text/event-stream),
 	// then plain HTTP.
 	// Each connection lasts no longer than its token (expiry.go).
-	srv.AddTransport(expiringWebsocket{auth: auth, Websocket: transport.Websocket{
+	srv.AddTransport(expiringWebsocket{auth: auth, metrics: cfg.Metrics, Websocket: transport.Websocket{
 		// Both graphql-transport-ws and the legacy graphql-ws; the chosen
 		// subprotocol is echoed, as wx.connectSocket requires. Origins are
 		// checked before the upgrade (origin.go); coder/websocket's own
@@ -74,9 +75,11 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, p
 		srv.Use(extension.Introspection{})
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
+	srv.Use(gqlMetrics{cfg.Metrics})
 	srv.Use(newOperationLimits(lim)) // last: see operationLimits
 	srv.SetErrorPresenter(graph.ErrorPresenter)
 	srv.SetRecoverFunc(graph.Recover)
 
-	return lim.graphql(streamWriteTimeout(cfg.WriteTimeout, srv))
+	// graphql-sse streams are accounted once admitted (metrics.go).
+	return cfg.Metrics.graphqlSSE(lim.graphql(streamWriteTimeout(cfg.WriteTimeout, srv)))
 }

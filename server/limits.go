@@ -144,6 +144,9 @@ type limits struct {
 	ipConnects   *buckets
 	keySends     *buckets
 	tokenSends   *buckets
+	// metrics count the connections and subscriptions refused (nil: not
+	// counted).
+	metrics *Metrics
 }
 
 // maxBuckets bounds each bucket table. A table is full only when that many
@@ -219,7 +222,9 @@ func (l *limits) streams(next http.Handler) http.Handler {
 	})
 }
 
+// tooManyChannels refuses a subscription of n channels.
 func (l *limits) tooManyChannels(n int) *limitError {
+	l.metrics.drop(dropLimit)
 	return &limitError{code: graph.CodeBadUserInput,
 		msg: fmt.Sprintf("channels: %d channels, over the limit of %d per subscription", n, l.MaxSubscriptionChannels)}
 }
@@ -239,7 +244,7 @@ func (l *limits) graphql(next http.Handler) http.Handler {
 				return
 			}
 			defer release()
-			ws := &wsLimits{max: l.MaxSubscriptionsPerConnection}
+			ws := &wsLimits{max: l.MaxSubscriptionsPerConnection, metrics: l.metrics}
 			defer ws.close()
 			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), wsLimitsKey{}, ws)))
 		case r.Method == http.MethodPost && strings.Contains(r.Header.Get("Accept"), "text/event-stream"):
@@ -262,6 +267,11 @@ func (l *limits) graphql(next http.Handler) http.Handler {
 // connect rate, a slot of its IP's connections and, with subject, a slot of
 // its token subject's connections. release gives the slots back.
 func (l *limits) admit(r *http.Request, subject bool) (release func(), err *limitError) {
+	defer func() {
+		if err != nil {
+			l.metrics.drop(dropLimit)
+		}
+	}()
 	ip, ok := l.clientKey(r)
 	if !ok {
 		return func() {}, nil
@@ -321,6 +331,7 @@ func (l *limits) websocketInit(ctx context.Context) error {
 	}
 	release, err := l.admitSubject(ctx)
 	if err != nil {
+		l.metrics.drop(dropLimit)
 		return err
 	}
 	ws.onClose(release)
@@ -560,8 +571,9 @@ func (b *buckets) size() int {
 // wsLimits are one WebSocket connection's: its active operations, and what
 // to give back when it ends.
 type wsLimits struct {
-	max int // negative: off
-	ops atomic.Int64
+	max     int // negative: off
+	ops     atomic.Int64
+	metrics *Metrics // counts refusals
 
 	mu      sync.Mutex
 	closed  bool
@@ -577,6 +589,7 @@ func (ws *wsLimits) acquire() bool {
 	}
 	if ws.ops.Add(1) > int64(ws.max) {
 		ws.ops.Add(-1)
+		ws.metrics.drop(dropLimit)
 		return false
 	}
 	return true

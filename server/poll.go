@@ -24,7 +24,7 @@ const (
 // with no messages and the same cursor. The answer is always
 // {"messages":[...],"cursor":"...","reset":null|{...}}; the next poll passes
 // cursor.
-func handlePoll(broker pubsub.Broker, auth *Auth) http.Handler {
+func handlePoll(broker pubsub.Broker, auth *Auth, metrics *Metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, err := parseReadRequest(r, false)
 		if err != nil {
@@ -57,11 +57,14 @@ func handlePoll(broker pubsub.Broker, auth *Auth) http.Handler {
 			return
 		}
 		defer sub.Close()
+		st := metrics.newStream(transportPoll, r)
+		st.open(true, nil)
 
 		cursor := sub.Cursor()
 		buf := make([]byte, 0, 512)
 		buf = append(buf, `{"messages":[`...)
 		var reset []byte
+		var created []time.Time // of the messages, for the metrics
 		n := 0
 	collect:
 		for !req.cursor.IsZero() && n < limit {
@@ -94,6 +97,7 @@ func handlePoll(broker pubsub.Broker, auth *Auth) http.Handler {
 					buf = append(buf, ',')
 				}
 				buf = appendMessageJSON(buf, ev.Message)
+				created = append(created, ev.Message.Time)
 				n++
 			}
 			cursor = ev.Cursor
@@ -112,6 +116,13 @@ func handlePoll(broker pubsub.Broker, auth *Auth) http.Handler {
 		h := w.Header()
 		h.Set("Content-Type", "application/json")
 		h.Set("Cache-Control", "no-store")
-		_, _ = w.Write(buf)
+		end := streamEnd{}
+		if shuttingDown(ctx) {
+			end.drop = dropShutdown
+		}
+		if _, err := w.Write(buf); err == nil {
+			st.deliver(time.Now(), created...)
+		}
+		st.end(end)
 	})
 }

@@ -13,6 +13,7 @@ import (
 // and graphql-sse inside the GraphQL handler, SSE and long-poll here.
 func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth, pres *presence) {
 	lim := newLimits(cfg.Limits, auth, cfg.TrustedProxies)
+	lim.metrics = cfg.Metrics // counts refusals
 	org := newOrigins(cfg.AllowedOrigins)
 	gql := graphqlHandler(cfg, broker, auth, lim, pres)
 	// Queries and mutations (POST, GET for queries), subscriptions over
@@ -25,12 +26,19 @@ func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth,
 	// (EventSource, chunked wx.request) and long-polling (wx.request).
 	mux.Handle("GET /events", org.guard("GET", lim.streams(handleEvents(broker, auth, sseOptions{
 		heartbeat: cfg.Heartbeat, writeTimeout: cfg.WriteTimeout, retry: cfg.SSERetry, presence: pres,
+		metrics: cfg.Metrics,
 	}))))
-	mux.Handle("GET /poll", org.guard("GET", lim.streams(handlePoll(broker, auth))))
+	mux.Handle("GET /poll", org.guard("GET", lim.streams(handlePoll(broker, auth, cfg.Metrics))))
 	mux.Handle("OPTIONS /events", org.guard("GET", nil)) // CORS preflights
 	mux.Handle("OPTIONS /poll", org.guard("GET", nil))
 
 	mux.Handle("GET /healthz", healthz())
 	mux.Handle("GET /readyz", readyz(broker))
+	// Prometheus (metrics.go), behind Config.MetricsToken when set; the
+	// profiler only when Config.Pprof, for API keys.
+	mux.Handle("GET /metrics", cfg.Metrics.handler(cfg.MetricsToken))
+	if cfg.Pprof {
+		mux.Handle("/debug/pprof/", pprofHandler(auth))
+	}
 	mux.Handle("/", notFound())
 }

@@ -76,6 +76,17 @@ type Config struct {
 	// nil: pubsub.NewMemoryPresence, right for one node. Several nodes on
 	// Redis use pubsub.NewRedisPresence.
 	Presence func(onChange pubsub.PresenceChange) pubsub.Presence
+	// Metrics are where the server counts, served on GET /metrics; the
+	// caller shares them with the broker (Metrics.Observer) and its Redis
+	// client (Metrics.RedisHook). nil: New makes its own.
+	Metrics *Metrics
+	// MetricsToken, when set, is required as Authorization: Bearer on
+	// /metrics (401 without it); empty: /metrics is open.
+	MetricsToken string
+	// Pprof serves net/http/pprof under /debug/pprof/ to requests whose
+	// Authorization bears an API key (404 to others, and to all when
+	// false).
+	Pprof bool
 }
 
 func (c Config) withDefaults() Config {
@@ -125,12 +136,16 @@ func New(cfg Config, broker pubsub.Broker, log zerolog.Logger) http.Handler {
 	auth.SetTokenVerifier(mustTokenVerifier(cfg.Tokens, cfg.JWTSecret))
 	auth.ns = cfg.Namespaces
 	auth.signer = newTokenSigner(cfg.Tokens, cfg.JWTSecret)
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
 	mux := http.NewServeMux()
 	addRoutes(mux, cfg, broker, auth, newPresence(cfg, broker, auth, log))
-	var h http.Handler = mux
+	h := notePattern(mux)
 	h = credentials(h)
 	h = limitBody(cfg.MaxBodyBytes, h)
 	h = accessLog(h)
+	h = cfg.Metrics.instrument(h)
 	return withLogger(log, h)
 }
 

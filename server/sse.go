@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/rs/zerolog/hlog"
+	"github.com/rs/zerolog"
 
 	"github.com/pushgate/pushgate/pubsub"
 )
@@ -16,6 +16,7 @@ type sseOptions struct {
 	writeTimeout time.Duration // a write that does not complete drops the client
 	retry        time.Duration // reconnection delay hinted to EventSource
 	presence     *presence     // counts the stream's subject on its channels
+	metrics      *Metrics      // accounts the stream
 }
 
 // maxCoalesce bounds how many queued events one write carries.
@@ -55,6 +56,10 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 		if opts.presence != nil {
 			defer opts.presence.join(ctx, req.channels)()
 		}
+		st := opts.metrics.newStream(transportSSE, r)
+		st.open(true, func(e *zerolog.Event) { e.Int("channels", len(req.channels)).Bool("resume", !req.cursor.IsZero()) })
+		end := streamEnd{by: "client", reason: "client gone"}
+		defer func() { st.end(end) }()
 
 		h := w.Header()
 		h.Set("Content-Type", "text/event-stream; charset=utf-8")
@@ -66,12 +71,20 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 		w.WriteHeader(http.StatusOK)
 
 		rc := http.NewResponseController(w)
+		var werr error // of the last write
 		write := func(b []byte) bool {
 			_ = rc.SetWriteDeadline(time.Now().Add(opts.writeTimeout))
-			if _, err := w.Write(b); err != nil {
+			if _, werr = w.Write(b); werr != nil {
 				return false
 			}
-			return rc.Flush() == nil
+			werr = rc.Flush()
+			return werr == nil
+		}
+		writeFailed := func() streamEnd {
+			if isTimeout(werr) {
+				return streamEnd{drop: dropSlowClient, by: "server", reason: "slow client: write timed out"}
+			}
+			return streamEnd{by: "client", reason: "client gone"}
 		}
 		defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 
@@ -82,28 +95,35 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 		buf, _ = sub.Cursor().AppendText(buf)
 		buf = append(buf, "\n\n"...)
 		if !write(buf) {
+			end = writeFailed()
 			return
 		}
 
 		heartbeat := time.NewTicker(opts.heartbeat)
 		defer heartbeat.Stop()
+		var created []time.Time // of the messages in buf, for the metrics
 		for {
 			ev, ok, err := sub.NextUntil(live, heartbeat.C)
 			if err != nil {
-				if tokenExpired(live) && ctx.Err() == nil {
+				switch {
+				case tokenExpired(live) && ctx.Err() == nil:
 					write(appendExpiredEvent(buf[:0], sub.Cursor()))
-					return
-				}
-				if ctx.Err() == nil {
-					hlog.FromRequest(r).Info().Err(err).Msg("sse stream ended")
+					end = streamEnd{drop: dropExpired, by: "server", reason: "token expired"}
+				case shuttingDown(ctx):
+					end = streamEnd{drop: dropShutdown, by: "server", reason: "server shutting down"}
+				case ctx.Err() == nil:
+					end = streamEnd{by: "server", reason: "subscription ended: " + err.Error()}
 				}
 				return
 			}
-			buf = buf[:0]
+			buf, created = buf[:0], created[:0]
 			if !ok {
 				buf = append(buf, ": heartbeat\n\n"...)
 			} else {
 				buf = appendSSEEvent(buf, ev)
+				if ev.Message != nil {
+					created = append(created, ev.Message.Time)
+				}
 				// Whatever else is queued goes in the same write.
 				for n := 1; n < maxCoalesce; n++ {
 					ev, ok := sub.TryNext()
@@ -111,14 +131,21 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 						break
 					}
 					buf = appendSSEEvent(buf, ev)
+					if ev.Message != nil {
+						created = append(created, ev.Message.Time)
+					}
 				}
 			}
 			if !write(buf) {
-				hlog.FromRequest(r).Info().Msg("sse client too slow or gone: dropped")
+				end = writeFailed()
 				return
 			}
+			st.deliver(time.Now(), created...)
 			if cap(buf) > 64<<10 {
 				buf = make([]byte, 0, 1024) // do not keep a burst's buffer
+			}
+			if cap(created) > 8 {
+				created = nil
 			}
 		}
 	})

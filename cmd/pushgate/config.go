@@ -54,6 +54,8 @@ type config struct {
 	MaxBodyBytes   int64
 	Heartbeat      time.Duration
 	Limits         server.Limits
+	MetricsToken   string
+	Pprof          bool
 }
 
 // option is one setting: its flag, variable, default and parser.
@@ -195,6 +197,17 @@ var options = []option{
 				return errors.New("must be true or false")
 			}
 			c.Limits.DisableIntrospection = !on
+			return nil
+		}},
+	{flag: "metrics-token", env: "PUSHGATE_METRICS_TOKEN", usage: "bearer token required on /metrics (Authorization: Bearer <token>); empty: /metrics is open",
+		set: func(c *config, v string) error { c.MetricsToken = v; return nil }},
+	{flag: "pprof", env: "PUSHGATE_PPROF", def: "false", boolean: true,
+		usage: "serve /debug/pprof/ to requests bearing an API key (Authorization: Bearer <key>); others get 404",
+		set: func(c *config, v string) (err error) {
+			c.Pprof, err = strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("must be true or false")
+			}
 			return nil
 		}},
 	{flag: "log-level", env: "PUSHGATE_LOG_LEVEL", def: "info", usage: "debug, info, warn or error",

@@ -37,7 +37,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	log := zerolog.New(stdout).Level(cfg.LogLevel).With().Timestamp().Logger()
 
-	broker, store, closeStore, presence, err := openBroker(ctx, cfg)
+	// One set of metrics: the broker's observer, the Redis client's hook
+	// and the server count into it.
+	metrics := server.NewMetrics()
+	broker, store, closeStore, presence, err := openBroker(ctx, cfg, metrics)
 	if err != nil {
 		return err
 	}
@@ -77,6 +80,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			Heartbeat:      cfg.Heartbeat,
 			Limits:         cfg.Limits,
 			Presence:       presence,
+			Metrics:        metrics,
+			MetricsToken:   cfg.MetricsToken,
+			Pprof:          cfg.Pprof,
 		}, broker, log),
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ReadHeaderTimeout: 10 * time.Second,
@@ -113,12 +119,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 //
 // presence opens the matching presence store (in Redis, shared by every
 // node); closeStore also stops it.
-func openBroker(ctx context.Context, cfg config) (broker pubsub.Broker, desc string, closeStore func(),
+func openBroker(ctx context.Context, cfg config, metrics *server.Metrics) (broker pubsub.Broker, desc string, closeStore func(),
 	presence func(pubsub.PresenceChange) pubsub.Presence, err error) {
 	opts := pubsub.Options{
 		HistorySize:       cfg.HistorySize,
 		HistoryTTL:        cfg.HistoryTTL,
 		IdempotencyWindow: cfg.IdempotencyWindow,
+		Observer:          metrics.Observer(),
 	}
 	if len(cfg.Namespaces) > 0 {
 		opts.Retention = cfg.namespaces().Retention
@@ -127,6 +134,7 @@ func openBroker(ctx context.Context, cfg config) (broker pubsub.Broker, desc str
 		return pubsub.NewMemory(opts), "memory", func() {}, pubsub.NewMemoryPresence, nil
 	}
 	client := redis.NewClient(cfg.Redis)
+	client.AddHook(metrics.RedisHook())
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	broker, err = pubsub.NewRedis(pctx, client, pubsub.RedisOptions{Options: opts})
