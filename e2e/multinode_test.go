@@ -96,7 +96,8 @@ func (s *subscriber) caughtUp(want map[string]uint64) bool {
 	if s.gap != nil {
 		return true
 	}
-	for ch, n := range want {
+	for _, ch := range s.channels {
+		n := want[ch]
 		if s.last[ch] < n {
 			return false
 		}
@@ -111,79 +112,112 @@ func (s *subscriber) caughtUp(want map[string]uint64) bool {
 // with every acknowledged message, in order, without a gap.
 func TestNodesOnOneRedis(t *testing.T) {
 	redis := redistest.Start(t)
-	nodes := []*node{
-		startNode(t, "a", "--redis-url", redis.URL(), "--allow-anonymous"),
-		startNode(t, "b", "--redis-url", redis.URL(), "--allow-anonymous"),
-		startNode(t, "c", "--redis-url", redis.URL(), "--allow-anonymous"),
+	runNodes(t, redis.URL(), channelNames("e2e", 4), 1000)
+}
+
+// TestNodesOnCluster: the same on a 3-master Redis Cluster, with 200
+// channels spread over every shard (sharded PUB/SUB, one connection per
+// master on every node).
+func TestNodesOnCluster(t *testing.T) {
+	cluster := redistest.StartCluster(t, 3)
+	channels := channelNames("shard", 210)
+	masters := map[string]bool{}
+	for _, ch := range channels {
+		masters[cluster.MasterOf(t, "pushgate:{"+ch+"}:m").Addr()] = true
 	}
-	channels := []string{"e2e:1", "e2e:2", "e2e:3", "e2e:4"}
+	if len(masters) != 3 {
+		t.Fatalf("channels on %d masters, want 3", len(masters))
+	}
+	runNodes(t, cluster.URL(), channels, 15)
+}
+
+func channelNames(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s:%d", prefix, i)
+	}
+	return out
+}
+
+// runNodes is the multi-node scenario on the Redis at redisURL: perChannel
+// messages to each of channels.
+func runNodes(t *testing.T, redisURL string, channels []string, perChannel int) {
+	nodes := []*node{
+		startNode(t, "a", "--redis-url", redisURL, "--allow-anonymous"),
+		startNode(t, "b", "--redis-url", redisURL, "--allow-anonymous"),
+		startNode(t, "c", "--redis-url", redisURL, "--allow-anonymous"),
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	// Every subscriber starts from the channels' start, so every message
-	// sent is expected.
+	// Subscriptions hold at most 32 channels: each group of channels has a
+	// subscriber on every transport, all starting from the channels' start,
+	// so every message sent is expected.
 	var subs []*subscriber
 	var wg sync.WaitGroup
-	for i, tr := range []pushclient.Transport{pushclient.WebSocket, pushclient.SSE, pushclient.Poll} {
-		for j := 0; j < 2; j++ {
-			s := &subscriber{name: fmt.Sprintf("%s-%d", tr, j), transport: tr, channels: channels, last: map[string]uint64{}}
-			subs = append(subs, s)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				s.run(ctx, nodes, i+j, startCursor(channels...), rand.New(rand.NewPCG(uint64(i), uint64(j))))
-			}()
+	for g := 0; g*30 < len(channels); g++ {
+		group := channels[g*30 : min(len(channels), (g+1)*30)]
+		for i, tr := range []pushclient.Transport{pushclient.WebSocket, pushclient.SSE, pushclient.Poll} {
+			for j := 0; j < 2 && (j == 0 || len(channels) <= 30); j++ {
+				s := &subscriber{name: fmt.Sprintf("%s-%d-%d", tr, g, j), transport: tr, channels: group, last: map[string]uint64{}}
+				subs = append(subs, s)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s.run(ctx, nodes, g+i+j, startCursor(group...), rand.New(rand.NewPCG(uint64(g*10+i), uint64(j))))
+				}()
+			}
 		}
 	}
 
 	// Senders through every node; each message has an idempotency key.
-	const perChannel = 1000
 	var (
 		sentMu sync.Mutex
-		sent   = map[string]uint64{}
+		sent   uint64
 	)
-	var senders sync.WaitGroup
-	sendErrs := make(chan error, len(channels))
-	for ci, ch := range channels {
-		senders.Add(1)
+	const senders = 8
+	var wgSend sync.WaitGroup
+	sendErrs := make(chan error, senders)
+	for w := 0; w < senders; w++ {
+		wgSend.Add(1)
 		go func() {
-			defer senders.Done()
+			defer wgSend.Done()
 			for i := 0; i < perChannel; i++ {
-				sctx, scancel := context.WithTimeout(ctx, 60*time.Second)
-				_, err := sendRetrying(sctx, nodes, ci+i, ch, map[string]int{"i": i}, fmt.Sprintf("%s-%d", ch, i))
-				scancel()
-				if err != nil {
-					sendErrs <- err
-					return
+				for ci := w; ci < len(channels); ci += senders {
+					ch := channels[ci]
+					sctx, scancel := context.WithTimeout(ctx, 60*time.Second)
+					_, err := sendRetrying(sctx, nodes, ci+i, ch, map[string]int{"i": i}, fmt.Sprintf("%s-%d", ch, i))
+					scancel()
+					if err != nil {
+						sendErrs <- err
+						return
+					}
+					sentMu.Lock()
+					sent++
+					sentMu.Unlock()
 				}
-				sentMu.Lock()
-				sent[ch]++
-				sentMu.Unlock()
 			}
 		}()
 	}
+	total := uint64(perChannel * len(channels))
 	progress := func() uint64 {
 		sentMu.Lock()
 		defer sentMu.Unlock()
-		var n uint64
-		for _, v := range sent {
-			n += v
-		}
-		return n
+		return sent
 	}
-	waitFor(t, "a quarter of the messages", func() bool { return progress() >= perChannel })
+	waitFor(t, "a quarter of the messages", func() bool { return progress() >= total/4 })
 	nodes[1].kill(syscall.SIGKILL) // node b dies
-	waitFor(t, "half of the messages", func() bool { return progress() >= 2*perChannel })
+	waitFor(t, "half of the messages", func() bool { return progress() >= total/2 })
 	nodes[2].kill(syscall.SIGTERM) // node c restarts
 	nodes[2].start()
-	senders.Wait()
+	wgSend.Wait()
 	close(sendErrs)
 	for err := range sendErrs {
 		t.Fatal(err)
 	}
 	want := map[string]uint64{}
 	for _, ch := range channels {
-		want[ch] = perChannel // ids 1..perChannel: each key appended once
+		want[ch] = uint64(perChannel) // ids 1..perChannel: each key appended once
 	}
 	waitFor(t, "every subscriber to catch up", func() bool {
 		for _, s := range subs {
@@ -204,16 +238,15 @@ func TestNodesOnOneRedis(t *testing.T) {
 			// client that stops inside an answer gets that answer again.
 			t.Errorf("%s: %d duplicates", s.name, s.duplicates)
 		}
-		t.Logf("%s: %d reconnects, %d duplicates", s.name, s.reconnects, s.duplicates)
 	}
 	// Exactly perChannel messages per channel: no retry appended twice.
-	for _, ch := range channels {
+	for _, ch := range channels[:min(5, len(channels))] {
 		r, err := pushclient.PollOnce(context.Background(), nodes[0].url(), []string{ch}, startCursor(ch), "", 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(r.Messages) != 100 || r.Messages[0].ID != "1" { // poll's default limit
-			t.Fatalf("history of %s starts %v", ch, r.Messages[:min(3, len(r.Messages))])
+		if n := min(perChannel, 100); len(r.Messages) != n || r.Messages[0].ID != "1" { // poll's default limit is 100
+			t.Fatalf("history of %s: %d messages from %v", ch, len(r.Messages), r.Messages[:min(3, len(r.Messages))])
 		}
 	}
 }

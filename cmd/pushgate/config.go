@@ -25,7 +25,7 @@ import (
 type config struct {
 	Addr              string
 	RedisURL          string
-	Redis             *redis.Options // nil: the memory store
+	Redis             *redis.UniversalOptions // nil: the memory store
 	APIKeys           []server.APIKey
 	JWTSecret         string
 	AllowAnonymous    bool
@@ -77,13 +77,13 @@ var options = []option{
 			c.Addr = v
 			return nil
 		}},
-	{flag: "redis-url", env: "PUSHGATE_REDIS_URL", usage: "Redis URL (redis:// or rediss://); empty: the in-memory store",
+	{flag: "redis-url", env: "PUSHGATE_REDIS_URL", usage: "Redis URL: redis://[:pass@]host:port/db (rediss:// for TLS), a cluster redis+cluster://h1:p1,h2:p2, or Sentinel redis-sentinel://[:pass@]s1:p1,s2:p2/<master>; empty: the in-memory store",
 		set: func(c *config, v string) error {
 			if v == "" {
 				c.RedisURL, c.Redis = "", nil
 				return nil
 			}
-			opts, err := redis.ParseURL(v)
+			opts, err := pubsub.ParseRedisURL(v)
 			if err != nil {
 				return err
 			}

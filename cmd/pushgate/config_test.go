@@ -96,7 +96,7 @@ func TestParseConfig(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tt.want.RedisURL != "" {
-				if got.Redis == nil || got.Redis.Addr != "localhost:6380" || got.Redis.DB != 2 || got.Redis.Password != "pw" {
+				if got.Redis == nil || len(got.Redis.Addrs) != 1 || got.Redis.Addrs[0] != "localhost:6380" || got.Redis.DB != 2 || got.Redis.Password != "pw" {
 					t.Fatalf("redis options %+v", got.Redis)
 				}
 			}

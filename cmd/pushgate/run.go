@@ -133,14 +133,14 @@ func openBroker(ctx context.Context, cfg config, metrics *server.Metrics) (broke
 	if cfg.Redis == nil {
 		return pubsub.NewMemory(opts), "memory", func() {}, pubsub.NewMemoryPresence, nil
 	}
-	client := redis.NewClient(cfg.Redis)
+	client := redis.NewUniversalClient(cfg.Redis)
 	client.AddHook(metrics.RedisHook())
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	broker, err = pubsub.NewRedis(pctx, client, pubsub.RedisOptions{Options: opts})
 	if err != nil {
 		_ = client.Close()
-		return nil, "", nil, nil, fmt.Errorf("open --redis-url (%s db %d): %w", cfg.Redis.Addr, cfg.Redis.DB, err)
+		return nil, "", nil, nil, fmt.Errorf("open --redis-url (%s): %w", pubsub.DescribeRedis(cfg.Redis), err)
 	}
 	var opened []pubsub.Presence
 	presence = func(on pubsub.PresenceChange) pubsub.Presence {
@@ -154,5 +154,5 @@ func openBroker(ctx context.Context, cfg config, metrics *server.Metrics) (broke
 		}
 		_ = client.Close()
 	}
-	return broker, fmt.Sprintf("redis %s db %d", cfg.Redis.Addr, cfg.Redis.DB), closeStore, presence, nil
+	return broker, "redis " + pubsub.DescribeRedis(cfg.Redis), closeStore, presence, nil
 }
