@@ -32,25 +32,11 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
 	done
 
-# Go micro-benchmarks: broker publish and fan-out on memory and Redis, SSE
-# fan-out and long-poll throughput over loopback.
-BENCHTIME ?= 2000x
+# Go micro-benchmarks (broker publish and fan-out on memory and Redis, SSE
+# fan-out and long-poll over loopback), then the pushbench scenarios of the
+# performance budget against freshly spawned servers: bench/run.sh.
 bench: redis-server
-	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./pubsub/ ./server/
-
-# The Redis tests start their own redis-server on a free port.
-redis-server:
-	@command -v redis-server >/dev/null 2>&1 || { \
-		echo "redis-server is not on PATH: installing it"; \
-		if [ "$$(id -u)" = 0 ]; then \
-			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
-		elif command -v sudo >/dev/null 2>&1; then \
-			sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
-		else \
-			echo "cannot install redis-server (not root, no sudo): install it, e.g. apt-get install redis-server, then run make test again" >&2; \
-			exit 1; \
-		fi; \
-	}
+	bench/run.sh
 
 generate:
 	$(GO) tool gqlgen generate

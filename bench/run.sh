@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# make bench: the Go micro-benchmarks, then the standard pushbench scenarios,
+# each against a freshly spawned pushgate (memory store, then Redis on a
+# private redis-server), loopback only. Figures depend on the machine: run it
+# on an otherwise idle one. DURATION and BENCHTIME shorten or lengthen it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCHTIME=${BENCHTIME:-2000x}
+DURATION=${DURATION:-10s}
+
+echo "== Go micro-benchmarks (BENCHTIME=$BENCHTIME)"
+go test -run='^$' -bench=. -benchmem -benchtime="$BENCHTIME" ./pubsub/ ./server/
+
+mkdir -p bin
+go build -o bin/pushgate ./cmd/pushgate
+go build -o bin/pushbench ./cmd/pushbench
+
+# A private redis-server on a free port, never the shared 6379.
+dir=$(mktemp -d)
+port=
+for _ in $(seq 50); do
+	p=$(shuf -i 20000-60000 -n 1)
+	if ! ss -ltn | grep -q ":$p "; then port=$p; break; fi
+done
+redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" --daemonize no >"$dir/redis.log" 2>&1 &
+redis_pid=$!
+trap 'kill $redis_pid 2>/dev/null; wait $redis_pid 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+redis_url="redis://127.0.0.1:$port/0"
+
+scenario() {
+	local title=$1
+	shift
+	echo
+	echo "== $title"
+	bin/pushbench -spawn -spawn-bin bin/pushgate -quiet "$@"
+}
+
+scenario "1,000 SSE subscribers, one channel, 100 msg/s (memory)" -sse 1000 -rate 100 -duration "$DURATION"
+scenario "1,000 WebSocket subscribers, one channel, 100 msg/s (memory)" -ws 1000 -rate 100 -duration "$DURATION"
+scenario "1,000 SSE subscribers, one channel, 100 msg/s (Redis)" -sse 1000 -rate 100 -duration "$DURATION" -redis-url "$redis_url"
+scenario "10,000 idle SSE connections" -idle -sse 10000
+scenario "10,000 idle WebSocket connections" -idle -ws 10000
+scenario "10,000 SSE subscribers on their own user:<id> channel, 5,000 sends/s (memory)" -sse 10000 -channels per-sub -rate 5000 -senders 32 -duration "$DURATION"
+scenario "send over HTTP keep-alive, as fast as possible (memory)" -sse 1 -rate 0 -senders 32 -duration "$DURATION"
+scenario "send over HTTP keep-alive, as fast as possible (Redis)" -sse 1 -rate 0 -senders 32 -duration "$DURATION" -redis-url "$redis_url"
