@@ -121,3 +121,36 @@ func BenchmarkPoll(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "messages/s")
 }
+
+// BenchmarkSend: the send mutation over HTTP keep-alive, parallel clients,
+// memory store: the whole path of a backend's send.
+func BenchmarkSend(b *testing.B) {
+	br := pubsub.NewMemory(pubsub.Options{})
+	cfg := server.Config{APIKeys: []server.APIKey{{Name: "bench", Secret: "benchkey"}},
+		Limits: server.Limits{SendRatePerKey: server.Rate{PerSecond: -1}, ConnectRatePerIP: server.Rate{PerSecond: -1}}}
+	ts := httptest.NewServer(server.New(cfg, br, zerolog.New(io.Discard)))
+	b.Cleanup(func() { ts.Close(); _ = br.Close() })
+	body := []byte(`{"query":"mutation($in: SendInput!) { send(input: $in) { message { id } } }","variables":{"in":{"channel":"bench","data":` + string(benchPayload) + `}}}`)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest(http.MethodPost, ts.URL+"/graphql", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer benchkey")
+			res, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK {
+				b.Errorf("status %d", res.StatusCode)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "sends/s")
+}
