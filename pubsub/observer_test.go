@@ -92,6 +92,13 @@ func TestObserver(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// Resumed is reported when every channel has caught up: do not
+		// end the subscription before (under load the other channel may
+		// still be reading the store).
+		deadline := time.Now().Add(5 * time.Second)
+		for s.CatchingUp() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
 	}
 
 	subscribe(nil, 0) // live: no resume
