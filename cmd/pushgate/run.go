@@ -40,7 +40,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// One set of metrics: the broker's observer, the Redis client's hook
 	// and the server count into it.
 	metrics := server.NewMetrics()
-	broker, store, closeStore, presence, err := openBroker(ctx, cfg, metrics)
+	broker, store, closeStore, presence, err := openBroker(ctx, cfg, metrics, log)
 	if err != nil {
 		return err
 	}
@@ -119,7 +119,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 //
 // presence opens the matching presence store (in Redis, shared by every
 // node); closeStore also stops it.
-func openBroker(ctx context.Context, cfg config, metrics *server.Metrics) (broker pubsub.Broker, desc string, closeStore func(),
+func openBroker(ctx context.Context, cfg config, metrics *server.Metrics, log zerolog.Logger) (broker pubsub.Broker, desc string, closeStore func(),
 	presence func(pubsub.PresenceChange) pubsub.Presence, err error) {
 	opts := pubsub.Options{
 		HistorySize:       cfg.HistorySize,
@@ -133,6 +133,9 @@ func openBroker(ctx context.Context, cfg config, metrics *server.Metrics) (broke
 	if cfg.Redis == nil {
 		return pubsub.NewMemory(opts), "memory", func() {}, pubsub.NewMemoryPresence, nil
 	}
+	// go-redis logs (dial failures during an outage, Sentinel switches)
+	// become JSON lines like the rest.
+	redis.SetLogger(redisLog{log.With().Str("component", "redis").Logger()})
 	client := redis.NewUniversalClient(cfg.Redis)
 	client.AddHook(metrics.RedisHook())
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -155,4 +158,11 @@ func openBroker(ctx context.Context, cfg config, metrics *server.Metrics) (broke
 		_ = client.Close()
 	}
 	return broker, "redis " + pubsub.DescribeRedis(cfg.Redis), closeStore, presence, nil
+}
+
+// redisLog hands go-redis's log lines to zerolog.
+type redisLog struct{ log zerolog.Logger }
+
+func (l redisLog) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn().Msg(fmt.Sprintf(format, v...))
 }
