@@ -87,7 +87,8 @@ func (c Cursor) AppendText(b []byte) ([]byte, error) {
 	if len(c.ps) == 0 {
 		return b, nil
 	}
-	return base64.RawURLEncoding.AppendEncode(b, c.appendBinary(make([]byte, 0, 64))), nil
+	var buf [128]byte // most cursors fit: no allocation per event
+	return base64.RawURLEncoding.AppendEncode(b, c.appendBinary(buf[:0])), nil
 }
 
 func (c Cursor) appendBinary(b []byte) []byte {

@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/pushgate/pushgate/graph"
@@ -30,9 +31,31 @@ func appendMessageJSON(b []byte, m *pubsub.Message) []byte {
 	b = append(b, `,"data":`...)
 	b = append(b, m.Data...)
 	b = append(b, `,"createdAt":"`...)
-	b = m.Time.UTC().AppendFormat(b, timeFormat)
+	b = appendTime(b, m.Time)
 	return append(b, `"}`...)
 }
+
+// appendTime appends t in timeFormat. Every subscriber of a message writes
+// the same time, so recent formattings are kept in a small lock-free cache
+// indexed by millisecond: formatting costs more than the rest of a
+// message's JSON.
+func appendTime(b []byte, t time.Time) []byte {
+	ms := t.UnixMilli()
+	slot := &timeCache[uint64(ms)%uint64(len(timeCache))]
+	if e := slot.Load(); e != nil && e.ms == ms {
+		return append(b, e.text...)
+	}
+	text := t.UTC().AppendFormat(make([]byte, 0, len(timeFormat)), timeFormat)
+	slot.Store(&formattedTime{ms: ms, text: text})
+	return append(b, text...)
+}
+
+type formattedTime struct {
+	ms   int64
+	text []byte
+}
+
+var timeCache [256]atomic.Pointer[formattedTime]
 
 // timeFormat is RFC 3339 with milliseconds, as the GraphQL Time scalar.
 const timeFormat = "2006-01-02T15:04:05.000Z07:00"
