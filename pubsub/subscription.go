@@ -331,7 +331,13 @@ func (s *Subscription) catchUp() {
 // then drains the live buffer, and repeats until the buffer continues the
 // stream seamlessly.
 func (s *Subscription) catchUpChannel(sc *subChan) error {
-	needRead := true
+	// When the live buffer already continues from the position, the store
+	// has nothing the buffer lacks: reading it would cost a round trip and,
+	// if retention moved on meanwhile, report a reset for messages the
+	// buffer holds.
+	s.mu.Lock()
+	needRead := sc.overflow || len(sc.buf) == 0 || classify(sc.pos, sc.buf[0]) != vNext
+	s.mu.Unlock()
 	for {
 		if needRead {
 			if err := s.readStore(sc); err != nil {
@@ -395,6 +401,14 @@ func (s *Subscription) readStore(sc *subChan) error {
 		}
 		backoff = 50 * time.Millisecond
 		if reset := reconcile(sc.name, pos, st); reset != nil {
+			if reset.Reason == ResetExpired && s.bufferContinues(sc, pos) {
+				// Trimmed in the store, but the live buffer, filled
+				// while this read was under way, holds what follows.
+				s.mu.Lock()
+				sc.pos = pos
+				s.mu.Unlock()
+				return nil
+			}
 			if err := s.send(sc, item{reset: reset}, reset.Position); err != nil {
 				return err
 			}
@@ -428,6 +442,13 @@ func (s *Subscription) readStore(sc *subChan) error {
 			return nil
 		}
 	}
+}
+
+// bufferContinues reports whether sc's live buffer starts right after pos.
+func (s *Subscription) bufferContinues(sc *subChan, pos Position) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !sc.overflow && len(sc.buf) > 0 && classify(pos, sc.buf[0]) == vNext
 }
 
 // reconcile returns the Reset due when pos cannot be continued in st, or nil.
