@@ -89,13 +89,44 @@ func (s *subscriber) handle(ev pushclient.Event) {
 	}
 }
 
-// caughtUp reports whether s has every wanted message, or has failed.
-func (s *subscriber) caughtUp(want map[string]uint64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.gap != nil {
+// waitSubscribers waits until cond (called with the subscriber's lock held)
+// holds for every subscriber that has not failed; failures are reported by
+// checkSubscribers.
+func waitSubscribers(t *testing.T, what string, subs []*subscriber, cond func(*subscriber) bool) {
+	t.Helper()
+	waitFor(t, what, func() bool {
+		for _, s := range subs {
+			s.mu.Lock()
+			ok := s.gap != nil || cond(s)
+			s.mu.Unlock()
+			if !ok {
+				return false
+			}
+		}
 		return true
+	})
+}
+
+// checkSubscribers fails the test for every gap, and for duplicates on
+// WebSocket and SSE, whose cursors are exact per event (a long-poll client
+// that stops inside an answer gets that answer again).
+func checkSubscribers(t *testing.T, subs []*subscriber) {
+	t.Helper()
+	for _, s := range subs {
+		s.mu.Lock()
+		if s.gap != nil {
+			t.Error(s.gap)
+		}
+		if s.transport != pushclient.Poll && s.duplicates > 0 {
+			t.Errorf("%s: %d duplicates", s.name, s.duplicates)
+		}
+		s.mu.Unlock()
 	}
+}
+
+// caughtUpLocked reports whether s has every wanted message of its
+// channels.
+func (s *subscriber) caughtUpLocked(want map[string]uint64) bool {
 	for _, ch := range s.channels {
 		n := want[ch]
 		if s.last[ch] < n {
@@ -219,26 +250,10 @@ func runNodes(t *testing.T, redisURL string, channels []string, perChannel int) 
 	for _, ch := range channels {
 		want[ch] = uint64(perChannel) // ids 1..perChannel: each key appended once
 	}
-	waitFor(t, "every subscriber to catch up", func() bool {
-		for _, s := range subs {
-			if !s.caughtUp(want) {
-				return false
-			}
-		}
-		return true
-	})
+	waitSubscribers(t, "every subscriber to catch up", subs, func(s *subscriber) bool { return s.caughtUpLocked(want) })
 	cancel()
 	wg.Wait()
-	for _, s := range subs {
-		if s.gap != nil {
-			t.Error(s.gap)
-		}
-		if s.transport != pushclient.Poll && s.duplicates > 0 {
-			// WebSocket and SSE cursors are exact per event; a long-poll
-			// client that stops inside an answer gets that answer again.
-			t.Errorf("%s: %d duplicates", s.name, s.duplicates)
-		}
-	}
+	checkSubscribers(t, subs)
 	// Exactly perChannel messages per channel: no retry appended twice.
 	for _, ch := range channels[:min(5, len(channels))] {
 		r, err := pushclient.PollOnce(context.Background(), nodes[0].url(), []string{ch}, startCursor(ch), "", 0)

@@ -41,17 +41,13 @@ func handlePoll(broker pubsub.Broker, auth *Auth, metrics *Metrics) http.Handler
 			writeErr(w, err)
 			return
 		}
-		if err := auth.MayRead(r.Context(), req.channels); err != nil {
-			writeErr(w, err)
-			return
-		}
 		hold := timeout > 0
 		// The hold bounds only the wait for a first message; reading what is
 		// already retained is bounded by the request itself.
 		ctx := r.Context()
 		holdCtx, cancel := context.WithTimeout(ctx, seconds(timeout))
 		defer cancel()
-		sub, err := broker.Subscribe(ctx, req.channels, req.cursor)
+		sub, err := subscribeRead(ctx, broker, auth, req)
 		if err != nil {
 			writeErr(w, err)
 			return

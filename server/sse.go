@@ -38,21 +38,17 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 			writeErr(w, err)
 			return
 		}
-		if err := auth.MayRead(r.Context(), req.channels); err != nil {
-			writeErr(w, err)
-			return
-		}
 		ctx := r.Context()
-		// A token bounds the stream: when it expires the client gets
-		// "event: expired" with its cursor (expiry.go).
-		live, stop := auth.untilTokenExpires(ctx)
-		defer stop()
-		sub, err := broker.Subscribe(ctx, req.channels, req.cursor)
+		sub, err := subscribeRead(ctx, broker, auth, req)
 		if err != nil {
 			writeErr(w, err)
 			return
 		}
 		defer sub.Close()
+		// A token bounds the stream: when it expires the client gets
+		// "event: expired" with its cursor (expiry.go).
+		live, stop := auth.untilTokenExpires(ctx)
+		defer stop()
 		if opts.presence != nil {
 			defer opts.presence.join(ctx, req.channels)()
 		}

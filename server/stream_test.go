@@ -468,3 +468,30 @@ func startEnvCloser(t *testing.T, cfg server.Config, broker pubsub.Broker) closa
 	t.Cleanup(stop)
 	return closableEnv{env: &env{url: ts.URL, broker: broker}, close: stop}
 }
+
+// TestSSEHeartbeat: an idle stream gets a comment line every heartbeat, so
+// proxies keep it open; comments are not events.
+func TestSSEHeartbeat(t *testing.T) {
+	cfg := anonConfig()
+	cfg.Heartbeat = 50 * time.Millisecond
+	e := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, eventsURL(e.url, []string{"hb"}, nil), nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	r := bufio.NewReader(res.Body)
+	beats := 0
+	for beats < 3 {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("after %d heartbeats: %v", beats, err)
+		}
+		if line == ": heartbeat\n" {
+			beats++
+		}
+	}
+}

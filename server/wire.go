@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -96,6 +97,15 @@ func parseReadRequest(r *http.Request, lastEventID bool) (readRequest, error) {
 	}
 	req.cursor = c
 	return req, nil
+}
+
+// subscribeRead authorizes req for the request's credential and subscribes
+// to it for as long as ctx lasts.
+func subscribeRead(ctx context.Context, broker pubsub.Broker, auth *Auth, req readRequest) (*pubsub.Subscription, error) {
+	if err := auth.MayRead(ctx, req.channels); err != nil {
+		return nil, err
+	}
+	return broker.Subscribe(ctx, req.channels, req.cursor)
 }
 
 // intParam reads an integer query parameter within [min, max].
