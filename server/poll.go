@@ -65,10 +65,17 @@ func handlePoll(broker pubsub.Broker, auth *Auth, metrics *Metrics) http.Handler
 	collect:
 		for !req.cursor.IsZero() && n < limit {
 			ev, ok := sub.TryNext()
+			catching := false
+			if !ok {
+				// Read the flag before looking again: a catch-up queues all
+				// it read before it stops catching up.
+				catching = sub.CatchingUp()
+				ev, ok = sub.TryNext()
+			}
 			if !ok {
 				var err error
 				switch {
-				case sub.CatchingUp():
+				case catching:
 					// A backlog is being read from the store: wait for it.
 					ev, ok, err = sub.NextUntil(ctx, time.After(time.Millisecond))
 				case hold && n == 0 && reset == nil:

@@ -54,10 +54,14 @@ func pushgateBin(t *testing.T) string {
 }
 
 // runJSON runs pushbench with args (plus -spawn -spawn-bin -json -quiet)
-// and decodes its report.
-func runJSON(t *testing.T, ctx context.Context, args ...string) (*report, error) {
+// within timeout and decodes its report. The timeout starts once the
+// server binary is built: a cold build under -race, beside the other
+// packages' builds, can take longer than a run.
+func runJSON(t *testing.T, timeout time.Duration, args ...string) (*report, error) {
 	t.Helper()
 	args = append([]string{"-spawn", "-spawn-bin", pushgateBin(t), "-json", "-quiet"}, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
 	var stdout, stderr bytes.Buffer
 	err := run(ctx, args, &stdout, &stderr)
 	if stdout.Len() == 0 {
@@ -104,9 +108,7 @@ func checkClean(t *testing.T, r *report, subs int) {
 
 func TestEndToEndMixedShared(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	r, err := runJSON(t, ctx, "-sse", "20", "-ws", "20", "-poll", "5", "-rate", "200", "-duration", "1s")
+	r, err := runJSON(t, time.Minute, "-sse", "20", "-ws", "20", "-poll", "5", "-rate", "200", "-duration", "1s")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,10 +123,8 @@ func TestEndToEndMixedShared(t *testing.T) {
 
 func TestEndToEndPerSubscriberBroadcast(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	// user:bench-<i> channels with a token each, 3 channels per broadcast.
-	r, err := runJSON(t, ctx, "-sse", "5", "-ws", "5", "-poll", "2", "-channels", "per-sub", "-broadcast", "3",
+	r, err := runJSON(t, time.Minute, "-sse", "5", "-ws", "5", "-poll", "2", "-channels", "per-sub", "-broadcast", "3",
 		"-rate", "100", "-senders", "2", "-duration", "500ms")
 	if err != nil {
 		t.Fatal(err)
@@ -137,9 +137,7 @@ func TestEndToEndPerSubscriberBroadcast(t *testing.T) {
 
 func TestEndToEndIdle(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	r, err := runJSON(t, ctx, "-idle", "-sse", "30", "-ws", "10", "-anonymous", "-settle", "300ms")
+	r, err := runJSON(t, time.Minute, "-idle", "-sse", "30", "-ws", "10", "-anonymous", "-settle", "300ms")
 	if err != nil {
 		t.Fatal(err)
 	}
