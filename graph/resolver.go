@@ -82,3 +82,34 @@ func NewResolver(broker pubsub.Broker, access Access, opts Options) *Resolver {
 	}
 	return &Resolver{broker: broker, access: access, opts: opts}
 }
+
+// OpenFeed validates and authorizes a feed of channels from cursor and
+// subscribes to it, for as long as ctx lasts. The caller closes the
+// subscription and then calls leave (presence). Its errors are those the
+// feed field reports. Transports that encode events themselves (the
+// WebSocket fast path) call it instead of the feed resolver.
+func (r *Resolver) OpenFeed(ctx context.Context, channels []string, cursor *string) (sub *pubsub.Subscription, leave func(), err error) {
+	if err := pubsub.ValidateChannels(channels); err != nil {
+		return nil, nil, &Error{Code: CodeBadUserInput, Message: "channels: " + err.Error(), Err: err}
+	}
+	var cur pubsub.Cursor
+	if cursor != nil {
+		c, err := pubsub.ParseCursor(*cursor)
+		if err != nil {
+			return nil, nil, &Error{Code: CodeBadUserInput, Message: "cursor: " + err.Error(), Err: err}
+		}
+		cur = c
+	}
+	if err := r.access.MayRead(ctx, channels); err != nil {
+		return nil, nil, Classify(err)
+	}
+	sub, err = r.broker.Subscribe(ctx, channels, cur)
+	if err != nil {
+		return nil, nil, Classify(err)
+	}
+	leave = func() {}
+	if r.opts.Joined != nil {
+		leave = r.opts.Joined(ctx, channels)
+	}
+	return sub, leave, nil
+}

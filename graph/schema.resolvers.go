@@ -133,27 +133,9 @@ func (r *queryResolver) Channel(ctx context.Context, name string) (*model.Channe
 
 // Feed is the resolver for the feed field.
 func (r *subscriptionResolver) Feed(ctx context.Context, channels []string, cursor *string) (<-chan model.FeedEvent, error) {
-	if err := pubsub.ValidateChannels(channels); err != nil {
-		return nil, &Error{Code: CodeBadUserInput, Message: "channels: " + err.Error(), Err: err}
-	}
-	var cur pubsub.Cursor
-	if cursor != nil {
-		c, err := pubsub.ParseCursor(*cursor)
-		if err != nil {
-			return nil, &Error{Code: CodeBadUserInput, Message: "cursor: " + err.Error(), Err: err}
-		}
-		cur = c
-	}
-	if err := r.access.MayRead(ctx, channels); err != nil {
-		return nil, Classify(err)
-	}
-	sub, err := r.broker.Subscribe(ctx, channels, cur)
+	sub, leave, err := r.OpenFeed(ctx, channels, cursor)
 	if err != nil {
-		return nil, Classify(err)
-	}
-	leave := func() {}
-	if r.opts.Joined != nil {
-		leave = r.opts.Joined(ctx, channels)
+		return nil, err
 	}
 	out := make(chan model.FeedEvent)
 	go func() {

@@ -628,25 +628,6 @@ func (s *wsStream) done() {
 	s.end(e)
 }
 
-// ensureClosed closes the connection if it is still open after grace.
-// gqlgen closes it right after its Do returns, except when a
-// connection_init payload is not a JSON object: then it leaves the
-// connection open, unread, and its account open with it.
-func (s *wsStream) ensureClosed(grace time.Duration) {
-	if s == nil {
-		return
-	}
-	time.AfterFunc(grace, func() {
-		s.mu.Lock()
-		conn, closed := s.conn, s.closed
-		s.mu.Unlock()
-		if conn != nil && !closed {
-			s.note(streamEnd{by: "server", reason: "not closed by the GraphQL transport"})
-			_ = conn.Close()
-		}
-	})
-}
-
 // graphqlSSE accounts graphql-sse streams (POST with Accept:
 // text/event-stream) from their first 2xx write, so that refusals are not
 // counted as streams.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -37,6 +38,7 @@ func streamWriteTimeout(timeout time.Duration, next http.Handler) http.Handler {
 type hijackDeadline struct {
 	http.ResponseWriter
 	timeout time.Duration
+	conn    *deadlineConn // once hijacked
 }
 
 func (w *hijackDeadline) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -47,6 +49,7 @@ func (w *hijackDeadline) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	dc := &deadlineConn{Conn: conn, timeout: w.timeout}
+	w.conn = dc
 	// net/http's buffered writer writes to the raw connection (and is empty
 	// after the hijack): writes must go through dc.
 	if err := brw.Writer.Flush(); err != nil {
@@ -62,7 +65,8 @@ func (w *hijackDeadline) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // WebSocket connection and its subscriptions) ends too.
 type deadlineConn struct {
 	net.Conn
-	timeout time.Duration
+	timeout  time.Duration
+	timedOut atomic.Bool // a write missed its deadline: a slow client
 }
 
 func (c *deadlineConn) Write(p []byte) (int, error) {
@@ -71,9 +75,27 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Write(p)
 	if err != nil {
+		c.timedOut.Store(isTimeout(err))
 		_ = c.Conn.Close()
 	}
 	return n, err
+}
+
+// hijackedConn returns the deadlineConn that w handed out when it was
+// hijacked, or nil. The WebSocket library reports a failed write as the
+// connection closed, so that a slow client is told apart by this.
+func hijackedConn(w http.ResponseWriter) *deadlineConn {
+	for w != nil {
+		if h, ok := w.(*hijackDeadline); ok {
+			return h.conn
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return nil
+		}
+		w = u.Unwrap()
+	}
+	return nil
 }
 
 // streamDeadline does the same for a streamed HTTP response (graphql-sse):

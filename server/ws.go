@@ -1,0 +1,541 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/coder/websocket"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/pushgate/pushgate/graph"
+)
+
+// wsTransport serves GraphQL over WebSocket on /graphql, with both
+// graphql-transport-ws and the legacy graphql-ws (subscriptions-transport-ws)
+// protocols; the chosen subprotocol is echoed, as wx.connectSocket requires.
+//
+// Queries, mutations and any operation it cannot encode itself go through
+// gqlgen's executor. A feed subscription takes the fast path (wsfeed.go):
+// its events are read from pubsub and encoded once per selection and
+// message for every subscriber, then written from the operation's
+// goroutine, without gqlgen executing the selection per subscriber.
+//
+// Each connection lasts no longer than its token (expiry.go): it is closed
+// with CloseTokenExpired when the token expires, and with
+// CloseServiceRestart when the node shuts down.
+type wsTransport struct {
+	resolver *graph.Resolver
+	auth     *Auth
+	lim      *limits
+	metrics  *Metrics
+	accept   websocket.AcceptOptions
+	// readLimit bounds a client message (a larger one closes with 1009).
+	readLimit    int64
+	initTimeout  time.Duration
+	pingInterval time.Duration
+	plans        *feedPlans
+}
+
+var _ graphql.Transport = (*wsTransport)(nil)
+
+const protoTransportWS = "graphql-transport-ws"
+
+// Close codes of graphql-transport-ws.
+const (
+	closeBadRequest       = 4400
+	closeUnauthorized     = 4401
+	closeInitTimeout      = 4408
+	closeSubscriberExists = 4409
+	closeTooManyInits     = 4429
+)
+
+func (t *wsTransport) Supports(r *http.Request) bool { return r.Header.Get("Upgrade") != "" }
+
+func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	acct := t.metrics.newWSStream(r)
+	ctx := r.Context()
+	if acct != nil {
+		ctx = withStream(ctx, acct.stream)
+	}
+	opts := t.accept
+	opts.Subprotocols = []string{protoTransportWS, "graphql-ws"}
+	ws, err := websocket.Accept(w, r, &opts)
+	if err != nil {
+		return // Accept answered the request
+	}
+	ws.SetReadLimit(t.readLimit)
+	c := &wsConn{
+		dconn:  hijackedConn(w),
+		t:      t,
+		ws:     ws,
+		legacy: ws.Subprotocol() != protoTransportWS,
+		exec:   exec,
+		header: r.Header,
+		acct:   acct,
+		req:    ctx,
+		ops:    make(map[string]context.CancelFunc),
+		ended:  make(chan struct{}),
+	}
+	acct.accepted(c)
+	c.serve()
+}
+
+// wsConn is one WebSocket connection.
+type wsConn struct {
+	t      *wsTransport
+	ws     *websocket.Conn
+	legacy bool // graphql-ws (subscriptions-transport-ws), not graphql-transport-ws
+	exec   graphql.GraphExecutor
+	header http.Header
+	acct   *wsStream       // nil: not accounted
+	dconn  *deadlineConn   // the socket, if its writes have a deadline
+	req    context.Context // the upgrade request's: cancelled with ErrShutdown on shutdown
+	ended  chan struct{}   // closed once the read loop ended
+
+	// ctx is the connection's once initialised: it carries the credential
+	// of connection_init and ends when the token expires.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	ops      map[string]context.CancelFunc
+	closing  bool // a close frame is on its way
+	lastPong time.Time
+}
+
+// Subprotocol and Close let the connection's account close it.
+func (c *wsConn) Subprotocol() string { return c.ws.Subprotocol() }
+
+func (c *wsConn) Close() error {
+	err := c.ws.CloseNow()
+	c.accountEnd()
+	return err
+}
+
+// accountEnd ends the account of the closed connection.
+func (c *wsConn) accountEnd() {
+	if c.dconn != nil && c.dconn.timedOut.Load() {
+		// The read loop may see the socket closed before the writer
+		// reports why.
+		c.acct.writeFailed(os.ErrDeadlineExceeded)
+	}
+	c.acct.done()
+}
+
+// errBadMessage is a client message that is not a protocol message.
+var errBadMessage = errors.New("invalid message")
+
+type wsMessage struct {
+	ID      string          `json:"id,omitempty"`
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+func (c *wsConn) serve() {
+	defer func() {
+		close(c.ended)
+		c.endOps()
+		c.mu.Lock()
+		closing := c.closing
+		c.closing = true
+		c.mu.Unlock()
+		if !closing {
+			_ = c.Close()
+		}
+	}()
+	if !c.init() {
+		return
+	}
+	defer c.cancel()
+	go c.keepAlive()
+	for {
+		m, err := c.read()
+		if err != nil {
+			if errors.Is(err, errBadMessage) {
+				c.protocolError("invalid message")
+			}
+			return
+		}
+		switch m.Type {
+		case "subscribe", "start":
+			if (m.Type == "start") != c.legacy {
+				c.protocolError("unexpected message " + m.Type)
+				return
+			}
+			c.start(m)
+		case "complete", "stop":
+			if (m.Type == "stop") != c.legacy {
+				c.protocolError("unexpected message " + m.Type)
+				return
+			}
+			c.stop(m.ID)
+		case "ping":
+			if c.legacy {
+				c.protocolError("unexpected message ping")
+				return
+			}
+			c.writeMsg(wsMessage{Type: "pong", Payload: m.Payload})
+		case "pong":
+			c.mu.Lock()
+			c.lastPong = time.Now()
+			c.mu.Unlock()
+		case "connection_init":
+			if c.legacy {
+				c.protocolError("unexpected message connection_init")
+			} else {
+				c.close(closeTooManyInits, "Too many initialisation requests")
+			}
+			return
+		case "connection_terminate":
+			c.close(websocket.StatusNormalClosure, "terminated")
+			return
+		default:
+			c.protocolError("unexpected message " + m.Type)
+			return
+		}
+	}
+}
+
+// read returns the next client message.
+func (c *wsConn) read() (wsMessage, error) {
+	_, data, err := c.ws.Read(context.Background())
+	if err != nil {
+		c.acct.readFailed(err)
+		return wsMessage{}, err
+	}
+	var m wsMessage
+	if err := json.Unmarshal(data, &m); err != nil || m.Type == "" {
+		return wsMessage{}, errBadMessage
+	}
+	return m, nil
+}
+
+// init waits for connection_init, checks the connection's limits and
+// acknowledges it.
+func (c *wsConn) init() bool {
+	timer := time.AfterFunc(c.t.initTimeout, func() {
+		code := closeInitTimeout
+		if c.legacy {
+			code = int(websocket.StatusProtocolError)
+		}
+		c.close(websocket.StatusCode(code), "connection initialisation timeout")
+	})
+	m, err := c.read()
+	if !timer.Stop() {
+		return false
+	}
+	if err != nil {
+		if errors.Is(err, errBadMessage) {
+			c.protocolError("invalid json")
+		}
+		return false
+	}
+	switch m.Type {
+	case "connection_init":
+	case "connection_terminate":
+		c.close(websocket.StatusNormalClosure, "terminated")
+		return false
+	default:
+		if !c.legacy && (m.Type == "subscribe") {
+			c.close(closeUnauthorized, "Unauthorized")
+			return false
+		}
+		c.protocolError("unexpected message " + m.Type)
+		return false
+	}
+	var payload transport.InitPayload
+	if len(m.Payload) > 0 && !bytes.Equal(m.Payload, []byte("null")) {
+		if err := json.Unmarshal(m.Payload, &payload); err != nil {
+			c.protocolError("the connection_init payload is not a JSON object")
+			return false
+		}
+	}
+	ctx := c.req
+	if cred := initCredential(payload); cred != "" {
+		ctx = withCredential(ctx, cred)
+	}
+	// The connection counts for its token's subject from here on.
+	if err := c.t.lim.websocketInit(ctx); err != nil {
+		c.connectionError(err.Error())
+		c.close(closeTooManyConnections, err.Error())
+		return false
+	}
+	c.ctx, c.cancel = c.t.auth.untilTokenExpires(ctx)
+	c.mu.Lock()
+	c.lastPong = time.Now()
+	c.mu.Unlock()
+	c.writeMsg(wsMessage{Type: "connection_ack"})
+	if c.legacy {
+		c.writeMsg(wsMessage{Type: "ka"})
+	}
+	return true
+}
+
+// keepAlive pings (graphql-transport-ws: a client that has not answered
+// for two intervals is disconnected) or sends "ka" (graphql-ws), and
+// closes the connection when its context ends.
+func (c *wsConn) keepAlive() {
+	tick := time.NewTicker(c.t.pingInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.ended:
+			return
+		case <-c.ctx.Done():
+			c.closeForContext()
+			return
+		case <-tick.C:
+			if c.legacy {
+				c.writeMsg(wsMessage{Type: "ka"})
+				continue
+			}
+			c.mu.Lock()
+			silent := time.Since(c.lastPong) > 2*c.t.pingInterval
+			c.mu.Unlock()
+			if silent {
+				if c.acct != nil {
+					c.acct.note(streamEnd{by: "server", code: int(websocket.StatusAbnormalClosure), reason: "no pong"})
+				}
+				_ = c.ws.CloseNow()
+				return
+			}
+			c.writeMsg(wsMessage{Type: "ping"})
+		}
+	}
+}
+
+// legacyExpired tells a legacy graphql-ws client why before the close (the
+// graphql-transport-ws protocol has no such message: the code says it).
+var legacyExpired = wsMessage{Type: "connection_error",
+	Payload: json.RawMessage(`{"message":"the token has expired","extensions":{"code":"UNAUTHENTICATED"}}`)}
+
+// closeForContext closes the connection whose context ended: its token
+// expired, the node shuts down, or the request ended.
+func (c *wsConn) closeForContext() {
+	switch {
+	case tokenExpired(c.ctx):
+		if c.legacy {
+			c.writeMsg(legacyExpired)
+		}
+		c.close(CloseTokenExpired, "token expired")
+	case shuttingDown(c.req):
+		c.close(CloseServiceRestart, "server restarting: reconnect")
+	default:
+		c.close(websocket.StatusNormalClosure, "terminated")
+	}
+}
+
+// close ends every operation and closes the connection with code; the
+// closing handshake runs in the background (coder/websocket waits up to 5 s
+// for the peer's close frame).
+func (c *wsConn) close(code websocket.StatusCode, reason string) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.closing = true
+	c.mu.Unlock()
+	c.endOps()
+	c.acct.closing(int(code), reason)
+	go func() {
+		_ = c.ws.Close(code, reason)
+		c.accountEnd()
+	}()
+}
+
+// protocolError closes the connection for a message the protocol does not
+// allow: 4400 on graphql-transport-ws; a connection_error, then 1002, on
+// graphql-ws.
+func (c *wsConn) protocolError(msg string) {
+	if c.legacy {
+		c.connectionError(msg)
+		c.close(websocket.StatusProtocolError, msg)
+		return
+	}
+	c.close(closeBadRequest, msg)
+}
+
+// connectionError sends graphql-ws's connection_error (graphql-transport-ws
+// has none: its close reason says it).
+func (c *wsConn) connectionError(msg string) {
+	if !c.legacy {
+		return
+	}
+	b, _ := json.Marshal(&gqlerror.Error{Message: msg})
+	c.writeMsg(wsMessage{Type: "connection_error", Payload: b})
+}
+
+// write sends one text message. A write that fails closes the connection
+// (deadlineConn), which ends the read loop and every operation.
+func (c *wsConn) write(b []byte) error {
+	err := c.ws.Write(context.Background(), websocket.MessageText, b)
+	if err != nil {
+		if c.dconn != nil && c.dconn.timedOut.Load() {
+			err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
+		}
+		c.acct.writeFailed(err)
+	}
+	return err
+}
+
+func (c *wsConn) writeMsg(m wsMessage) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	_ = c.write(b)
+}
+
+func (c *wsConn) endOps() {
+	c.mu.Lock()
+	ops := c.ops
+	c.ops = map[string]context.CancelFunc{}
+	c.mu.Unlock()
+	for _, cancel := range ops {
+		cancel()
+	}
+}
+
+func (c *wsConn) stop(id string) {
+	c.mu.Lock()
+	cancel := c.ops[id]
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// start runs the operation of a subscribe (start) message: parsed and
+// validated here, on the read loop, then run on a goroutine of its own.
+func (c *wsConn) start(m wsMessage) {
+	if m.ID == "" {
+		c.protocolError("an operation needs an id")
+		return
+	}
+	c.mu.Lock()
+	if _, dup := c.ops[m.ID]; dup || c.closing {
+		c.mu.Unlock()
+		if dup {
+			if c.legacy {
+				c.sendError(m.ID, &gqlerror.Error{Message: "an operation with id " + m.ID + " is already running"})
+			} else {
+				c.close(closeSubscriberExists, "Subscriber for "+m.ID+" already exists")
+			}
+		}
+		return
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	c.ops[m.ID] = cancel
+	c.mu.Unlock()
+	done := func() {
+		cancel()
+		c.mu.Lock()
+		delete(c.ops, m.ID)
+		c.mu.Unlock()
+	}
+
+	start := graphql.Now()
+	params := &graphql.RawParams{}
+	dec := json.NewDecoder(bytes.NewReader(m.Payload))
+	dec.UseNumber()
+	if err := dec.Decode(params); err != nil {
+		c.sendError(m.ID, &gqlerror.Error{Message: "invalid json"})
+		c.complete(m.ID)
+		done()
+		return
+	}
+	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
+	params.Headers = c.header
+	ctx = graphql.StartOperationTrace(ctx)
+	rc, errs := c.exec.CreateOperationContext(ctx, params)
+	if errs != nil {
+		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
+		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
+			c.sendError(m.ID, resp.Errors...)
+		} else {
+			c.sendResponse(m.ID, &graphql.Response{Errors: errs})
+		}
+		c.complete(m.ID)
+		done()
+		return
+	}
+	ctx = graphql.WithOperationContext(ctx, rc)
+	if feed := c.t.plans.of(rc); feed != nil {
+		go func() {
+			defer done()
+			if !c.runFeed(ctx, m.ID, rc, feed) {
+				c.dispatch(ctx, m.ID, rc)
+			}
+		}()
+		return
+	}
+	go func() {
+		defer done()
+		c.dispatch(ctx, m.ID, rc)
+	}()
+}
+
+// dispatch runs an operation through gqlgen's executor.
+func (c *wsConn) dispatch(ctx context.Context, id string, rc *graphql.OperationContext) {
+	defer func() {
+		if r := recover(); r != nil {
+			err := rc.Recover(ctx, r)
+			var gqlErr *gqlerror.Error
+			if !errors.As(err, &gqlErr) {
+				gqlErr = &gqlerror.Error{Message: fmt.Sprint(err)}
+			}
+			c.sendError(id, gqlErr)
+		}
+	}()
+	responses, ctx := c.exec.DispatchOperation(ctx, rc)
+	for {
+		resp := responses(ctx)
+		if resp == nil {
+			break
+		}
+		c.sendResponse(id, resp)
+	}
+	c.completeUnlessClosed(id)
+}
+
+// completeUnlessClosed sends complete for id unless the connection is
+// going away (a cancelled connection closes the socket: complete would
+// signal a normal end).
+func (c *wsConn) completeUnlessClosed(id string) {
+	if c.ctx.Err() == nil {
+		c.complete(id)
+	}
+}
+
+func (c *wsConn) sendResponse(id string, resp *graphql.Response) {
+	b, err := json.Marshal(resp)
+	if err != nil {
+		panic(err)
+	}
+	typ := "next"
+	if c.legacy {
+		typ = "data"
+	}
+	c.writeMsg(wsMessage{ID: id, Type: typ, Payload: b})
+}
+
+func (c *wsConn) sendError(id string, errs ...*gqlerror.Error) {
+	b, err := json.Marshal(errs)
+	if err != nil {
+		panic(err)
+	}
+	c.writeMsg(wsMessage{ID: id, Type: "error", Payload: b})
+}
+
+func (c *wsConn) complete(id string) { c.writeMsg(wsMessage{ID: id, Type: "complete"}) }

@@ -1,0 +1,331 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/pushgate/pushgate/pubsub"
+)
+
+// The WebSocket fast path of feed subscriptions. The selection of a feed
+// is fixed for its whole life, and every field of Message and Reset is a
+// scalar, so a feed's events are rendered by a flat plan instead of
+// gqlgen's executor. The plan is shared by every subscription with the
+// same selection (same response keys and fields, whatever the query's
+// text), and each message is rendered once per plan: subscribers copy the
+// shared bytes and add only their operation id and their cursor, which
+// names all the channels of their subscription.
+
+// feedField is a Message or Reset field the fast path renders.
+type feedField uint8
+
+const (
+	fTypename feedField = iota
+	fChannel
+	fID
+	fEvent
+	fData
+	fCreatedAt
+	fCursor
+	fReason
+)
+
+var messageFields = map[string]feedField{
+	"__typename": fTypename, "channel": fChannel, "id": fID, "event": fEvent,
+	"data": fData, "createdAt": fCreatedAt, "cursor": fCursor,
+}
+
+var resetFields = map[string]feedField{
+	"__typename": fTypename, "channel": fChannel, "reason": fReason, "cursor": fCursor,
+}
+
+type planField struct {
+	key   string // the response key (alias or name)
+	field feedField
+}
+
+// feedPlan renders the events of feeds with one selection.
+type feedPlan struct {
+	message, reset []planField
+	// rendered holds recent messages rendered by this plan, indexed by
+	// offset: the subscribers of a message look it up by pointer.
+	rendered [64]atomic.Pointer[renderedMessage]
+}
+
+// renderedMessage is a message's JSON with holes where cursors go.
+type renderedMessage struct {
+	msg   *pubsub.Message
+	parts [][]byte // the JSON between cursor holes: len(parts)-1 holes
+}
+
+// feedOp is one feed subscription on the fast path.
+type feedOp struct {
+	plan     *feedPlan
+	alias    string // the feed field's response key
+	channels []string
+	cursor   *string
+}
+
+// feedPlans interns plans by selection.
+type feedPlans struct {
+	mu    sync.Mutex
+	plans map[string]*feedPlan
+}
+
+// maxFeedPlans bounds the plans kept; past it, a new selection gets a plan
+// of its own that is not shared.
+const maxFeedPlans = 1024
+
+func newFeedPlans() *feedPlans { return &feedPlans{plans: make(map[string]*feedPlan)} }
+
+// of returns the fast path of rc, or nil when rc is not a feed subscription
+// the fast path can render (gqlgen's executor then runs it).
+func (ps *feedPlans) of(rc *graphql.OperationContext) *feedOp {
+	if rc.Operation == nil || rc.Operation.Operation != ast.Subscription {
+		return nil
+	}
+	roots := graphql.CollectFields(rc, rc.Operation.SelectionSet, []string{"Subscription"})
+	if len(roots) != 1 || roots[0].Name != "feed" {
+		return nil
+	}
+	root := roots[0]
+	args := root.ArgumentMap(rc.Variables)
+	list, ok := args["channels"].([]any)
+	if !ok {
+		return nil
+	}
+	op := &feedOp{alias: root.Alias, channels: make([]string, len(list))}
+	for i, v := range list {
+		if op.channels[i], ok = v.(string); !ok {
+			return nil
+		}
+	}
+	switch c := args["cursor"].(type) {
+	case nil:
+	case string:
+		op.cursor = &c
+	default:
+		return nil
+	}
+	msg, ok := planFields(rc, root.Selections, "Message", messageFields)
+	if !ok {
+		return nil
+	}
+	reset, ok := planFields(rc, root.Selections, "Reset", resetFields)
+	if !ok {
+		return nil
+	}
+	op.plan = ps.intern(msg, reset)
+	return op
+}
+
+func planFields(rc *graphql.OperationContext, sel ast.SelectionSet, typ string, known map[string]feedField) ([]planField, bool) {
+	var out []planField
+	for _, f := range graphql.CollectFields(rc, sel, []string{typ, "FeedEvent"}) {
+		ff, ok := known[f.Name]
+		if !ok || len(f.Selections) > 0 || !plainKey(f.Alias) {
+			return nil, false
+		}
+		out = append(out, planField{key: f.Alias, field: ff})
+	}
+	return out, true
+}
+
+// plainKey reports whether a response key needs no JSON escaping (GraphQL
+// names never do; this guards the assumption).
+func plainKey(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func (ps *feedPlans) intern(msg, reset []planField) *feedPlan {
+	var key strings.Builder
+	for _, f := range msg {
+		key.WriteString(f.key)
+		key.WriteByte(byte('0' + f.field))
+	}
+	key.WriteByte('|')
+	for _, f := range reset {
+		key.WriteString(f.key)
+		key.WriteByte(byte('0' + f.field))
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if p := ps.plans[key.String()]; p != nil {
+		return p
+	}
+	p := &feedPlan{message: msg, reset: reset}
+	if len(ps.plans) < maxFeedPlans {
+		ps.plans[key.String()] = p
+	}
+	return p
+}
+
+// render returns m rendered by the plan, from the cache when another
+// subscriber rendered it already.
+func (p *feedPlan) render(m *pubsub.Message) *renderedMessage {
+	slot := &p.rendered[m.Offset%uint64(len(p.rendered))]
+	if r := slot.Load(); r != nil && r.msg == m {
+		return r
+	}
+	r := &renderedMessage{msg: m}
+	var b []byte
+	b = append(b, '{')
+	for i, f := range p.message {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, f.key...)
+		b = append(b, `":`...)
+		switch f.field {
+		case fTypename:
+			b = append(b, `"Message"`...)
+		case fChannel:
+			// Channel and event names need no escaping (pubsub.ValidChannel,
+			// graph's event check).
+			b = append(b, '"')
+			b = append(b, m.Channel...)
+			b = append(b, '"')
+		case fID:
+			b = append(b, '"')
+			b = strconv.AppendUint(b, m.Offset, 10)
+			b = append(b, '"')
+		case fEvent:
+			if m.Event == "" {
+				b = append(b, "null"...)
+			} else {
+				b = append(b, '"')
+				b = append(b, m.Event...)
+				b = append(b, '"')
+			}
+		case fData:
+			if len(m.Data) == 0 {
+				b = append(b, "null"...)
+			} else {
+				b = append(b, m.Data...)
+			}
+		case fCreatedAt:
+			b = append(b, '"')
+			b = appendTime(b, m.Time)
+			b = append(b, '"')
+		case fCursor:
+			b = append(b, '"')
+			r.parts = append(r.parts, b)
+			b = []byte{'"'}
+		}
+	}
+	b = append(b, '}')
+	r.parts = append(r.parts, b)
+	slot.Store(r)
+	return r
+}
+
+// appendEvent appends the JSON of ev as the plan selects it.
+func (p *feedPlan) appendEvent(b []byte, ev pubsub.Event) []byte {
+	if ev.Message != nil {
+		r := p.render(ev.Message)
+		for i, part := range r.parts {
+			if i > 0 {
+				b, _ = ev.Cursor.AppendText(b)
+			}
+			b = append(b, part...)
+		}
+		return b
+	}
+	b = append(b, '{')
+	for i, f := range p.reset {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, f.key...)
+		b = append(b, `":`...)
+		switch f.field {
+		case fTypename:
+			b = append(b, `"Reset"`...)
+		case fChannel:
+			b = append(b, '"')
+			b = append(b, ev.Reset.Channel...)
+			b = append(b, '"')
+		case fReason:
+			b = append(b, '"')
+			b = append(b, ev.Reset.Reason...)
+			b = append(b, '"')
+		case fCursor:
+			b = append(b, '"')
+			b, _ = ev.Cursor.AppendText(b)
+			b = append(b, '"')
+		}
+	}
+	return append(b, '}')
+}
+
+// runFeed runs a feed on the fast path. It returns false, having done
+// nothing, when the feed cannot be opened: the caller then dispatches the
+// operation to gqlgen, whose resolver reports the error as on every other
+// transport.
+func (c *wsConn) runFeed(ctx context.Context, id string, rc *graphql.OperationContext, op *feedOp) bool {
+	sub, leave, err := c.t.resolver.OpenFeed(ctx, op.channels, op.cursor)
+	if err != nil {
+		return false
+	}
+	defer leave()
+	defer sub.Close()
+	// What gqlgen's interceptors would do: give the WebSocket's operation
+	// slot back, count the subscription.
+	if ws, ok := rc.Stats.GetExtension(wsSlotKey).(*wsLimits); ok {
+		defer ws.release()
+	}
+	if c.acct != nil {
+		g := c.t.metrics.subscriptions[transportWebSocket]
+		g.Inc()
+		defer g.Dec()
+	}
+
+	typ := "next"
+	if c.legacy {
+		typ = "data"
+	}
+	// {"id":<id>,"type":"next","payload":{"data":{<alias>:<event>}}}
+	quoted, _ := json.Marshal(id)
+	head := append([]byte(`{"id":`), quoted...)
+	head = append(head, `,"type":"`...)
+	head = append(head, typ...)
+	head = append(head, `","payload":{"data":{"`...)
+	head = append(head, op.alias...)
+	head = append(head, `":`...)
+	buf := make([]byte, 0, 512)
+	for {
+		ev, err := sub.Next(ctx)
+		if err != nil {
+			break
+		}
+		buf = append(buf[:0], head...)
+		buf = op.plan.appendEvent(buf, ev)
+		buf = append(buf, "}}}"...)
+		if c.write(buf) != nil {
+			return true
+		}
+		if ev.Message != nil && c.acct != nil {
+			c.acct.deliver(time.Now(), ev.Message.Time)
+		}
+		if cap(buf) > 64<<10 {
+			buf = make([]byte, 0, 512) // do not keep a large message's buffer
+		}
+	}
+	c.completeUnlessClosed(id)
+	return true
+}
