@@ -64,6 +64,12 @@ func (a *Auth) MaySend(ctx context.Context, channels []string) error {
 	if cred == "" {
 		return graph.Errorf(graph.CodeUnauthenticated, "sending requires an API key: Authorization: Bearer <key>")
 	}
+	// Joins and leaves are the server's to tell: nobody forges them.
+	for _, ch := range channels {
+		if strings.HasSuffix(ch, presenceSuffix) && a.ns.Of(strings.TrimSuffix(ch, presenceSuffix)).Presence {
+			return graph.Errorf(graph.CodeForbidden, "channel %q: presence events are published by the server only", ch)
+		}
+	}
 	if k, ok := a.key(cred); ok {
 		for _, ch := range channels {
 			if !k.maySend(ch) {

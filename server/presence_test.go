@@ -92,3 +92,39 @@ func TestPresence(t *testing.T) {
 		t.Fatalf("presence of a namespace without it: %+v", p)
 	}
 }
+
+// TestPresenceNotForgeable: nobody but the server sends on a companion
+// feed of a namespace with presence on, neither an API key that covers it
+// nor a token holder whose publish claim does; nothing is appended.
+func TestPresenceNotForgeable(t *testing.T) {
+	cfg := testConfig()
+	cfg.Namespaces = server.Namespaces{Named: map[string]server.Namespace{"chat": {Presence: true, TokenPublish: true}}}
+	e := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
+	holder := publishToken(t, "mallory", []string{"chat:*"}, []string{"chat:*"})
+	for _, cred := range []string{testKey, holder} {
+		for _, q := range []struct {
+			query string
+			vars  map[string]any
+		}{
+			{sendMutation, map[string]any{"in": map[string]any{"channel": "chat:room:presence", "event": "join", "data": map[string]any{"subject": "ghost"}}}},
+			{`mutation($in: BroadcastInput!) { broadcast(input: $in) { messages { id } } }`,
+				map[string]any{"in": map[string]any{"channels": []string{"chat:other", "chat:room:presence"}, "event": "leave", "data": 1}}},
+		} {
+			r := e.do(t, cred, q.query, q.vars)
+			if code := r.code(t); code != "FORBIDDEN" {
+				t.Fatalf("forged presence event: %s, want FORBIDDEN", code)
+			}
+		}
+	}
+	for _, ch := range []string{"chat:room:presence", "chat:other"} {
+		if got := e.ids(t, ch); len(got) != 0 {
+			t.Fatalf("%s: appended %v", ch, got)
+		}
+	}
+	// The same key and token send to the channel itself.
+	for _, cred := range []string{testKey, holder} {
+		if r := e.do(t, cred, sendMutation, map[string]any{"in": map[string]any{"channel": "chat:room", "data": 1}}); len(r.Errors) > 0 {
+			t.Fatalf("send to chat:room: %v", r.Errors)
+		}
+	}
+}

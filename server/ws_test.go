@@ -1,0 +1,76 @@
+package server_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/pushgate/pushgate/pubsub"
+)
+
+// TestWebSocketProtocolErrors: what the protocols do not allow closes the
+// connection with the code graphql-transport-ws assigns (legacy graphql-ws:
+// a connection_error, then 1002), and changes nothing.
+func TestWebSocketProtocolErrors(t *testing.T) {
+	cfg := testConfig()
+	cfg.InitTimeout = 300 * time.Millisecond
+	e := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
+	sub := func(c *wsClient, id string) {
+		c.subscribe(id, []string{"proto"}, "")
+	}
+	cases := []struct {
+		name  string
+		proto string
+		run   func(c *wsClient)
+		code  int
+	}{
+		{"not JSON", transportWS, func(c *wsClient) { c.init(nil); c.writeRaw("{nope") }, 4400},
+		{"unknown type", transportWS, func(c *wsClient) { c.init(nil); c.write(wsMsg{Type: "hello"}) }, 4400},
+		{"subscribe without id", transportWS, func(c *wsClient) { c.init(nil); sub(c, "") }, 4400},
+		{"init payload not an object", transportWS, func(c *wsClient) { c.writeRaw(`{"type":"connection_init","payload":[1]}`) }, 4400},
+		{"subscribe before init", transportWS, func(c *wsClient) { sub(c, "1") }, 4401},
+		{"no init", transportWS, func(c *wsClient) {}, 4408},
+		{"duplicate id", transportWS, func(c *wsClient) {
+			c.init(map[string]any{"token": testKey})
+			sub(c, "1")
+			sub(c, "1")
+		}, 4409},
+		{"second init", transportWS, func(c *wsClient) { c.init(nil); c.write(wsMsg{Type: "connection_init"}) }, 4429},
+		{"legacy: unknown type", legacyWS, func(c *wsClient) { c.init(nil); c.write(wsMsg{Type: "subscribe", ID: "1"}) }, 1002},
+		{"legacy: no init", legacyWS, func(c *wsClient) {}, 1002},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := e.dialWS(t, tc.proto, "", nil)
+			tc.run(c)
+			err := c.waitClosed()
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != tc.code {
+				t.Fatalf("closed with %v, want %d", err, tc.code)
+			}
+			if tc.proto == legacyWS && tc.name != "legacy: no init" {
+				// The connection_error came first.
+				var saw bool
+				for len(c.msgs) > 0 {
+					saw = saw || (<-c.msgs).Type == "connection_error"
+				}
+				if !saw {
+					t.Fatal("no connection_error before the close")
+				}
+			}
+		})
+	}
+	if got := e.ids(t, "proto"); len(got) != 0 {
+		t.Fatalf("appended %v", got)
+	}
+}
+
+// writeRaw sends text as one message.
+func (c *wsClient) writeRaw(text string) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(waitTimeout))
+	_ = c.conn.WriteMessage(websocket.TextMessage, []byte(text))
+}
