@@ -38,6 +38,21 @@ fuzz:
 bench: redis-server
 	bench/run.sh
 
+# The Redis tests start their own redis-server on a free port.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "redis-server is not on PATH: installing it"; \
+		if ! command -v apt-get >/dev/null 2>&1; then \
+			echo "cannot install redis-server (no apt-get): install it with your package manager, then run make test again" >&2; exit 1; \
+		elif [ "$$(id -u)" = 0 ]; then \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
+		elif sudo -n true 2>/dev/null; then \
+			sudo -n apt-get update && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; \
+		else \
+			echo "cannot install redis-server (not root, no passwordless sudo): apt-get install redis-server, then run make test again" >&2; exit 1; \
+		fi; \
+	}
+
 generate:
 	$(GO) tool gqlgen generate
 

@@ -167,6 +167,9 @@ func TestBadInput(t *testing.T) {
 			return `mutation { send(input: {channel: "ok", data: {a: 1e999}}) { duplicate } }`, nil
 		}, "GRAPHQL_VALIDATION_FAILED"},
 		{"data null", func() (string, map[string]any) { return send(map[string]any{"data": nil}) }, "BAD_USER_INPUT"},
+		{"data a bare word (not JSON)", func() (string, map[string]any) {
+			return `mutation { send(input: {channel: "ok", data: {a: [hello]}}) { duplicate } }`, nil
+		}, "BAD_USER_INPUT"},
 		{"broadcast of 101 channels", func() (string, map[string]any) {
 			return broadcastMutation, map[string]any{"in": map[string]any{"channels": many(101), "data": 1}}
 		}, "BAD_USER_INPUT"},

@@ -62,6 +62,9 @@ const wsSlotKey = "pushgate.wsSlot"
 func (o *operationLimits) MutateOperationContext(ctx context.Context, oc *graphql.OperationContext) *gqlerror.Error {
 	lim := o.lim
 	op := oc.Operation
+	if word := bareWordInJSON(oc.Doc); word != "" {
+		return badInput("data: %s is not JSON (a bare word; a string is quoted: %q)", word, word)
+	}
 	w := newDocWalker(oc.Doc)
 	complexity := w.count(op.SelectionSet)
 	if lim.DisableIntrospection && w.introspects {
@@ -248,4 +251,58 @@ func (w *docWalker) fragment(s *ast.FragmentSpread) *ast.FragmentDefinition {
 		return s.Definition
 	}
 	return w.frags.ForName(s.Name)
+}
+
+// bareWordInJSON returns the first enum literal (a bare word, as in
+// `data: foo`) inside a literal of the JSON scalar in doc: gqlgen hands it
+// to the scalar as the string "foo", though it is not JSON.
+func bareWordInJSON(doc *ast.QueryDocument) string {
+	var inValue func(v *ast.Value, json bool) string
+	inValue = func(v *ast.Value, json bool) string {
+		if v == nil {
+			return ""
+		}
+		json = json || (v.ExpectedType != nil && v.ExpectedType.Name() == "JSON")
+		if json && v.Kind == ast.EnumValue {
+			return v.Raw
+		}
+		for _, c := range v.Children {
+			if w := inValue(c.Value, json); w != "" {
+				return w
+			}
+		}
+		return ""
+	}
+	var inSet func(set ast.SelectionSet) string
+	inSet = func(set ast.SelectionSet) string {
+		for _, s := range set {
+			switch s := s.(type) {
+			case *ast.Field:
+				for _, a := range s.Arguments {
+					if w := inValue(a.Value, false); w != "" {
+						return w
+					}
+				}
+				if w := inSet(s.SelectionSet); w != "" {
+					return w
+				}
+			case *ast.InlineFragment:
+				if w := inSet(s.SelectionSet); w != "" {
+					return w
+				}
+			}
+		}
+		return ""
+	}
+	for _, op := range doc.Operations {
+		if w := inSet(op.SelectionSet); w != "" {
+			return w
+		}
+	}
+	for _, f := range doc.Fragments {
+		if w := inSet(f.SelectionSet); w != "" {
+			return w
+		}
+	}
+	return ""
 }

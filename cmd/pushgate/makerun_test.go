@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/pushgate/pushgate/internal/pushclient"
+)
+
+// TestMakeRunAsNewUser follows the README's first steps on a fresh clone:
+// `make run` (its recipe, with the Go command replaced by echo to learn the
+// arguments it starts pushgate with), then the curl commands it prints,
+// verbatim but for the port: the send with the dev key returns the
+// message, a graphql-transport-ws client subscribed to feed anonymously
+// receives it, and the history command returns it.
+func TestMakeRunAsNewUser(t *testing.T) {
+	for _, tool := range []string{"make", "curl", "sh"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not found", tool)
+		}
+	}
+	out, err := exec.Command("make", "-s", "--no-print-directory", "-C", "../..", "run", "GO=echo").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make run GO=echo: %v\n%s", err, out)
+	}
+	var curls []string
+	var args []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "curl ") {
+			curls = append(curls, line)
+		}
+		if rest, ok := strings.CutPrefix(line, "run ./cmd/pushgate"); ok {
+			args = strings.Fields(rest)
+		}
+	}
+	if args == nil || len(curls) != 2 || !strings.Contains(string(out), "devkey") {
+		t.Fatalf("make run printed:\n%s\nwant the dev key, two curl commands and the pushgate command", out)
+	}
+	p := start(t, args...)
+	host := strings.TrimPrefix(p.url, "http://")
+	sh := func(cmd string) []byte {
+		t.Helper()
+		cmd = strings.ReplaceAll(cmd, "localhost:8080", host)
+		b, err := exec.Command("sh", "-c", cmd).Output()
+		if err != nil {
+			t.Fatalf("%s: %v", cmd, err)
+		}
+		return b
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	const ch = "news"
+	if !strings.Contains(curls[0], `"channel":"`+ch+`"`) {
+		t.Fatalf("the printed send does not target %s: %s", ch, curls[0])
+	}
+	pos, err := pushclient.PollOnce(ctx, p.url, []string{ch}, "", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed, err := pushclient.OpenWS(ctx, p.url, []string{ch}, pos.Cursor, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Close()
+
+	var sent struct {
+		Data struct {
+			Send struct {
+				Message struct{ ID, Cursor string }
+			}
+		}
+		Errors []any
+	}
+	raw := sh(curls[0])
+	if err := json.Unmarshal(raw, &sent); err != nil || len(sent.Errors) > 0 || sent.Data.Send.Message.ID != "1" || sent.Data.Send.Message.Cursor == "" {
+		t.Fatalf("the printed send answered %s (%v)", raw, err)
+	}
+	ev, err := feed.Next(ctx)
+	if err != nil || ev.Message == nil || ev.Message.ID != "1" || string(ev.Message.Data) != `{"hello":"world"}` {
+		t.Fatalf("feed event %+v, %v; want message 1 {\"hello\":\"world\"}", ev, err)
+	}
+
+	var hist struct {
+		Data struct {
+			History struct {
+				Nodes []struct {
+					ID   string
+					Data json.RawMessage
+				}
+			}
+		}
+	}
+	raw = sh(curls[1])
+	if err := json.Unmarshal(raw, &hist); err != nil || len(hist.Data.History.Nodes) != 1 ||
+		hist.Data.History.Nodes[0].ID != "1" || string(hist.Data.History.Nodes[0].Data) != `{"hello":"world"}` {
+		t.Fatalf("the printed history answered %s (%v)", raw, err)
+	}
+}
