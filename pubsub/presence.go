@@ -307,6 +307,22 @@ func (p *redisPresence) refresh() {
 		}
 		return nil
 	})
+	// A join or leave while the round ran may have been overwritten with
+	// the count copied before it: write the current count again.
+	p.mu.Lock()
+	var stale []presenceKey
+	for k, n := range entries {
+		if p.local[k] != n {
+			stale = append(stale, k)
+		}
+	}
+	p.mu.Unlock()
+	for _, k := range stale {
+		p.mu.Lock()
+		n := p.local[k]
+		p.mu.Unlock()
+		_, _, _ = p.set(ctx, k, n)
+	}
 }
 
 func (p *redisPresence) Close() error {

@@ -2,11 +2,13 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -84,4 +86,23 @@ func credentials(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// drainable keeps a request that is not a stream running when the base
+// context is cancelled at shutdown, so http.Server.Shutdown drains it within
+// the grace period (gqlgen answers a request whose context is done with a
+// bare null). Streams (WebSocket, SSE, graphql-sse, long-poll) keep the base
+// context: its cancellation with ErrShutdown is what ends them.
+func drainable(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !isStream(r) {
+			r = r.WithContext(context.WithoutCancel(r.Context()))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func isStream(r *http.Request) bool {
+	return r.Header.Get("Upgrade") != "" || r.URL.Path == "/events" || r.URL.Path == "/poll" ||
+		strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 }
