@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,6 +34,9 @@ type Subscription struct {
 	// ended (Observer.Resumed); resumeReset: it queued a Reset meanwhile.
 	resuming    bool
 	resumeReset bool
+
+	// notify, when set, is called after an event is queued (SetNotify).
+	notify atomic.Pointer[func()]
 
 	// Consumer side, owned by Next.
 	cursor Cursor
@@ -185,6 +189,23 @@ func (s *Subscription) CatchingUp() bool {
 	return s.catching
 }
 
+// SetNotify makes the subscription call f each time it has queued an event,
+// on the goroutine that queued it: the broker's fan-out for live messages
+// (so f runs while the fan-out of that channel waits), the subscription's
+// catch-up for stored ones, and once more when the subscription ends (Err
+// then says why). f must return quickly and must not call
+// Subscribe, Close or Next; it typically takes what is queued with TryNext
+// and writes it without blocking. Events queued before SetNotify do not
+// notify: the caller drains once after it. Transports use it to write from
+// the fan-out directly instead of waking a goroutine per event.
+func (s *Subscription) SetNotify(f func()) { s.notify.Store(&f) }
+
+func (s *Subscription) notified() {
+	if f := s.notify.Load(); f != nil {
+		(*f)()
+	}
+}
+
 // Pending reports how many events are queued for Next.
 func (s *Subscription) Pending() int { return len(s.queue) }
 
@@ -228,6 +249,7 @@ func (s *Subscription) end(err error) {
 		s.b.hub.unregister(s, ch)
 	}
 	s.b.untrack(s)
+	s.notified() // a notified consumer learns of the end too (Err)
 }
 
 type verdict int
@@ -253,12 +275,21 @@ func classify(p Position, m *Message) verdict {
 	}
 }
 
-// offer is the hub's fan-out path: it never blocks.
+// offer is the hub's fan-out path: it never blocks (but for the notify
+// function's work).
 func (s *Subscription) offer(sc *subChan, m *Message) {
+	if s.offerLocked(sc, m) {
+		s.notified()
+	}
+}
+
+// offerLocked queues m, or schedules a catch-up; it reports whether m was
+// queued.
+func (s *Subscription) offerLocked(sc *subChan, m *Message) (queued bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
-		return
+		return false
 	}
 	if !sc.live {
 		if len(sc.buf) >= maxPending {
@@ -266,16 +297,16 @@ func (s *Subscription) offer(sc *subChan, m *Message) {
 		} else if !sc.overflow {
 			sc.buf = append(sc.buf, m)
 		}
-		return
+		return false
 	}
 	switch classify(sc.pos, m) {
 	case vDuplicate:
-		return
+		return false
 	case vNext:
 		select {
 		case s.queue <- item{msg: m}:
 			sc.pos = m.Position()
-			return
+			return true
 		default:
 		}
 	}
@@ -283,6 +314,7 @@ func (s *Subscription) offer(sc *subChan, m *Message) {
 	sc.live = false
 	sc.buf = append(sc.buf[:0], m)
 	s.scheduleLocked(sc)
+	return false
 }
 
 func (s *Subscription) scheduleLocked(sc *subChan) {
@@ -484,6 +516,7 @@ func (s *Subscription) send(sc *subChan, it item, p Position) error {
 	s.mu.Unlock()
 	select {
 	case s.queue <- it:
+		s.notified()
 		return nil
 	case <-s.done:
 		return ErrClosed

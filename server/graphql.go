@@ -42,6 +42,7 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, p
 		initTimeout:  cfg.InitTimeout,
 		pingInterval: cfg.PingInterval,
 		plans:        newFeedPlans(),
+		streams:      cfg.Streams,
 	})
 	srv.AddTransport(transport.SSE{KeepAlivePingInterval: cfg.PingInterval})
 	srv.AddTransport(transport.Options{})

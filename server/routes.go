@@ -26,7 +26,7 @@ func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth,
 	// (EventSource, chunked wx.request) and long-polling (wx.request).
 	mux.Handle("GET /events", org.guard("GET", lim.streams(handleEvents(broker, auth, sseOptions{
 		heartbeat: cfg.Heartbeat, writeTimeout: cfg.WriteTimeout, retry: cfg.SSERetry, presence: pres,
-		metrics: cfg.Metrics,
+		metrics: cfg.Metrics, streams: cfg.Streams,
 	}))))
 	mux.Handle("GET /poll", org.guard("GET", lim.streams(handlePoll(broker, auth, cfg.Metrics))))
 	mux.Handle("OPTIONS /events", org.guard("GET", nil)) // CORS preflights

@@ -4,9 +4,11 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -83,6 +85,10 @@ type Config struct {
 	// MetricsToken, when set, is required as Authorization: Bearer on
 	// /metrics (401 without it); empty: /metrics is open.
 	MetricsToken string
+	// Streams, when set, counts the open WebSocket and SSE connections,
+	// so that a node shutting down can wait for them to close
+	// (Streams.Wait).
+	Streams *Streams
 	// Pprof serves net/http/pprof under /debug/pprof/ to requests whose
 	// Authorization bears an API key (404 to others, and to all when
 	// false).
@@ -139,11 +145,15 @@ func New(cfg Config, broker pubsub.Broker, log zerolog.Logger) http.Handler {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
 	}
+	if cfg.Streams == nil {
+		cfg.Streams = new(Streams)
+	}
 	mux := http.NewServeMux()
 	addRoutes(mux, cfg, broker, auth, newPresence(cfg, broker, auth, log))
 	h := notePattern(mux)
 	h = credentials(h)
 	h = limitBody(cfg.MaxBodyBytes, h)
+	h = drainable(h)
 	h = accessLog(h)
 	h = cfg.Metrics.instrument(h)
 	return withLogger(log, h)
@@ -161,4 +171,33 @@ func mustTokenVerifier(tokens TokenConfig, jwtSecret string) TokenVerifier {
 		panic("server.New: Config.Tokens: " + err.Error())
 	}
 	return v
+}
+
+// Streams counts open streaming connections (WebSocket, SSE). They are
+// hijacked from net/http, so http.Server.Shutdown does not wait for them:
+// on shutdown the caller cancels the base context with ErrShutdown, calls
+// Shutdown, then Wait, so that every client got its close frame or the end
+// of its stream before the process exits.
+type Streams struct{ wg sync.WaitGroup }
+
+// open counts a stream until the returned function is called.
+func (s *Streams) open() (closed func()) {
+	s.wg.Add(1)
+	return s.wg.Done
+}
+
+// Wait returns once every stream has closed, or ctx's error when it ends
+// first.
+func (s *Streams) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -1,8 +1,12 @@
 package server
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -17,10 +21,16 @@ type sseOptions struct {
 	retry        time.Duration // reconnection delay hinted to EventSource
 	presence     *presence     // counts the stream's subject on its channels
 	metrics      *Metrics      // accounts the stream
+	streams      *Streams      // counts it open, for shutdown
 }
 
 // maxCoalesce bounds how many queued events one write carries.
 const maxCoalesce = 64
+
+// inlineWrite bounds how long the fan-out waits on one stream's socket:
+// a socket that cannot take a write at once has it finished by a goroutine
+// of its own (with the full write timeout), so the fan-out goes on.
+const inlineWrite = time.Millisecond
 
 // handleEvents serves GET /events, the SSE feed. Every message is one event
 // whose id is the cursor right after it and whose single data line is the
@@ -31,11 +41,22 @@ const maxCoalesce = 64
 // started (the SSE spec sets lastEventId without dispatching an event).
 // A stream opened with a token ends when the token expires, with
 // "event: expired" and data {"reason":"token expired","cursor":...}.
+//
+// Once the headers are out, the connection is taken from net/http
+// (hijacked): its buffers are let go, and events are written by whoever
+// queues them (the broker's fan-out, the subscription's catch-up) straight
+// to the socket, coalesced, in chunked encoding. The handler's goroutine
+// only waits for the client to go away. An idle stream holds no buffer and
+// no goroutine but that one.
 func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, err := parseReadRequest(r, true)
 		if err != nil {
 			writeErr(w, err)
+			return
+		}
+		if r.ProtoMajor != 1 {
+			writeError(w, http.StatusHTTPVersionNotSupported, "HTTP_VERSION_NOT_SUPPORTED", "GET /events streams over HTTP/1.1")
 			return
 		}
 		ctx := r.Context()
@@ -52,99 +73,283 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 		if opts.presence != nil {
 			defer opts.presence.join(ctx, req.channels)()
 		}
-		st := opts.metrics.newStream(transportSSE, r)
-		st.open(true, func(e *zerolog.Event) { e.Int("channels", len(req.channels)).Bool("resume", !req.cursor.IsZero()) })
-		end := streamEnd{by: "client", reason: "client gone"}
-		defer func() { st.end(end) }()
 
 		h := w.Header()
 		h.Set("Content-Type", "text/event-stream; charset=utf-8")
 		h.Set("Cache-Control", "no-cache")
 		h.Set("X-Accel-Buffering", "no")
-		if r.ProtoMajor == 1 {
-			h.Set("Connection", "keep-alive")
-		}
-		w.WriteHeader(http.StatusOK)
-
-		rc := http.NewResponseController(w)
-		var werr error // of the last write
-		write := func(b []byte) bool {
-			_ = rc.SetWriteDeadline(time.Now().Add(opts.writeTimeout))
-			if _, werr = w.Write(b); werr != nil {
-				return false
-			}
-			werr = rc.Flush()
-			return werr == nil
-		}
-		writeFailed := func() streamEnd {
-			if isTimeout(werr) {
-				return streamEnd{drop: dropSlowClient, by: "server", reason: "slow client: write timed out"}
-			}
-			return streamEnd{by: "client", reason: "client gone"}
-		}
-		defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
-
-		buf := make([]byte, 0, 1024)
-		buf = append(buf, "retry: "...)
-		buf = strconv.AppendInt(buf, opts.retry.Milliseconds(), 10)
-		buf = append(buf, "\nid: "...)
-		buf, _ = sub.Cursor().AppendText(buf)
-		buf = append(buf, "\n\n"...)
-		if !write(buf) {
-			end = writeFailed()
+		// The socket closes with the stream: no client may reuse it.
+		h.Set("Connection", "close")
+		w.WriteHeader(http.StatusOK) // chunked: no length
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			zerolog.Ctx(ctx).Error().Err(err).Msg("SSE: hijack")
 			return
 		}
+		defer opts.streams.open()()
+		defer conn.Close()
 
-		heartbeat := time.NewTicker(opts.heartbeat)
-		defer heartbeat.Stop()
-		var created []time.Time // of the messages in buf, for the metrics
+		st := opts.metrics.newStream(transportSSE, r)
+		st.open(true, func(e *zerolog.Event) { e.Int("channels", len(req.channels)).Bool("resume", !req.cursor.IsZero()) })
+		c := &sseConn{ctx: ctx, conn: conn, sub: sub, st: st, writeTimeout: opts.writeTimeout}
+		defer func() { st.end(c.endState()) }()
+
+		b := sseBuffers.get()
+		b.events = append(b.events, "retry: "...)
+		b.events = strconv.AppendInt(b.events, opts.retry.Milliseconds(), 10)
+		b.events = append(b.events, "\nid: "...)
+		b.events, _ = sub.Cursor().AppendText(b.events)
+		b.events = append(b.events, "\n\n"...)
+		c.wmu.Lock()
+		c.writeLocked(b, false)
+		c.wmu.Unlock()
+
+		sub.SetNotify(c.kick)
+		c.kick() // what was queued before
+		c.scheduleHeartbeat(opts.heartbeat)
+		defer context.AfterFunc(live, func() {
+			switch {
+			case tokenExpired(live) && ctx.Err() == nil:
+				c.finish(streamEnd{drop: dropExpired, by: "server", reason: "token expired"}, true)
+			case shuttingDown(ctx):
+				c.finish(streamEnd{drop: dropShutdown, by: "server", reason: "server shutting down"}, false)
+			}
+		})()
+
+		// Clients send nothing more: a read ends when the client goes away,
+		// or when the stream ended and closed the socket.
+		var one [1]byte
 		for {
-			ev, ok, err := sub.NextUntil(live, heartbeat.C)
-			if err != nil {
-				switch {
-				case tokenExpired(live) && ctx.Err() == nil:
-					write(appendExpiredEvent(buf[:0], sub.Cursor()))
-					end = streamEnd{drop: dropExpired, by: "server", reason: "token expired"}
-				case shuttingDown(ctx):
-					end = streamEnd{drop: dropShutdown, by: "server", reason: "server shutting down"}
-				case ctx.Err() == nil:
-					end = streamEnd{by: "server", reason: "subscription ended: " + err.Error()}
-				}
+			if _, err := conn.Read(one[:]); err != nil {
+				c.end(streamEnd{by: "client", reason: "client gone"})
 				return
-			}
-			buf, created = buf[:0], created[:0]
-			if !ok {
-				buf = append(buf, ": heartbeat\n\n"...)
-			} else {
-				buf = appendSSEEvent(buf, ev)
-				if ev.Message != nil {
-					created = append(created, ev.Message.Time)
-				}
-				// Whatever else is queued goes in the same write.
-				for n := 1; n < maxCoalesce; n++ {
-					ev, ok := sub.TryNext()
-					if !ok {
-						break
-					}
-					buf = appendSSEEvent(buf, ev)
-					if ev.Message != nil {
-						created = append(created, ev.Message.Time)
-					}
-				}
-			}
-			if !write(buf) {
-				end = writeFailed()
-				return
-			}
-			st.deliver(time.Now(), created...)
-			if cap(buf) > 64<<10 {
-				buf = make([]byte, 0, 1024) // do not keep a burst's buffer
-			}
-			if cap(created) > 8 {
-				created = nil
 			}
 		}
 	})
+}
+
+// sseConn is one hijacked SSE stream.
+type sseConn struct {
+	ctx          context.Context // the request's
+	conn         net.Conn
+	sub          *pubsub.Subscription
+	st           *stream
+	writeTimeout time.Duration
+
+	// wmu serializes writes; kicks counts notifications, so that one that
+	// found wmu taken is served by its holder.
+	wmu   sync.Mutex
+	kicks atomic.Uint64
+	// slow: a write did not complete at once and a goroutine finishes it;
+	// nothing else is written meanwhile. Guarded by wmu.
+	slow bool
+
+	endMu sync.Mutex
+	ended bool
+	state streamEnd
+	hb    *time.Timer // the next heartbeat
+}
+
+// sseBuffer is the memory of one write, pooled: an idle stream keeps none.
+type sseBuffer struct {
+	events  []byte      // the events (or heartbeat) to write
+	frame   []byte      // events as one chunk of the chunked body
+	created []time.Time // of the messages in events, for the metrics
+}
+
+type bufferPool struct{ p sync.Pool }
+
+var sseBuffers = &bufferPool{p: sync.Pool{New: func() any { return new(sseBuffer) }}}
+
+func (p *bufferPool) get() *sseBuffer { return p.p.Get().(*sseBuffer) }
+
+func (p *bufferPool) put(b *sseBuffer) {
+	if cap(b.events) > 64<<10 || cap(b.frame) > 64<<10 {
+		return // do not keep a burst's buffers
+	}
+	b.events, b.frame, b.created = b.events[:0], b.frame[:0], b.created[:0]
+	p.p.Put(b)
+}
+
+// kick writes what is queued: the subscription calls it when it queues
+// an event, on the queuing goroutine.
+func (c *sseConn) kick() {
+	c.kicks.Add(1)
+	for c.wmu.TryLock() {
+		seen := c.kicks.Load()
+		if !c.slow {
+			c.drainLocked(true)
+		}
+		c.wmu.Unlock()
+		if c.kicks.Load() == seen {
+			break
+		}
+	}
+	select {
+	case <-c.sub.Done():
+		// The broker closed. When the request's context ended (shutdown),
+		// the stream's end says so instead.
+		if c.ctx.Err() == nil {
+			c.end(streamEnd{by: "server", reason: "subscription ended: " + c.sub.Err().Error()})
+		}
+	default:
+	}
+}
+
+// scheduleHeartbeat writes a heartbeat after d, and again every d, until
+// the stream ends.
+func (c *sseConn) scheduleHeartbeat(d time.Duration) {
+	c.endMu.Lock()
+	defer c.endMu.Unlock()
+	if !c.ended {
+		c.hb = time.AfterFunc(d, func() {
+			c.heartbeat()
+			c.scheduleHeartbeat(d)
+		})
+	}
+}
+
+// drainLocked writes up to maxCoalesce queued events in one write, as long
+// as events are queued.
+func (c *sseConn) drainLocked(inline bool) {
+	for {
+		b := sseBuffers.get()
+		for n := 0; n < maxCoalesce; n++ {
+			ev, ok := c.sub.TryNext()
+			if !ok {
+				break
+			}
+			b.events = appendSSEEvent(b.events, ev)
+			if ev.Message != nil {
+				b.created = append(b.created, ev.Message.Time)
+			}
+		}
+		if len(b.events) == 0 {
+			sseBuffers.put(b)
+			return
+		}
+		if !c.writeLocked(b, inline) {
+			return
+		}
+	}
+}
+
+// heartbeat writes a comment line, unless a write is under way.
+func (c *sseConn) heartbeat() {
+	if !c.wmu.TryLock() {
+		return
+	}
+	defer c.wmu.Unlock()
+	if c.slow {
+		return
+	}
+	b := sseBuffers.get()
+	b.events = append(b.events, ": heartbeat\n\n"...)
+	c.writeLocked(b, true)
+}
+
+// writeLocked writes b as one chunk and gives it back to the pool. It
+// reports whether the stream can take more at once: false when it ended,
+// or when the write did not complete within inlineWrite (inline) and a
+// goroutine finishes it.
+func (c *sseConn) writeLocked(b *sseBuffer, inline bool) bool {
+	b.frame = strconv.AppendUint(b.frame[:0], uint64(len(b.events)), 16)
+	b.frame = append(b.frame, "\r\n"...)
+	b.frame = append(b.frame, b.events...)
+	b.frame = append(b.frame, "\r\n"...)
+	timeout := c.writeTimeout
+	if inline {
+		timeout = min(inlineWrite, c.writeTimeout)
+	}
+	_ = c.conn.SetWriteDeadline(time.Now().Add(timeout))
+	n, err := c.conn.Write(b.frame)
+	switch {
+	case err == nil:
+		c.st.deliver(time.Now(), b.created...)
+		sseBuffers.put(b)
+		return true
+	case inline && isTimeout(err) && c.writeTimeout > timeout:
+		c.slow = true
+		go c.finishWrite(b, n)
+		return false
+	case isTimeout(err):
+		c.end(streamEnd{drop: dropSlowClient, by: "server", reason: "slow client: write timed out"})
+	default:
+		c.end(streamEnd{by: "client", reason: "client gone"})
+	}
+	sseBuffers.put(b)
+	return false
+}
+
+// finishWrite writes the rest of a frame of which n bytes went out, with
+// the full write timeout, then what was queued meanwhile.
+func (c *sseConn) finishWrite(b *sseBuffer, n int) {
+	c.wmu.Lock()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout - inlineWrite))
+	_, err := c.conn.Write(b.frame[n:])
+	c.slow = false
+	switch {
+	case err == nil:
+		c.st.deliver(time.Now(), b.created...)
+		c.drainLocked(false)
+	case isTimeout(err):
+		c.end(streamEnd{drop: dropSlowClient, by: "server", reason: "slow client: write timed out"})
+	default:
+		c.end(streamEnd{by: "client", reason: "client gone"})
+	}
+	sseBuffers.put(b)
+	c.wmu.Unlock()
+	c.kick() // what came while this held the stream
+}
+
+// finish ends the stream after writing the end of the chunked body, so the
+// client sees a clean end; expired: "event: expired" with the cursor first.
+func (c *sseConn) finish(e streamEnd, expired bool) {
+	c.wmu.Lock()
+	if !c.slow {
+		b := sseBuffers.get()
+		if expired {
+			b.events = appendExpiredEvent(b.events, c.sub.Cursor())
+		}
+		if len(b.events) > 0 {
+			c.writeLocked(b, false)
+		} else {
+			sseBuffers.put(b)
+		}
+		_ = c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+		_, _ = c.conn.Write([]byte("0\r\n\r\n"))
+	}
+	c.wmu.Unlock()
+	c.end(e)
+}
+
+// end records why the stream ended (the first reason wins) and closes the
+// socket, which ends the handler's wait; the handler cleans up. It never
+// blocks: the fan-out may call it.
+func (c *sseConn) end(e streamEnd) {
+	c.endMu.Lock()
+	first := !c.ended
+	if first {
+		c.ended, c.state = true, e
+		if c.hb != nil {
+			c.hb.Stop()
+		}
+	}
+	c.endMu.Unlock()
+	if first {
+		if tc, ok := c.conn.(*net.TCPConn); ok && e.drop == dropSlowClient {
+			// Abort: what the client did not take is dropped with the
+			// socket, not kept sending in the kernel.
+			_ = tc.SetLinger(0)
+		}
+		_ = c.conn.Close()
+	}
+}
+
+func (c *sseConn) endState() streamEnd {
+	c.endMu.Lock()
+	defer c.endMu.Unlock()
+	return c.state
 }
 
 // appendSSEEvent appends one event block.

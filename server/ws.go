@@ -44,6 +44,7 @@ type wsTransport struct {
 	initTimeout  time.Duration
 	pingInterval time.Duration
 	plans        *feedPlans
+	streams      *Streams
 }
 
 var _ graphql.Transport = (*wsTransport)(nil)
@@ -73,6 +74,7 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	if err != nil {
 		return // Accept answered the request
 	}
+	defer t.streams.open()()
 	ws.SetReadLimit(t.readLimit)
 	c := &wsConn{
 		dconn:  hijackedConn(w),

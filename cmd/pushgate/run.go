@@ -65,6 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// hijacked connections.
 	base, cancelBase := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelBase(nil)
+	streams := new(server.Streams)
 	srv := &http.Server{
 		Handler: server.New(server.Config{
 			APIKeys:        cfg.APIKeys,
@@ -83,6 +84,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			Metrics:        metrics,
 			MetricsToken:   cfg.MetricsToken,
 			Pprof:          cfg.Pprof,
+			Streams:        streams,
 		}, broker, log),
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ReadHeaderTimeout: 10 * time.Second,
@@ -103,6 +105,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	err = srv.Shutdown(sctx)
+	// Streams were told (close 1012, end of SSE): let them finish.
+	if werr := streams.Wait(sctx); err == nil && werr != nil {
+		err = fmt.Errorf("streams still open: %w", werr)
+	}
 	if cerr := broker.Close(); err == nil {
 		err = cerr
 	}
