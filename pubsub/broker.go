@@ -22,7 +22,9 @@ type Options struct {
 	// (default 5 minutes).
 	IdempotencyWindow time.Duration
 	// QueueSize is how many events a subscription holds for its consumer
-	// before it falls back to reading the store (default 256).
+	// before it falls back to reading the store (default 64: every idle
+	// subscription holds it; a consumer that drains as events come, as the
+	// transports do, rarely has more than a few queued).
 	QueueSize int
 	// Observer is told of resets, resumes and store errors, for metrics
 	// (nil: nothing is observed).
@@ -40,7 +42,7 @@ func (o Options) withDefaults() Options {
 		o.IdempotencyWindow = DefaultIdempotencyWindow
 	}
 	if o.QueueSize <= 0 {
-		o.QueueSize = 256
+		o.QueueSize = 64
 	}
 	if o.Observer == nil {
 		o.Observer = nopObserver{}

@@ -26,6 +26,9 @@ type config struct {
 	Addr              string
 	RedisURL          string
 	Redis             *redis.UniversalOptions // nil: the memory store
+	RedisFencing      pubsub.Fencing
+	RedisWaitReplicas int
+	RedisWaitTimeout  time.Duration
 	APIKeys           []server.APIKey
 	JWTSecret         string
 	AllowAnonymous    bool
@@ -90,6 +93,33 @@ var options = []option{
 			c.RedisURL, c.Redis = v, opts
 			return nil
 		}},
+	{flag: "redis-fencing", env: "PUSHGATE_REDIS_FENCING", def: "auto",
+		usage: "start a new epoch when the Redis master changed (failover, restart), so that offsets a lost master acknowledged are never reused: auto (on for Sentinel and Cluster), on or off (docs/redis.md)",
+		set: func(c *config, v string) error {
+			switch v {
+			case "auto":
+				c.RedisFencing = pubsub.FencingAuto
+			case "on":
+				c.RedisFencing = pubsub.FencingOn
+			case "off":
+				c.RedisFencing = pubsub.FencingOff
+			default:
+				return errors.New("must be auto, on or off")
+			}
+			return nil
+		}},
+	{flag: "redis-wait-replicas", env: "PUSHGATE_REDIS_WAIT_REPLICAS", def: "0",
+		usage: "replicas that must have each publish (Redis WAIT) before it is acknowledged; one not confirmed within --redis-wait-timeout fails with UNAVAILABLE (0: do not wait)",
+		set: func(c *config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 16 {
+				return errors.New("must be an integer from 0 to 16")
+			}
+			c.RedisWaitReplicas = n
+			return nil
+		}},
+	{flag: "redis-wait-timeout", env: "PUSHGATE_REDIS_WAIT_TIMEOUT", def: "100ms", usage: "how long a publish waits for --redis-wait-replicas",
+		set: func(c *config, v string) (err error) { c.RedisWaitTimeout, err = positiveDuration(v); return err }},
 	{flag: "api-key", env: "PUSHGATE_API_KEYS", list: true,
 		usage: "API key name:secret that may send to every channel, or name[pattern,...]:secret that may send to the channels matching a pattern (repeatable; the variable is a comma list)",
 		set: func(c *config, v string) error {

@@ -35,6 +35,7 @@ func TestParseConfig(t *testing.T) {
 		MaxMessageSize:    65536,
 		WriteTimeout:      10 * time.Second,
 		ShutdownTimeout:   10 * time.Second,
+		RedisWaitTimeout:  100 * time.Millisecond,
 		LogLevel:          zerolog.InfoLevel,
 	})
 	with := func(f func(c *config)) config {

@@ -80,7 +80,7 @@ func TestConfigFile(t *testing.T) {
 			check: func(t *testing.T, c config) {
 				want := withDefaults(config{
 					Addr: "127.0.0.1:9100", LogLevel: c.LogLevel, WriteTimeout: 3 * time.Second,
-					ShutdownTimeout: 10 * time.Second, IdempotencyWindow: 5 * time.Minute,
+					ShutdownTimeout: 10 * time.Second, IdempotencyWindow: 5 * time.Minute, RedisWaitTimeout: 100 * time.Millisecond,
 					APIKeys: fileKeys, JWTSecret: "file-secret",
 					HistorySize: 500, HistoryTTL: 2 * time.Hour, MaxMessageSize: 4096, Presence: true,
 					ConfigFile: path, AllowedOrigins: []string{"https://app.example.com", "*"},

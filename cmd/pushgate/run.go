@@ -146,7 +146,8 @@ func openBroker(ctx context.Context, cfg config, metrics *server.Metrics, log ze
 	client.AddHook(metrics.RedisHook())
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	broker, err = pubsub.NewRedis(pctx, client, pubsub.RedisOptions{Options: opts})
+	broker, err = pubsub.NewRedis(pctx, client, pubsub.RedisOptions{Options: opts,
+		Fencing: cfg.RedisFencing, WaitReplicas: cfg.RedisWaitReplicas, WaitTimeout: cfg.RedisWaitTimeout})
 	if err != nil {
 		_ = client.Close()
 		return nil, "", nil, nil, fmt.Errorf("open --redis-url (%s): %w", pubsub.DescribeRedis(cfg.Redis), err)
