@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,9 +28,9 @@ type sseOptions struct {
 // maxCoalesce bounds how many queued events one write carries.
 const maxCoalesce = 64
 
-// inlineWrite bounds how long the fan-out waits on one stream's socket:
-// a socket that cannot take a write at once has it finished by a goroutine
-// of its own (with the full write timeout), so the fan-out goes on.
+// inlineWrite bounds how long a writer waits on one stream's socket: a
+// socket that cannot take a write at once has it finished by a goroutine
+// of its own (with the full write timeout), so the writers go on.
 const inlineWrite = time.Millisecond
 
 // handleEvents serves GET /events, the SSE feed. Every message is one event
@@ -43,12 +44,16 @@ const inlineWrite = time.Millisecond
 // "event: expired" and data {"reason":"token expired","cursor":...}.
 //
 // Once the headers are out, the connection is taken from net/http
-// (hijacked): its buffers are let go, and events are written by whoever
-// queues them (the broker's fan-out, the subscription's catch-up) straight
-// to the socket, coalesced, in chunked encoding. The handler's goroutine
-// only waits for the client to go away. An idle stream holds no buffer and
-// no goroutine but that one.
+// (hijacked): its buffers are let go. When the subscription queues events
+// (the broker's fan-out, the subscription's catch-up), the stream is
+// handed to the server's writers, a few goroutines that write each stream
+// they are handed everything it has queued, coalesced, in chunked
+// encoding; a fan-out to many streams is written in parallel and costs no
+// goroutine wake-up per delivery. The handler's goroutine only waits for
+// the client to go away. An idle stream holds no buffer and no goroutine
+// but that one.
 func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handler {
+	writers := &sseWriters{max: max(2, runtime.GOMAXPROCS(0))}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, err := parseReadRequest(r, true)
 		if err != nil {
@@ -91,7 +96,7 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 
 		st := opts.metrics.newStream(transportSSE, r)
 		st.open(true, func(e *zerolog.Event) { e.Int("channels", len(req.channels)).Bool("resume", !req.cursor.IsZero()) })
-		c := &sseConn{ctx: ctx, conn: conn, sub: sub, st: st, writeTimeout: opts.writeTimeout}
+		c := &sseConn{ctx: ctx, conn: conn, sub: sub, st: st, writeTimeout: opts.writeTimeout, writers: writers}
 		defer func() { st.end(c.endState()) }()
 
 		b := sseBuffers.get()
@@ -102,7 +107,7 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 		b.events = append(b.events, "\n\n"...)
 		c.wmu.Lock()
 		c.writeLocked(b, false)
-		c.wmu.Unlock()
+		c.unlock()
 
 		sub.SetNotify(c.kick)
 		c.kick() // what was queued before
@@ -136,10 +141,12 @@ type sseConn struct {
 	st           *stream
 	writeTimeout time.Duration
 
-	// wmu serializes writes; kicks counts notifications, so that one that
-	// found wmu taken is served by its holder.
-	wmu   sync.Mutex
-	kicks atomic.Uint64
+	writers *sseWriters
+	// queued: the stream is in writers' queue.
+	queued atomic.Bool
+	// wmu serializes writes; whoever releases it hands the stream to the
+	// writers again if events were queued meanwhile (unlock).
+	wmu sync.Mutex
 	// slow: a write did not complete at once and a goroutine finishes it;
 	// nothing else is written meanwhile. Guarded by wmu.
 	slow bool
@@ -171,19 +178,11 @@ func (p *bufferPool) put(b *sseBuffer) {
 	p.p.Put(b)
 }
 
-// kick writes what is queued: the subscription calls it when it queues
-// an event, on the queuing goroutine.
+// kick hands the stream to the writers: the subscription calls it when it
+// queues an event, on the queuing goroutine.
 func (c *sseConn) kick() {
-	c.kicks.Add(1)
-	for c.wmu.TryLock() {
-		seen := c.kicks.Load()
-		if !c.slow {
-			c.drainLocked(true)
-		}
-		c.wmu.Unlock()
-		if c.kicks.Load() == seen {
-			break
-		}
+	if c.queued.CompareAndSwap(false, true) {
+		c.writers.push(c)
 	}
 	select {
 	case <-c.sub.Done():
@@ -193,6 +192,69 @@ func (c *sseConn) kick() {
 			c.end(streamEnd{by: "server", reason: "subscription ended: " + c.sub.Err().Error()})
 		}
 	default:
+	}
+}
+
+// flush writes what the stream has queued; a writer calls it. When another
+// write holds the stream, that one hands it back on unlock.
+func (c *sseConn) flush() {
+	c.queued.Store(false)
+	if !c.wmu.TryLock() {
+		return
+	}
+	if !c.slow {
+		c.drainLocked(true)
+	}
+	c.unlock()
+}
+
+// unlock releases the stream's writes, handing it to the writers again if
+// events were queued meanwhile.
+func (c *sseConn) unlock() {
+	c.wmu.Unlock()
+	if c.sub.Pending() > 0 {
+		c.kick()
+	}
+}
+
+// sseWriters write the streams handed to them, on at most max goroutines
+// that exist only while there is work.
+type sseWriters struct {
+	max    int
+	mu     sync.Mutex
+	queue  []*sseConn
+	active int
+}
+
+func (ws *sseWriters) push(c *sseConn) {
+	ws.mu.Lock()
+	ws.queue = append(ws.queue, c)
+	start := ws.active < ws.max
+	if start {
+		ws.active++
+	}
+	ws.mu.Unlock()
+	if start {
+		go ws.work()
+	}
+}
+
+func (ws *sseWriters) work() {
+	for {
+		ws.mu.Lock()
+		if len(ws.queue) == 0 {
+			ws.active--
+			if cap(ws.queue) > 1024 {
+				ws.queue = nil // a burst's
+			}
+			ws.mu.Unlock()
+			return
+		}
+		c := ws.queue[0]
+		ws.queue[0] = nil
+		ws.queue = ws.queue[1:]
+		ws.mu.Unlock()
+		c.flush()
 	}
 }
 
@@ -239,7 +301,7 @@ func (c *sseConn) heartbeat() {
 	if !c.wmu.TryLock() {
 		return
 	}
-	defer c.wmu.Unlock()
+	defer c.unlock()
 	if c.slow {
 		return
 	}
@@ -298,8 +360,7 @@ func (c *sseConn) finishWrite(b *sseBuffer, n int) {
 		c.end(streamEnd{by: "client", reason: "client gone"})
 	}
 	sseBuffers.put(b)
-	c.wmu.Unlock()
-	c.kick() // what came while this held the stream
+	c.unlock()
 }
 
 // finish ends the stream after writing the end of the chunked body, so the
@@ -319,8 +380,8 @@ func (c *sseConn) finish(e streamEnd, expired bool) {
 		_ = c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 		_, _ = c.conn.Write([]byte("0\r\n\r\n"))
 	}
-	c.wmu.Unlock()
 	c.end(e)
+	c.wmu.Unlock()
 }
 
 // end records why the stream ended (the first reason wins) and closes the
