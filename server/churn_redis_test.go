@@ -8,8 +8,6 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -111,40 +109,10 @@ func TestConnectionChurnRedisLeaksNothing(t *testing.T) {
 		}
 	}
 	const total, workers = 10000, 4
-	// churn runs cycles from..to on workers goroutines.
-	churn := func(from, to int) {
-		t.Helper()
-		var next atomic.Int64
-		next.Store(int64(from - 1))
-		var wg sync.WaitGroup
-		errs := make(chan error, workers)
-		for w := 0; w < workers; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := int(next.Add(1)); i <= to; i = int(next.Add(1)) {
-					if err := cycle(i); err != nil {
-						errs <- fmt.Errorf("cycle %d: %w", i, err)
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
-	}
+	churn := func(from, to int) { runCycles(t, from, to, workers, cycle) }
 	// Warm up with the same concurrency: the Redis pool, buffers and the
 	// HTTP client's idle connections reach their working size.
 	churn(total+1, total+400)
-	settle := func() (int, uint64) {
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return runtime.NumGoroutine(), ms.HeapInuse
-	}
 	// Let the warm-up's subscriptions wind down before the baseline.
 	eventually(t, "the warm-up to wind down", func() bool {
 		n, err := admin.PubSubChannels(ctx, pubsub.DefaultRedisPrefix+"{churn:*").Result()

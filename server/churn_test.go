@@ -81,35 +81,10 @@ func TestConnectionChurnLeaksNothing(t *testing.T) {
 		}
 	}
 	warm(100) // pools, buffers and the transport's idle connections settle
-	settle := func() (int, uint64) {
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return runtime.NumGoroutine(), ms.HeapInuse
-	}
 	baseG, baseHeap := settle()
 
-	const total, workers = 10000, 4
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1)); i <= total; i = int(next.Add(1)) {
-				if err := cycle(i); err != nil {
-					errs <- fmt.Errorf("cycle %d: %w", i, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	const total = 10000
+	runCycles(t, 1, total, 4, cycle)
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -128,4 +103,39 @@ func TestConnectionChurnLeaksNothing(t *testing.T) {
 	}
 	cancel()
 	pubs.Wait()
+}
+
+// runCycles runs cycle(i) for i from from to to on workers goroutines, and
+// fails the test with the first error.
+func runCycles(t *testing.T, from, to, workers int, cycle func(i int) error) {
+	t.Helper()
+	var next atomic.Int64
+	next.Store(int64(from - 1))
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)); i <= to; i = int(next.Add(1)) {
+				if err := cycle(i); err != nil {
+					errs <- fmt.Errorf("cycle %d: %w", i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// settle collects garbage and returns the goroutines and the heap in use.
+func settle() (goroutines int, heapInuse uint64) {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return runtime.NumGoroutine(), ms.HeapInuse
 }

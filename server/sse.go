@@ -44,14 +44,15 @@ const inlineWrite = time.Millisecond
 // "event: expired" and data {"reason":"token expired","cursor":...}.
 //
 // Once the headers are out, the connection is taken from net/http
-// (hijacked): its buffers are let go. When the subscription queues events
+// (hijacked) and written directly. When the subscription queues events
 // (the broker's fan-out, the subscription's catch-up), the stream is
 // handed to the server's writers, a few goroutines that write each stream
 // they are handed everything it has queued, coalesced, in chunked
 // encoding; a fan-out to many streams is written in parallel and costs no
 // goroutine wake-up per delivery. The handler's goroutine only waits for
-// the client to go away. An idle stream holds no buffer and no goroutine
-// but that one.
+// the client to go away. An idle stream holds no write buffer of its own
+// and no goroutine but that one (net/http's read and write buffers stay
+// with the request until the handler returns).
 func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handler {
 	writers := &sseWriters{max: max(2, runtime.GOMAXPROCS(0))}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -151,10 +152,11 @@ type sseConn struct {
 	// nothing else is written meanwhile. Guarded by wmu.
 	slow bool
 
-	endMu sync.Mutex
-	ended bool
-	state streamEnd
-	hb    *time.Timer // the next heartbeat
+	endMu  sync.Mutex
+	ended  bool // state says why
+	closed bool // the socket is closed
+	state  streamEnd
+	hb     *time.Timer // the next heartbeat
 }
 
 // sseBuffer is the memory of one write, pooled: an idle stream keeps none.
@@ -366,6 +368,8 @@ func (c *sseConn) finishWrite(b *sseBuffer, n int) {
 // finish ends the stream after writing the end of the chunked body, so the
 // client sees a clean end; expired: "event: expired" with the cursor first.
 func (c *sseConn) finish(e streamEnd, expired bool) {
+	// Why, first: the client may close as soon as it reads the end.
+	c.record(e)
 	c.wmu.Lock()
 	if !c.slow {
 		b := sseBuffers.get()
@@ -388,14 +392,11 @@ func (c *sseConn) finish(e streamEnd, expired bool) {
 // socket, which ends the handler's wait; the handler cleans up. It never
 // blocks: the fan-out may call it.
 func (c *sseConn) end(e streamEnd) {
+	c.record(e)
 	c.endMu.Lock()
-	first := !c.ended
-	if first {
-		c.ended, c.state = true, e
-		if c.hb != nil {
-			c.hb.Stop()
-		}
-	}
+	first := !c.closed
+	c.closed = true
+	e = c.state
 	c.endMu.Unlock()
 	if first {
 		if tc, ok := c.conn.(*net.TCPConn); ok && e.drop == dropSlowClient {
@@ -404,6 +405,18 @@ func (c *sseConn) end(e streamEnd) {
 			_ = tc.SetLinger(0)
 		}
 		_ = c.conn.Close()
+	}
+}
+
+// record notes why the stream ends, if no reason was noted before.
+func (c *sseConn) record(e streamEnd) {
+	c.endMu.Lock()
+	defer c.endMu.Unlock()
+	if !c.ended {
+		c.ended, c.state = true, e
+		if c.hb != nil {
+			c.hb.Stop()
+		}
 	}
 }
 

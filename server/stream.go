@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -63,22 +64,69 @@ func (w *hijackDeadline) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // deadlineConn sets a write deadline before each write, and closes the
 // connection when a write fails, so that the reader (and with it the
 // WebSocket connection and its subscriptions) ends too.
+//
+// While corked (cork, uncork), writes are gathered and go out in one write
+// at the last uncork: several WebSocket frames, one system call.
 type deadlineConn struct {
 	net.Conn
 	timeout  time.Duration
 	timedOut atomic.Bool // a write missed its deadline: a slow client
+
+	mu      sync.Mutex // serializes writes
+	corks   int
+	pending []byte
+	failed  error // of a gathered write; later writes fail with it
 }
 
 func (c *deadlineConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failed != nil {
+		return 0, c.failed
+	}
+	if c.corks > 0 {
+		c.pending = append(c.pending, p...)
+		return len(p), nil
+	}
+	return c.writeLocked(p)
+}
+
+func (c *deadlineConn) writeLocked(p []byte) (int, error) {
 	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
 		return 0, err
 	}
 	n, err := c.Conn.Write(p)
 	if err != nil {
 		c.timedOut.Store(isTimeout(err))
+		c.failed = err
 		_ = c.Conn.Close()
 	}
 	return n, err
+}
+
+// cork gathers the writes until the matching uncork.
+func (c *deadlineConn) cork() {
+	c.mu.Lock()
+	c.corks++
+	c.mu.Unlock()
+}
+
+// uncork writes what was gathered once the last cork is lifted, and reports
+// whether the writes since cork went out.
+func (c *deadlineConn) uncork() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.corks--
+	if c.corks > 0 || len(c.pending) == 0 || c.failed != nil {
+		return c.failed
+	}
+	_, err := c.writeLocked(c.pending)
+	if cap(c.pending) > 64<<10 {
+		c.pending = nil
+	} else {
+		c.pending = c.pending[:0]
+	}
+	return err
 }
 
 // hijackedConn returns the deadlineConn that w handed out when it was

@@ -391,6 +391,28 @@ func (c *wsConn) write(b []byte) error {
 	return err
 }
 
+// cork and uncork gather writes into one system call (deadlineConn); uncork
+// reports whether they went out.
+func (c *wsConn) cork() {
+	if c.dconn != nil {
+		c.dconn.cork()
+	}
+}
+
+func (c *wsConn) uncork() error {
+	if c.dconn == nil {
+		return nil
+	}
+	err := c.dconn.uncork()
+	if err != nil {
+		if c.dconn.timedOut.Load() {
+			err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
+		}
+		c.acct.writeFailed(err)
+	}
+	return err
+}
+
 func (c *wsConn) writeMsg(m wsMessage) {
 	b, err := json.Marshal(m)
 	if err != nil {

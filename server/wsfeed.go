@@ -184,12 +184,7 @@ func (p *feedPlan) render(m *pubsub.Message) *renderedMessage {
 	var b []byte
 	b = append(b, '{')
 	for i, f := range p.message {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '"')
-		b = append(b, f.key...)
-		b = append(b, `":`...)
+		b = appendKey(b, i, f.key)
 		switch f.field {
 		case fTypename:
 			b = append(b, `"Message"`...)
@@ -233,6 +228,16 @@ func (p *feedPlan) render(m *pubsub.Message) *renderedMessage {
 	return r
 }
 
+// appendKey appends the key of the i-th field of an object.
+func appendKey(b []byte, i int, key string) []byte {
+	if i > 0 {
+		b = append(b, ',')
+	}
+	b = append(b, '"')
+	b = append(b, key...)
+	return append(b, `":`...)
+}
+
 // appendEvent appends the JSON of ev as the plan selects it.
 func (p *feedPlan) appendEvent(b []byte, ev pubsub.Event) []byte {
 	if ev.Message != nil {
@@ -247,12 +252,7 @@ func (p *feedPlan) appendEvent(b []byte, ev pubsub.Event) []byte {
 	}
 	b = append(b, '{')
 	for i, f := range p.reset {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '"')
-		b = append(b, f.key...)
-		b = append(b, `":`...)
+		b = appendKey(b, i, f.key)
 		switch f.field {
 		case fTypename:
 			b = append(b, `"Reset"`...)
@@ -308,19 +308,38 @@ func (c *wsConn) runFeed(ctx context.Context, id string, rc *graphql.OperationCo
 	head = append(head, op.alias...)
 	head = append(head, `":`...)
 	buf := make([]byte, 0, 512)
+	var created []time.Time // of the messages of a batch, for the metrics
 	for {
 		ev, err := sub.Next(ctx)
 		if err != nil {
 			break
 		}
-		buf = append(buf[:0], head...)
-		buf = op.plan.appendEvent(buf, ev)
-		buf = append(buf, "}}}"...)
-		if c.write(buf) != nil {
+		// Whatever else is queued goes out in the same system call, one
+		// frame each.
+		c.cork()
+		created = created[:0]
+		for n := 0; n < maxCoalesce; n++ {
+			if n > 0 {
+				var ok bool
+				if ev, ok = sub.TryNext(); !ok {
+					break
+				}
+			}
+			buf = append(buf[:0], head...)
+			buf = op.plan.appendEvent(buf, ev)
+			buf = append(buf, "}}}"...)
+			if c.write(buf) != nil {
+				break
+			}
+			if ev.Message != nil {
+				created = append(created, ev.Message.Time)
+			}
+		}
+		if c.uncork() != nil {
 			return true
 		}
-		if ev.Message != nil && c.acct != nil {
-			c.acct.deliver(time.Now(), ev.Message.Time)
+		if c.acct != nil {
+			c.acct.deliver(time.Now(), created...)
 		}
 		if cap(buf) > 64<<10 {
 			buf = make([]byte, 0, 512) // do not keep a large message's buffer
