@@ -45,7 +45,9 @@ func Bench(b *testing.B, newBroker func(b *testing.B, opts pubsub.Options) pubsu
 	})
 	for _, subs := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("Fanout%d", subs), func(b *testing.B) {
-			br := newBroker(b, pubsub.Options{QueueSize: 1024})
+			// Every message retained: a subscriber that falls behind
+			// catches up from the store instead of getting a reset.
+			br := newBroker(b, pubsub.Options{QueueSize: 1024, HistorySize: max(b.N, pubsub.DefaultHistorySize)})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			var wg sync.WaitGroup
