@@ -1,13 +1,10 @@
 package server_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -89,23 +86,7 @@ func TestConnectionChurnRedisLeaksNothing(t *testing.T) {
 			_, err = pushclient.PollOnce(ctx, e.url, []string{ch}, r.Cursor, "", 0)
 			return err
 		default: // SSE on a raw connection, dropped once subscribed
-			conn, err := net.Dial("tcp", u.Host)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			fmt.Fprintf(conn, "GET /events?channel=%s HTTP/1.1\r\nHost: %s\r\n\r\n", ch, u.Host)
-			_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
-			r := bufio.NewReader(conn)
-			for {
-				line, err := r.ReadString('\n')
-				if err != nil {
-					return err
-				}
-				if strings.HasPrefix(line, "id: ") {
-					return nil
-				}
-			}
+			return rawSSEStart(u.Host, ch)
 		}
 	}
 	const total, workers = 10000, 4

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -54,23 +55,7 @@ func TestConnectionChurnLeaksNothing(t *testing.T) {
 			_, err = pushclient.PollOnce(ctx, e.url, []string{ch}, r.Cursor, "", 0)
 			return err
 		default: // SSE on a raw connection, dropped right after the start
-			conn, err := net.Dial("tcp", u.Host)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			fmt.Fprintf(conn, "GET /events?channel=%s HTTP/1.1\r\nHost: %s\r\n\r\n", ch, u.Host)
-			_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
-			r := bufio.NewReader(conn)
-			for {
-				line, err := r.ReadString('\n')
-				if err != nil {
-					return err
-				}
-				if len(line) > 4 && line[:4] == "id: " {
-					return nil
-				}
-			}
+			return rawSSEStart(u.Host, ch)
 		}
 	}
 	warm := func(n int) {
@@ -138,4 +123,26 @@ func settle() (goroutines int, heapInuse uint64) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return runtime.NumGoroutine(), ms.HeapInuse
+}
+
+// rawSSEStart opens GET /events for ch on a raw connection, waits for the
+// stream's start block and drops the connection.
+func rawSSEStart(host, ch string) error {
+	conn, err := net.Dial("tcp", host)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /events?channel=%s HTTP/1.1\r\nHost: %s\r\n\r\n", ch, host)
+	_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
+	r := bufio.NewReader(conn)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(line, "id: ") {
+			return nil
+		}
+	}
 }

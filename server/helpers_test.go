@@ -133,6 +133,14 @@ func (e *env) do(t *testing.T, cred, query string, vars map[string]any) gqlRespo
 func (e *env) doURL(t *testing.T, url, cred, query string, vars map[string]any) gqlResponse {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	_, out, _ := postGraphQL(t, url, cred, body)
+	return out
+}
+
+// postGraphQL posts body as JSON with cred as bearer ("" for none) and
+// decodes the GraphQL response.
+func postGraphQL(t *testing.T, url, cred string, body []byte) (status int, out gqlResponse, raw []byte) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -146,12 +154,11 @@ func (e *env) doURL(t *testing.T, url, cred, query string, vars map[string]any) 
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	var out gqlResponse
+	raw, _ = io.ReadAll(res.Body)
 	if err := json.Unmarshal(raw, &out); err != nil {
 		t.Fatalf("status %d, body %s: %v", res.StatusCode, raw, err)
 	}
-	return out
+	return res.StatusCode, out, raw
 }
 
 type message struct {

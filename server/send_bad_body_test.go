@@ -2,9 +2,7 @@ package server_test
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
-	"strings"
 	"testing"
 
 	"github.com/pushgate/pushgate/pubsub"
@@ -24,21 +22,9 @@ func TestSendDataNotJSON(t *testing.T) {
 		"not JSON at all": `send nj hello`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodPost, e.url+"/graphql", strings.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Authorization", "Bearer "+testKey)
-			res, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer res.Body.Close()
-			raw, _ := io.ReadAll(res.Body)
-			var out gqlResponse
-			if err := json.Unmarshal(raw, &out); err != nil {
-				t.Fatalf("status %d, body %s: %v", res.StatusCode, raw, err)
-			}
-			if res.StatusCode != http.StatusBadRequest || out.code(t) != "BAD_USER_INPUT" {
-				t.Fatalf("status %d, body %s; want 400 BAD_USER_INPUT", res.StatusCode, raw)
+			status, out, raw := postGraphQL(t, e.url+"/graphql", testKey, []byte(body))
+			if status != http.StatusBadRequest || out.code(t) != "BAD_USER_INPUT" {
+				t.Fatalf("status %d, body %s; want 400 BAD_USER_INPUT", status, raw)
 			}
 			if got := e.ids(t, "nj"); len(got) != 1 {
 				t.Fatalf("history %v, want only the first message", got)
