@@ -67,27 +67,11 @@ func (s *flushSub) handle(ev pushclient.Event) {
 }
 
 func (s *flushSub) run(ctx context.Context, nodes []*node, first int, rng *rand.Rand) {
-	cursor := startCursor(s.channels...)
-	for i := first; ctx.Err() == nil; i++ {
-		stream, err := pushclient.Open(ctx, s.transport, nodes[i%len(nodes)].url(), s.channels, cursor, "")
-		if err != nil {
-			time.Sleep(50 * time.Millisecond)
-			continue
-		}
-		budget := 20 + rng.IntN(60)
-		if s.steady {
-			budget = 1 << 62
-		}
-		for ; budget > 0; budget-- {
-			ev, err := stream.Next(ctx)
-			if err != nil {
-				break
-			}
-			s.handle(ev)
-			cursor = ev.Cursor
-		}
-		stream.Close()
+	budget := func() int { return 20 + rng.IntN(60) }
+	if s.steady {
+		budget = nil
 	}
+	follow(ctx, s.transport, s.channels, nodes, first, startCursor(s.channels...), budget, s.handle, nil)
 }
 
 // TestFlushAllDuringRun: two nodes on one Redis, subscribers on every

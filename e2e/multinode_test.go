@@ -37,29 +37,46 @@ type subscriber struct {
 }
 
 func (s *subscriber) run(ctx context.Context, nodes []*node, first int, cursor string, rng *rand.Rand) {
+	budget := func() int { return 200 + rng.IntN(800) } // events before a voluntary reconnect
+	if s.steady {
+		budget = nil
+	}
+	follow(ctx, s.transport, s.channels, nodes, first, cursor, budget, s.handle, func() {
+		s.mu.Lock()
+		s.reconnects++
+		s.mu.Unlock()
+	})
+}
+
+// follow keeps a feed of channels over transport, opening it on the nodes
+// in turn from nodes[first]: when a stream ends, or after budget() events
+// (nil: never), it moves to the next node and resumes with the cursor of
+// the last event it passed to handle; then it calls ended, if set. It
+// returns when ctx ends.
+func follow(ctx context.Context, transport pushclient.Transport, channels []string, nodes []*node, first int, cursor string,
+	budget func() int, handle func(pushclient.Event), ended func()) {
 	for i := first; ctx.Err() == nil; i++ {
-		n := nodes[i%len(nodes)]
-		stream, err := pushclient.Open(ctx, s.transport, n.url(), s.channels, cursor, "")
+		stream, err := pushclient.Open(ctx, transport, nodes[i%len(nodes)].url(), channels, cursor, "")
 		if err != nil {
 			time.Sleep(50 * time.Millisecond) // that node is down: the next one
 			continue
 		}
-		budget := 200 + rng.IntN(800) // events before a voluntary reconnect
-		if s.steady {
-			budget = 1 << 62
+		n := 1 << 62
+		if budget != nil {
+			n = budget()
 		}
-		for ; budget > 0; budget-- {
+		for ; n > 0; n-- {
 			ev, err := stream.Next(ctx)
 			if err != nil {
 				break
 			}
-			s.handle(ev)
+			handle(ev)
 			cursor = ev.Cursor
 		}
 		stream.Close()
-		s.mu.Lock()
-		s.reconnects++
-		s.mu.Unlock()
+		if ended != nil {
+			ended()
+		}
 	}
 }
 

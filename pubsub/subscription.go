@@ -183,6 +183,9 @@ func (s *Subscription) NextUntil(ctx context.Context, stop <-chan time.Time) (ev
 // CatchingUp reports whether the subscription is still reading the store
 // for some channel: events may be on their way although none is queued.
 // Right after Subscribe it is true until the start positions are caught up.
+// A catch-up queues everything it read before it reports done, so a
+// consumer that found the queue empty calls CatchingUp first and then looks
+// again (TryNext) before it concludes that nothing is pending.
 func (s *Subscription) CatchingUp() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

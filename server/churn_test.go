@@ -71,21 +71,7 @@ func TestConnectionChurnLeaksNothing(t *testing.T) {
 	const total = 10000
 	runCycles(t, 1, total, 4, cycle)
 
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		g, heap := settle()
-		// A few goroutines of idle keep-alive connections may come and go.
-		if g <= baseG+4 && heap < baseHeap+8<<20 {
-			t.Logf("after %d cycles: %d goroutines (baseline %d), heap in use %d KiB (baseline %d KiB)", total, g, baseG, heap>>10, baseHeap>>10)
-			break
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("after %d cycles: %d goroutines (baseline %d), heap %d KiB (baseline %d KiB)\n%s",
-				total, g, baseG, heap>>10, baseHeap>>10, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	backToBaseline(t, total, baseG, baseHeap, 8<<20)
 	cancel()
 	pubs.Wait()
 }
@@ -114,6 +100,28 @@ func runCycles(t *testing.T, from, to, workers int, cycle func(i int) error) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+}
+
+// backToBaseline waits until, after cycles connect/disconnect cycles, the
+// goroutines are back to baseG (give or take the few of idle keep-alive
+// connections) and the heap in use within margin of baseHeap; it fails the
+// test, with every goroutine's stack, after 30 s.
+func backToBaseline(t *testing.T, cycles, baseG int, baseHeap, margin uint64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		g, heap := settle()
+		if g <= baseG+4 && heap < baseHeap+margin {
+			t.Logf("after %d cycles: %d goroutines (baseline %d), heap in use %d KiB (baseline %d KiB)", cycles, g, baseG, heap>>10, baseHeap>>10)
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("after %d cycles: %d goroutines (baseline %d), heap %d KiB (baseline %d KiB)\n%s",
+				cycles, g, baseG, heap>>10, baseHeap>>10, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

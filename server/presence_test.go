@@ -43,7 +43,7 @@ func TestPresence(t *testing.T) {
 
 	// A watcher of the companion feed, from its start.
 	events, err := pushclient.OpenSSE(ctx, e.url, []string{"chat:room:presence"},
-		pubsub.NewCursor(map[string]pubsub.Position{"chat:room:presence": {}}).String(), alice)
+		startCursorOf("chat:room:presence"), alice)
 	if err != nil {
 		t.Fatal(err)
 	}

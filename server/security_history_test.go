@@ -220,7 +220,7 @@ func TestSecurityUserChannelOfAnother(t *testing.T) {
 	aliceNamingBob := publishToken(t, "alice", []string{"user:bob"}, nil)
 	history := `query($ch: String!) { history(channel: $ch) { nodes { id } } }`
 	// From the start: an accepted feed would deliver "for bob" at once.
-	cursor := pubsub.NewCursor(map[string]pubsub.Position{"user:bob": {}}).String()
+	cursor := startCursorOf("user:bob")
 
 	// Her own channel is readable: the refusals below are about bob.
 	var own struct {

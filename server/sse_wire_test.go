@@ -5,14 +5,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server"
 )
 
 // rawSSE is GET /events over a raw HTTP/1.1 connection, read line by line
@@ -204,5 +209,26 @@ func TestSSEAuthorizationHeader(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusForbidden {
 		t.Fatalf("token for another channel: %s, want 403", res.Status)
+	}
+}
+
+// TestSSEOverHTTP2: the stream is written on the HTTP/1.1 connection
+// itself, so over HTTP/2 GET /events answers 505 with the error JSON.
+func TestSSEOverHTTP2(t *testing.T) {
+	ts := httptest.NewUnstartedServer(server.New(anonConfig(), memoryBroker(t, pubsub.Options{}), zerolog.New(io.Discard)))
+	ts.EnableHTTP2 = true
+	ts.StartTLS()
+	defer ts.Close()
+	res, err := ts.Client().Get(ts.URL + "/events?channel=h2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var body struct {
+		Error struct{ Code, Message string }
+	}
+	if res.ProtoMajor != 2 || res.StatusCode != http.StatusHTTPVersionNotSupported ||
+		json.NewDecoder(res.Body).Decode(&body) != nil || body.Error.Code != "HTTP_VERSION_NOT_SUPPORTED" {
+		t.Fatalf("HTTP/%d %d %+v", res.ProtoMajor, res.StatusCode, body)
 	}
 }

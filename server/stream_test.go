@@ -225,7 +225,7 @@ func TestSSEChunkedReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	start := pubsub.NewCursor(map[string]pubsub.Position{"chunk": {}}).String()
+	start := startCursorOf("chunk")
 	fmt.Fprintf(conn, "GET /events?channel=chunk&cursor=%s HTTP/1.1\r\nHost: %s\r\n\r\n", start, u.Host)
 	br := bufio.NewReader(conn)
 	res, err := http.ReadResponse(br, nil)

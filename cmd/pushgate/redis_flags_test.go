@@ -52,6 +52,26 @@ func TestRunRedisFencingFlag(t *testing.T) {
 	}
 }
 
+// TestRunRedisWaitReplicasFlag: --redis-wait-replicas reaches the store.
+// A server without replicas cannot confirm a publish: the send fails with
+// UNAVAILABLE within the wait timeout. The master stored it (WAIT does not
+// roll back); a retry with the same idempotency key, unconfirmed too,
+// appends nothing more.
+func TestRunRedisWaitReplicasFlag(t *testing.T) {
+	r := redistest.Start(t)
+	p := start(t, "--redis-url", r.URL(), "--redis-wait-replicas", "1", "--redis-wait-timeout", "50ms")
+	send := `mutation { send(input: {channel: "wait:1", data: 1, idempotencyKey: "k"}) { message { id } } }`
+	for range 2 {
+		res := p.post(t, send)
+		if len(res.Errors) != 1 || res.Errors[0].Extensions.Code != "UNAVAILABLE" {
+			t.Fatalf("send without a replica: %+v, want UNAVAILABLE", res.Errors)
+		}
+	}
+	if h := p.history(t, "wait:1"); len(h) != 1 {
+		t.Fatalf("history: %+v, want the one stored message", h)
+	}
+}
+
 func TestParseRedisFlags(t *testing.T) {
 	c, err := parseConfig([]string{"--redis-fencing", "on", "--redis-wait-replicas", "2", "--redis-wait-timeout", "250ms"},
 		func(string) string { return "" }, new(bytes.Buffer))
@@ -79,24 +99,35 @@ func (p *instance) epoch(t *testing.T, channel string) string {
 
 // trySend sends data, returning the error instead of failing the test.
 func (p *instance) trySend(channel string, data any) error {
-	body, _ := json.Marshal(map[string]any{
-		"query":     `mutation($ch: String!, $d: JSON!) { send(input: {channel: $ch, data: $d}) { message { id } } }`,
-		"variables": map[string]any{"ch": channel, "d": data},
-	})
+	r, err := p.tryPost(`mutation($ch: String!, $d: JSON!) { send(input: {channel: $ch, data: $d}) { message { id } } }`,
+		map[string]any{"ch": channel, "d": data})
+	if err == nil && len(r.Errors) > 0 {
+		err = errors.New(r.Errors[0].Message)
+	}
+	return err
+}
+
+// post runs query with the API key and returns the result, errors included.
+func (p *instance) post(t *testing.T, query string) gqlResult {
+	t.Helper()
+	r, err := p.tryPost(query, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (p *instance) tryPost(query string, vars map[string]any) (gqlResult, error) {
+	var r gqlResult
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
 	req, _ := http.NewRequest(http.MethodPost, p.url+"/graphql", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+key)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return r, err
 	}
 	defer res.Body.Close()
-	var r gqlResult
-	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
-		return err
-	}
-	if len(r.Errors) > 0 {
-		return errors.New(r.Errors[0].Message)
-	}
-	return nil
+	err = json.NewDecoder(res.Body).Decode(&r)
+	return r, err
 }

@@ -103,17 +103,8 @@ type gqlResult struct {
 
 func (p *instance) do(t *testing.T, query string, vars map[string]any, out any) {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
-	req, _ := http.NewRequest(http.MethodPost, p.url+"/graphql", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+key)
-	res, err := http.DefaultClient.Do(req)
+	r, err := p.tryPost(query, vars)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var r gqlResult
-	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
 		t.Fatal(err)
 	}
 	if len(r.Errors) > 0 {
