@@ -47,7 +47,8 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, p
 	srv.AddTransport(transport.SSE{KeepAlivePingInterval: cfg.PingInterval})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
-	srv.AddTransport(transport.POST{})
+	// POST, with the fast path of send (sendfast.go).
+	srv.AddTransport(&sendTransport{resolver: resolver, lim: lim, metrics: gqlMetrics{cfg.Metrics}})
 
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	if !lim.DisableIntrospection {

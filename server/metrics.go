@@ -854,6 +854,11 @@ func (x gqlMetrics) countSendErrors(oc *graphql.OperationContext, resp *graphql.
 			}
 		}
 		code, _ := e.Extensions["code"].(string)
-		x.m.sendErrors.WithLabelValues(labelValue(code)).Inc()
+		x.countSendError(code)
 	}
+}
+
+// countSendError counts one error of a send or broadcast by its code.
+func (x gqlMetrics) countSendError(code string) {
+	x.m.sendErrors.WithLabelValues(labelValue(code)).Inc()
 }

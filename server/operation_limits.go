@@ -129,7 +129,7 @@ func (o *operationLimits) MutateOperationContext(ctx context.Context, oc *graphq
 		}
 		oc.Stats.SetExtension(wsSlotKey, ws)
 	}
-	if sends > 0 {
+	if planning, _ := ctx.Value(sendPlanningKey{}).(bool); sends > 0 && !planning {
 		if err := lim.takeSend(ctx, sends); err != nil {
 			if ws != nil {
 				ws.release()

@@ -207,11 +207,7 @@ func (p *feedPlan) render(m *pubsub.Message) *renderedMessage {
 				b = append(b, '"')
 			}
 		case fData:
-			if len(m.Data) == 0 {
-				b = append(b, "null"...)
-			} else {
-				b = append(b, m.Data...)
-			}
+			b = appendGQLJSON(b, m.Data)
 		case fCreatedAt:
 			b = append(b, '"')
 			b = appendTime(b, m.Time)
