@@ -116,7 +116,8 @@ func bench(ctx context.Context, cfg *config, stderr io.Writer) (*report, error) 
 			wsDialer:   newWSDialer(d.DialContext),
 		})
 	}
-	sendTransport := newTransport(newDialer(cfg.allowRemote, netip.Addr{}), cfg.senders+1)
+	sendDialer := newDialer(cfg.allowRemote, netip.Addr{})
+	sendTransport := newTransport(sendDialer, cfg.senders+1)
 
 	// What the server costs.
 	smp := &sampler{src: pickSource(runCtx, cfg, srv, &rep.Server, &http.Client{Transport: sendTransport}, warn)}
@@ -189,7 +190,7 @@ func bench(ctx context.Context, cfg *config, stderr io.Writer) (*report, error) 
 	}
 
 	plan := &sendPlan{
-		url: base + "/graphql", key: cfg.key, client: &http.Client{Transport: sendTransport, Timeout: 10 * time.Second},
+		addr: cfg.addr, key: cfg.key, dial: sendDialer.DialContext,
 		groups: lay.groups, broadcast: cfg.broadcast > 0, size: cfg.size, run: run,
 	}
 	plan.perCall = make([]int64, len(lay.groups))

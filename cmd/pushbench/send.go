@@ -1,10 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -26,9 +26,9 @@ const (
 
 // sendPlan is what all senders share.
 type sendPlan struct {
-	url       string // http://host:port/graphql
+	addr      string // host:port
 	key       string
-	client    *http.Client
+	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
 	groups    [][]string // channel groups; a call goes to one group
 	broadcast bool
 	size      int // data bytes to pad to
@@ -63,11 +63,13 @@ type sender struct {
 	seq    []int64   // by group: the next sequence
 	failed [][]int64 // by group: sequences whose call failed, ascending
 	body   []byte
-	resp   bytes.Buffer
+	resp   []byte
+	conn   *keepAlive
 }
 
 func newSender(w int, plan *sendPlan) *sender {
-	return &sender{w: w, plan: plan, seq: make([]int64, len(plan.groups)), failed: make([][]int64, len(plan.groups))}
+	return &sender{w: w, plan: plan, seq: make([]int64, len(plan.groups)), failed: make([][]int64, len(plan.groups)),
+		conn: newKeepAlive(plan.dial, plan.addr, "/graphql", plan.key, 10*time.Second)}
 }
 
 // pace sends at rate calls per second (as fast as it can when rate is 0)
@@ -76,6 +78,7 @@ func newSender(w int, plan *sendPlan) *sender {
 // a sender that fell behind catches up. Calls in flight when stop comes
 // finish (ctx aborts them).
 func (s *sender) pace(ctx context.Context, rate float64, start, stop time.Time) {
+	defer s.conn.close()
 	if rate <= 0 {
 		for time.Now().Before(stop) && ctx.Err() == nil {
 			s.call(ctx)
@@ -126,27 +129,15 @@ func (s *sender) call(ctx context.Context) {
 }
 
 func (s *sender) post(ctx context.Context) error {
-	p := s.plan
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(s.body))
+	status, err := s.conn.post(ctx, s.body, &s.resp)
 	if err != nil {
 		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+p.key)
-	res, err := p.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	s.resp.Reset()
-	if _, err := s.resp.ReadFrom(res.Body); err != nil {
-		return fmt.Errorf("send: reading the answer: %w", err)
 	}
 	op := "send"
-	if p.broadcast {
+	if s.plan.broadcast {
 		op = "broadcast"
 	}
-	body := s.resp.Bytes()
+	body := s.resp
 	var errs []byte
 	var hasData bool
 	ok := eachMember(body, func(key, value []byte) bool {
@@ -162,9 +153,9 @@ func (s *sender) post(ctx context.Context) error {
 	})
 	switch {
 	case errs != nil:
-		return &statusError{op: op, status: res.StatusCode, code: graphqlErrorCode(errs)}
-	case res.StatusCode != http.StatusOK:
-		return httpError(op, res.StatusCode, body)
+		return &statusError{op: op, status: status, code: graphqlErrorCode(errs)}
+	case status != http.StatusOK:
+		return httpError(op, status, body)
 	case !ok || !hasData:
 		return errors.New(op + ": an answer without data")
 	}
@@ -246,7 +237,8 @@ func appendWarmBody(b []byte, run int64, channels []string) []byte {
 
 // warm sends the warm-up to channels (in calls of at most 100 channels).
 func (p *sendPlan) warm(ctx context.Context, channels []string) error {
-	s := &sender{plan: p}
+	s := newSender(0, p)
+	defer s.conn.close()
 	for len(channels) > 0 {
 		n := min(len(channels), 100)
 		s.body = appendWarmBody(s.body[:0], p.run, channels[:n])
