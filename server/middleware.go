@@ -12,15 +12,32 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/rs/xid"
 	"github.com/rs/zerolog/hlog"
 
 	"github.com/pushgate/pushgate/graph"
 )
 
-// withLogger gives every request a logger with its request id, also sent
-// back as X-Request-Id.
-func withLogger(log zerolog.Logger, next http.Handler) http.Handler {
-	return hlog.NewHandler(log)(hlog.RequestIDHandler("req_id", "X-Request-Id")(next))
+// requestContext gives every request, in one copy of the request, the
+// context that the layers below read: a logger with the request's id (also
+// sent back as X-Request-Id), its credential (requestCredential), and, unless it
+// is a stream, no cancellation at shutdown (drainable).
+func requestContext(log zerolog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		id := xid.New()
+		sid := id.String()
+		l := log.With().Str("req_id", sid).Logger()
+		ctx = hlog.CtxWithID(l.WithContext(ctx), id)
+		w.Header().Set("X-Request-Id", sid)
+		if !isStream(r) {
+			ctx = drainable(ctx)
+		}
+		if cred := requestCredential(r); cred != "" {
+			ctx = withCredential(ctx, cred)
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // accessLog logs one line per request when it ends (for a WebSocket, when
@@ -72,20 +89,14 @@ func limitBody(limit int64, next http.Handler) http.Handler {
 	})
 }
 
-// credentials puts the request's credential in its context: the bearer of
-// Authorization, else the token query parameter (for clients that cannot
-// set headers). A WebSocket connection_init payload may replace it.
-func credentials(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cred := bearer(r.Header.Get("Authorization"))
-		if cred == "" {
-			cred = r.URL.Query().Get("token")
-		}
-		if cred != "" {
-			r = r.WithContext(withCredential(r.Context(), cred))
-		}
-		next.ServeHTTP(w, r)
-	})
+// requestCredential is the request's credential: the bearer of Authorization,
+// else the token query parameter (for clients that cannot set headers). A
+// WebSocket connection_init payload may replace it.
+func requestCredential(r *http.Request) string {
+	if cred := bearer(r.Header.Get("Authorization")); cred != "" {
+		return cred
+	}
+	return r.URL.Query().Get("token")
 }
 
 // drainable keeps a request that is not a stream running when the base
@@ -93,14 +104,7 @@ func credentials(next http.Handler) http.Handler {
 // the grace period (gqlgen answers a request whose context is done with a
 // bare null). Streams (WebSocket, SSE, graphql-sse, long-poll) keep the base
 // context: its cancellation with ErrShutdown is what ends them.
-func drainable(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !isStream(r) {
-			r = r.WithContext(context.WithoutCancel(r.Context()))
-		}
-		next.ServeHTTP(w, r)
-	})
-}
+func drainable(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 func isStream(r *http.Request) bool {
 	return r.Header.Get("Upgrade") != "" || r.URL.Path == "/events" || r.URL.Path == "/poll" ||

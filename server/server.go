@@ -151,12 +151,10 @@ func New(cfg Config, broker pubsub.Broker, log zerolog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, cfg, broker, auth, newPresence(cfg, broker, auth, log))
 	h := notePattern(mux)
-	h = credentials(h)
 	h = limitBody(cfg.MaxBodyBytes, h)
-	h = drainable(h)
 	h = accessLog(h)
 	h = cfg.Metrics.instrument(h)
-	return withLogger(log, h)
+	return requestContext(log, h)
 }
 
 // mustTokenVerifier returns the verifier of tokens, whose secret defaults
