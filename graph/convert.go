@@ -7,8 +7,8 @@ import (
 	"github.com/pushgate/pushgate/pubsub"
 )
 
-// messageOf returns the GraphQL Message for m with cursor.
-func messageOf(m *pubsub.Message, cursor string) *model.Message {
+// MessageOf returns the GraphQL Message for m with cursor.
+func MessageOf(m *pubsub.Message, cursor string) *model.Message {
 	out := &model.Message{
 		Channel:   m.Channel,
 		ID:        strconv.FormatUint(m.Offset, 10),
@@ -32,7 +32,7 @@ func channelCursor(channel string, p pubsub.Position) string {
 // storedMessage returns the GraphQL Message for a message outside a feed:
 // its cursor names its channel only.
 func storedMessage(m *pubsub.Message) *model.Message {
-	return messageOf(m, channelCursor(m.Channel, m.Position()))
+	return MessageOf(m, channelCursor(m.Channel, m.Position()))
 }
 
 // feedEvent returns the GraphQL FeedEvent for ev.
@@ -41,7 +41,7 @@ func feedEvent(ev pubsub.Event) model.FeedEvent {
 	if ev.Reset != nil {
 		return &model.Reset{Channel: ev.Reset.Channel, Reason: string(ev.Reset.Reason), Cursor: cursor}
 	}
-	return messageOf(ev.Message, cursor)
+	return MessageOf(ev.Message, cursor)
 }
 
 // channelOf returns the GraphQL Channel for st.

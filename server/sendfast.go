@@ -399,41 +399,10 @@ func (p *sendPlan) render(b []byte, payload *model.SendPayload) []byte {
 		case "duplicate":
 			b = strconv.AppendBool(b, payload.Duplicate)
 		case "message":
-			b = appendModelMessage(b, p.message, payload.Message)
+			b = appendMessage(b, p.message, payload.Message, nil)
 		}
 	}
 	return append(b, "}}}"...)
-}
-
-// appendModelMessage appends m with the selection fields.
-func appendModelMessage(b []byte, fields []planField, m *model.Message) []byte {
-	b = append(b, '{')
-	for i, f := range fields {
-		b = appendKey(b, i, f.key)
-		switch f.field {
-		case fTypename:
-			b = append(b, `"Message"`...)
-		case fChannel:
-			b = appendGQLString(b, m.Channel)
-		case fID:
-			b = appendGQLString(b, m.ID)
-		case fEvent:
-			if m.Event == nil {
-				b = append(b, "null"...)
-			} else {
-				b = appendGQLString(b, *m.Event)
-			}
-		case fData:
-			b = appendGQLJSON(b, m.Data)
-		case fCreatedAt:
-			b = append(b, '"')
-			b = appendTime(b, m.CreatedAt)
-			b = append(b, '"')
-		case fCursor:
-			b = appendGQLString(b, m.Cursor)
-		}
-	}
-	return append(b, '}')
 }
 
 // appendGQLJSON appends a JSON scalar as gqlgen's transports write it: they

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +11,8 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
 
+	"github.com/pushgate/pushgate/graph"
+	"github.com/pushgate/pushgate/graph/model"
 	"github.com/pushgate/pushgate/pubsub"
 )
 
@@ -181,47 +182,51 @@ func (p *feedPlan) render(m *pubsub.Message) *renderedMessage {
 		return r
 	}
 	r := &renderedMessage{msg: m}
-	var b []byte
+	// A hole for the cursor, which names the subscriber's channels.
+	b := appendMessage(nil, p.message, graph.MessageOf(m, ""), func(b []byte) []byte {
+		r.parts = append(r.parts, append(b, '"'))
+		return []byte{'"'}
+	})
+	r.parts = append(r.parts, b)
+	slot.Store(r)
+	return r
+}
+
+// appendMessage appends m as fields select it, quoted and escaped as
+// gqlgen's marshalers and encoder write it. cursor appends the value of a
+// cursor field; nil: m.Cursor.
+func appendMessage(b []byte, fields []planField, m *model.Message, cursor func([]byte) []byte) []byte {
 	b = append(b, '{')
-	for i, f := range p.message {
+	for i, f := range fields {
 		b = appendKey(b, i, f.key)
 		switch f.field {
 		case fTypename:
 			b = append(b, `"Message"`...)
 		case fChannel:
-			// Channel and event names need no escaping (pubsub.ValidChannel,
-			// graph's event check).
-			b = append(b, '"')
-			b = append(b, m.Channel...)
-			b = append(b, '"')
+			b = appendGQLString(b, m.Channel)
 		case fID:
-			b = append(b, '"')
-			b = strconv.AppendUint(b, m.Offset, 10)
-			b = append(b, '"')
+			b = appendGQLString(b, m.ID)
 		case fEvent:
-			if m.Event == "" {
+			if m.Event == nil {
 				b = append(b, "null"...)
 			} else {
-				b = append(b, '"')
-				b = append(b, m.Event...)
-				b = append(b, '"')
+				b = appendGQLString(b, *m.Event)
 			}
 		case fData:
 			b = appendGQLJSON(b, m.Data)
 		case fCreatedAt:
 			b = append(b, '"')
-			b = appendTime(b, m.Time)
+			b = appendTime(b, m.CreatedAt)
 			b = append(b, '"')
 		case fCursor:
-			b = append(b, '"')
-			r.parts = append(r.parts, b)
-			b = []byte{'"'}
+			if cursor != nil {
+				b = cursor(b)
+			} else {
+				b = appendGQLString(b, m.Cursor)
+			}
 		}
 	}
-	b = append(b, '}')
-	r.parts = append(r.parts, b)
-	slot.Store(r)
-	return r
+	return append(b, '}')
 }
 
 // appendKey appends the key of the i-th field of an object.
