@@ -141,9 +141,23 @@ func (e *env) doURL(t *testing.T, url, cred, query string, vars map[string]any) 
 // decodes the GraphQL response.
 func postGraphQL(t *testing.T, url, cred string, body []byte) (status int, out gqlResponse, raw []byte) {
 	t.Helper()
+	status, _, raw = postRaw(t, url, cred, nil, body)
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatalf("status %d, body %s: %v", status, raw, err)
+	}
+	return status, out, raw
+}
+
+// postRaw POSTs a JSON body with cred as bearer (none when empty) and the
+// extra headers; it returns the answer as it came.
+func postRaw(t *testing.T, url, cred string, header http.Header, body []byte) (int, http.Header, []byte) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if cred != "" {
@@ -154,11 +168,8 @@ func postGraphQL(t *testing.T, url, cred string, body []byte) (status int, out g
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	raw, _ = io.ReadAll(res.Body)
-	if err := json.Unmarshal(raw, &out); err != nil {
-		t.Fatalf("status %d, body %s: %v", res.StatusCode, raw, err)
-	}
-	return res.StatusCode, out, raw
+	raw, _ := io.ReadAll(res.Body)
+	return res.StatusCode, res.Header, raw
 }
 
 type message struct {

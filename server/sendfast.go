@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -33,7 +34,7 @@ import (
 // introspection); then each call decodes only its input, calls the same
 // resolver and renders the selection directly. Anything else, and any call
 // whose body or variables are not the plain case (a value of another type,
-// an unknown input field, extensions, an Accept other than JSON), goes to
+// an unknown input field, extensions, a send over the rate), goes to
 // gqlgen's own POST transport, untouched, so every error reads as it does
 // there. sendfast_test.go proves both paths answer the same.
 
@@ -115,9 +116,6 @@ func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 // fast serves the request on the fast path, or reports false having
 // written nothing.
 func (t *sendTransport) fast(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, raw []byte) bool {
-	if !jsonAccept(r.Header.Get("Accept")) {
-		return false
-	}
 	var body sendBody
 	if json.Unmarshal(raw, &body) != nil || len(body.Extensions) > 0 || len(body.Variables) != 1 {
 		return false
@@ -136,7 +134,7 @@ func (t *sendTransport) fast(w http.ResponseWriter, r *http.Request, exec graphq
 		return false
 	}
 	sendFastServed.Add(1)
-	w.Header().Add("Content-Type", "application/json")
+	w.Header().Add("Content-Type", responseContentType(r.Header.Get("Accept")))
 	payload, err := t.send(r.Context(), plan, input)
 	if err != nil {
 		t.writeError(w, r.Context(), plan, err)
@@ -210,14 +208,27 @@ func (t *sendTransport) writeError(w http.ResponseWriter, ctx context.Context, p
 	_, _ = w.Write(b)
 }
 
-// jsonAccept reports whether gqlgen's POST transport answers a request
-// with this Accept header as application/json.
-func jsonAccept(accept string) bool {
-	switch strings.TrimSpace(accept) {
-	case "", "*/*", "application/json", "application/json, */*", "application/json;charset=utf-8", "application/json; charset=utf-8":
-		return true
+// responseContentType is the Content-Type gqlgen's POST transport (as
+// configured in graphqlHandler) answers a request with this Accept header
+// with: the first media type it knows, application/json by default.
+func responseContentType(accept string) string {
+	const js, gqlJSON = "application/json", "application/graphql-response+json"
+	if accept == "" {
+		return js
 	}
-	return false
+	for part := range strings.SplitSeq(accept, ",") {
+		mediaType, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		switch mediaType {
+		case "*/*", "application/*", js:
+			return js
+		case gqlJSON:
+			return gqlJSON
+		}
+	}
+	return gqlJSON
 }
 
 // sendInputOf decodes a SendInput variable when it is the plain case:

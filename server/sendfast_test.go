@@ -19,6 +19,7 @@ type sendCase struct {
 	variables string // JSON
 	operation string
 	cred      string // "" : the test key
+	accept    string
 	fast      bool   // the fast path answers it
 }
 
@@ -39,6 +40,14 @@ var sendCases = []sendCase{
 	{name: "invalid event", query: plainSend, variables: `{"in":{"channel":"fast","data":1,"event":"no spaces"}}`, fast: true},
 	{name: "no credentials", query: plainSend, variables: `{"in":{"channel":"fast","data":1}}`, cred: "-", fast: true},
 	{name: "bad key", query: plainSend, variables: `{"in":{"channel":"fast","data":1}}`, cred: "nope", fast: true},
+	{name: "accept graphql-response+json", query: plainSend, variables: `{"in":{"channel":"fast","data":1}}`,
+		accept: "application/graphql-response+json", fast: true},
+	{name: "accept graphql-response+json, error", query: plainSend, variables: `{"in":{"channel":"other:1","data":1}}`,
+		cred: "scoped-key", accept: "application/graphql-response+json", fast: true},
+	{name: "accept with parameters and a list", query: plainSend, variables: `{"in":{"channel":"fast","data":1}}`,
+		accept: "text/html;q=0.9, application/json;q=0.5, */*", fast: true},
+	{name: "accept nothing known", query: plainSend, variables: `{"in":{"channel":"fast","data":1}}`, accept: "text/html", fast: true},
+	{name: "accept malformed", query: plainSend, variables: `{"in":{"channel":"fast","data":1}}`, accept: ";;, application/*", fast: true},
 
 	// gqlgen's: the fast path declines them.
 	{name: "unknown input field", query: plainSend, variables: `{"in":{"channel":"fast","data":1,"extra":1}}`},
@@ -132,19 +141,11 @@ func rawPost(t *testing.T, url string, c sendCase, toGqlgen bool) (int, http.Hea
 	case "-":
 		cred = ""
 	}
-	req, _ := http.NewRequest(http.MethodPost, url+"/graphql", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	if cred != "" {
-		req.Header.Set("Authorization", "Bearer "+cred)
+	var h http.Header
+	if c.accept != "" {
+		h = http.Header{"Accept": {c.accept}}
 	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var b bytes.Buffer
-	_, _ = b.ReadFrom(res.Body)
-	return res.StatusCode, res.Header, b.Bytes()
+	return postRaw(t, url+"/graphql", cred, h, []byte(body))
 }
 
 var sendVolatile = regexp.MustCompile(`"(createdAt|cursor|c)":"[^"]*"`)
