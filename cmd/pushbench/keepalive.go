@@ -2,10 +2,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -42,7 +41,7 @@ func newKeepAlive(dial func(ctx context.Context, network, addr string) (net.Conn
 // post sends body and reads the answer's body into out; it returns the
 // answer's status. A failed call closes the connection: the next dials
 // again.
-func (k *keepAlive) post(ctx context.Context, body []byte, out *[]byte) (int, error) {
+func (k *keepAlive) post(ctx context.Context, body []byte, out *bytes.Buffer) (int, error) {
 	if err := k.connect(ctx); err != nil {
 		return 0, err
 	}
@@ -64,7 +63,7 @@ func (k *keepAlive) post(ctx context.Context, body []byte, out *[]byte) (int, er
 	return status, err
 }
 
-func (k *keepAlive) exchange(out *[]byte) (status int, keep bool, err error) {
+func (k *keepAlive) exchange(out *bytes.Buffer) (status int, keep bool, err error) {
 	if _, err := k.conn.Write(k.req); err != nil {
 		return 0, false, err
 	}
@@ -73,19 +72,9 @@ func (k *keepAlive) exchange(out *[]byte) (status int, keep bool, err error) {
 		return 0, false, err
 	}
 	defer res.Body.Close()
-	*out = (*out)[:0]
-	for {
-		if len(*out) == cap(*out) {
-			*out = append(*out, 0)[:len(*out)]
-		}
-		n, err := res.Body.Read((*out)[len(*out):cap(*out)])
-		*out = (*out)[:len(*out)+n]
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return 0, false, fmt.Errorf("reading the answer: %w", err)
-		}
+	out.Reset()
+	if _, err := out.ReadFrom(res.Body); err != nil {
+		return 0, false, fmt.Errorf("reading the answer: %w", err)
 	}
 	return res.StatusCode, !res.Close, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -63,7 +64,7 @@ type sender struct {
 	seq    []int64   // by group: the next sequence
 	failed [][]int64 // by group: sequences whose call failed, ascending
 	body   []byte
-	resp   []byte
+	resp   bytes.Buffer
 	conn   *keepAlive
 }
 
@@ -137,7 +138,7 @@ func (s *sender) post(ctx context.Context) error {
 	if s.plan.broadcast {
 		op = "broadcast"
 	}
-	body := s.resp
+	body := s.resp.Bytes()
 	var errs []byte
 	var hasData bool
 	ok := eachMember(body, func(key, value []byte) bool {
