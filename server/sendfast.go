@@ -326,23 +326,25 @@ func (ps *sendPlans) of(ctx context.Context, exec graphql.GraphExecutor, query, 
 // it plans the document if it is a plain send.
 func makeSendPlan(ctx context.Context, exec graphql.GraphExecutor, query, operation string) *sendPlan {
 	ctx = context.WithValue(ctx, sendPlanningKey{}, true) // no send is taken from the rate
-	doc, errs := exec.CreateOperationContext(ctx, &graphql.RawParams{Query: query, OperationName: operation})
-	op := doc.Operation
-	// Without variables, a plain send fails validation on its one variable
-	// only; anything else, and the document is not planned.
-	if op == nil || op.Operation != ast.Mutation || len(op.VariableDefinitions) != 1 || len(errs) != 1 ||
-		len(op.Directives) > 0 || len(doc.Doc.Operations) != 1 || len(doc.Doc.Fragments) > 0 {
+	// The document's one variable, from gqlgen's parse (the call fails for
+	// want of it); then gqlgen validates the document with a valid input
+	// for it, every extension included.
+	first, _ := exec.CreateOperationContext(ctx, &graphql.RawParams{Query: query, OperationName: operation})
+	if first.Operation == nil || len(first.Operation.VariableDefinitions) != 1 {
 		return nil
 	}
-	v := op.VariableDefinitions[0]
+	v := first.Operation.VariableDefinitions[0]
 	if v.Type.String() != "SendInput!" || v.DefaultValue != nil || len(v.Directives) > 0 {
 		return nil
 	}
 	vars := map[string]any{v.Variable: map[string]any{"channel": "plan", "data": json.Number("0")}}
-	if _, errs := exec.CreateOperationContext(ctx, &graphql.RawParams{Query: query, OperationName: operation, Variables: vars}); errs != nil {
+	rc, errs := exec.CreateOperationContext(ctx, &graphql.RawParams{Query: query, OperationName: operation, Variables: vars})
+	if errs != nil {
 		return nil
 	}
-	if len(op.SelectionSet) != 1 {
+	op := rc.Operation
+	if op.Operation != ast.Mutation || len(op.Directives) > 0 || len(rc.Doc.Operations) != 1 || len(rc.Doc.Fragments) > 0 ||
+		len(op.SelectionSet) != 1 {
 		return nil
 	}
 	send, ok := op.SelectionSet[0].(*ast.Field)
