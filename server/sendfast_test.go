@@ -20,7 +20,7 @@ type sendCase struct {
 	operation string
 	cred      string // "" : the test key
 	accept    string
-	fast      bool   // the fast path answers it
+	fast      bool // the fast path answers it
 }
 
 const plainSend = `mutation($in: SendInput!) { send(input: $in) { message { id channel event data createdAt cursor } duplicate } }`
