@@ -159,7 +159,7 @@ func (c *wsConn) serve() {
 		return
 	}
 	defer c.cancel()
-	go c.keepAlive()
+	defer c.keepAlive()() // stopped before the cancel: an ending read loop closes the connection itself
 	for {
 		m, err := c.read()
 		if err != nil {
@@ -285,35 +285,47 @@ func (c *wsConn) init() bool {
 
 // keepAlive pings (graphql-transport-ws: a client that has not answered
 // for two intervals is disconnected) or sends "ka" (graphql-ws), and
-// closes the connection when its context ends.
-func (c *wsConn) keepAlive() {
-	tick := time.NewTicker(c.t.pingInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-c.ended:
-			return
-		case <-c.ctx.Done():
-			c.closeForContext()
-			return
-		case <-tick.C:
-			if c.legacy {
-				c.writeMsg(wsMessage{Type: "ka"})
-				continue
-			}
-			c.mu.Lock()
-			silent := time.Since(c.lastPong) > 2*c.t.pingInterval
-			c.mu.Unlock()
-			if silent {
-				if c.acct != nil {
-					c.acct.note(streamEnd{by: "server", code: int(websocket.StatusAbnormalClosure), reason: "no pong"})
-				}
-				_ = c.ws.CloseNow()
-				return
-			}
-			c.writeMsg(wsMessage{Type: "ping"})
+// closes the connection when its context ends. It runs on a timer and a
+// context callback, not on a goroutine of its own: an idle connection
+// costs no stack for it. stop ends both.
+func (c *wsConn) keepAlive() (stop func()) {
+	stopCtx := context.AfterFunc(c.ctx, c.closeForContext)
+	var t *time.Timer
+	t = time.AfterFunc(time.Hour, func() {
+		if c.ping() {
+			t.Reset(c.t.pingInterval)
 		}
+	})
+	t.Reset(c.t.pingInterval) // once t is set: the callback reads it
+	return func() {
+		stopCtx()
+		t.Stop()
 	}
+}
+
+// ping is one beat of keepAlive; false: the connection is closed.
+func (c *wsConn) ping() bool {
+	select {
+	case <-c.ended:
+		return false
+	default:
+	}
+	if c.legacy {
+		c.writeMsg(wsMessage{Type: "ka"})
+		return true
+	}
+	c.mu.Lock()
+	silent := time.Since(c.lastPong) > 2*c.t.pingInterval
+	c.mu.Unlock()
+	if silent {
+		if c.acct != nil {
+			c.acct.note(streamEnd{by: "server", code: int(websocket.StatusAbnormalClosure), reason: "no pong"})
+		}
+		_ = c.ws.CloseNow()
+		return false
+	}
+	c.writeMsg(wsMessage{Type: "ping"})
+	return true
 }
 
 // legacyExpired tells a legacy graphql-ws client why before the close (the
