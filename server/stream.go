@@ -52,12 +52,13 @@ func (w *hijackDeadline) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	dc := &deadlineConn{Conn: conn, timeout: w.timeout}
 	w.conn = dc
 	// net/http's buffered writer writes to the raw connection (and is empty
-	// after the hijack): writes must go through dc.
+	// after the hijack): writes must go through dc. It is pointed at dc
+	// rather than replaced, so that the connection keeps one write buffer.
 	if err := brw.Writer.Flush(); err != nil {
 		_ = conn.Close()
 		return nil, nil, err
 	}
-	brw.Writer = bufio.NewWriterSize(dc, brw.Writer.Size())
+	brw.Writer.Reset(dc)
 	return dc, brw, nil
 }
 
