@@ -465,3 +465,16 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// shutdownServer shuts ts down as pushgate's main does: the base context
+// cancelled with ErrShutdown (WebSocket streams, held polls), then
+// http.Server.Shutdown (SSE streams, which outlive their requests).
+func shutdownServer(t *testing.T, ts *httptest.Server, cancelBase context.CancelCauseFunc) {
+	t.Helper()
+	cancelBase(server.ErrShutdown)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := ts.Config.Shutdown(ctx); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+}

@@ -217,9 +217,35 @@ func (l *limits) streams(next http.Handler) http.Handler {
 			writeLimitError(w, err)
 			return
 		}
-		defer release()
-		next.ServeHTTP(w, r)
+		slot := &streamSlot{release: release}
+		defer func() {
+			if !slot.kept {
+				release()
+			}
+		}()
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), streamSlotKey{}, slot)))
 	})
+}
+
+// streamSlot is an admitted stream's share of the limits, given back when
+// its handler returns, unless the stream outlives the handler (SSE): that
+// one keeps it (keepStreamSlot) and gives it back when it ends.
+type streamSlot struct {
+	release func()
+	kept    bool
+}
+
+type streamSlotKey struct{}
+
+// keepStreamSlot takes over the slot of ctx's stream: the caller calls
+// release once the stream ended.
+func keepStreamSlot(ctx context.Context) (release func()) {
+	s, ok := ctx.Value(streamSlotKey{}).(*streamSlot)
+	if !ok {
+		return func() {}
+	}
+	s.kept = true
+	return s.release
 }
 
 // tooManyChannels refuses a subscription of n channels.

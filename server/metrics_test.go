@@ -468,7 +468,7 @@ func TestMetricsShutdown(t *testing.T) {
 	}
 	defer w.Close()
 	waitMetrics(t, ts.URL, map[string]float64{`pushgate_subscriptions{transport="websocket"}`: 1})
-	shutdown(server.ErrShutdown)
+	shutdownServer(t, ts, shutdown)
 	if _, err := s.Next(ctx); err == nil {
 		t.Fatal("SSE stream still open after shutdown")
 	}

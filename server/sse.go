@@ -55,6 +55,7 @@ const inlineWrite = time.Millisecond
 // with the request until the handler returns).
 func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handler {
 	writers := &sseWriters{max: max(2, runtime.GOMAXPROCS(0))}
+	stopping := new(shutdowns)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, err := parseReadRequest(r, true)
 		if err != nil {
@@ -65,19 +66,29 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 			writeError(w, http.StatusHTTPVersionNotSupported, "HTTP_VERSION_NOT_SUPPORTED", "GET /events streams over HTTP/1.1")
 			return
 		}
-		ctx := r.Context()
+		// The stream outlives its request: once it is set up, the handler
+		// returns and a small goroutine watches the socket (watch), so that
+		// an idle stream holds neither the handler's stack nor net/http's
+		// buffers. Its context keeps the request's values; it ends when the
+		// server shuts down (shutdowns), or with the stream.
+		var cleanup cleanups
+		defer func() { cleanup.run() }() // unless the stream took it over
+		ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
+		stopWatch := stopping.watch(r, cancel)
+		cleanup.add(func() { stopWatch(); cancel(nil) })
+		cleanup.add(keepStreamSlot(r.Context()))
 		sub, err := subscribeRead(ctx, broker, auth, req)
 		if err != nil {
 			writeErr(w, err)
 			return
 		}
-		defer sub.Close()
+		cleanup.add(sub.Close)
 		// A token bounds the stream: when it expires the client gets
 		// "event: expired" with its cursor (expiry.go).
 		live, stop := auth.untilTokenExpires(ctx)
-		defer stop()
+		cleanup.add(stop)
 		if opts.presence != nil {
-			defer opts.presence.join(ctx, req.channels)()
+			cleanup.add(opts.presence.join(ctx, req.channels))
 		}
 
 		h := w.Header()
@@ -92,13 +103,13 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 			zerolog.Ctx(ctx).Error().Err(err).Msg("SSE: hijack")
 			return
 		}
-		defer opts.streams.open()()
-		defer conn.Close()
+		cleanup.add(opts.streams.open())
+		cleanup.add(func() { _ = conn.Close() })
 
 		st := opts.metrics.newStream(transportSSE, r)
 		st.open(true, func(e *zerolog.Event) { e.Int("channels", len(req.channels)).Bool("resume", !req.cursor.IsZero()) })
 		c := &sseConn{ctx: ctx, conn: conn, sub: sub, st: st, writeTimeout: opts.writeTimeout, writers: writers}
-		defer func() { st.end(c.endState()) }()
+		cleanup.add(func() { st.end(c.endState()) })
 
 		b := sseBuffers.get()
 		b.events = append(b.events, "retry: "...)
@@ -113,25 +124,44 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 		sub.SetNotify(c.kick)
 		c.kick() // what was queued before
 		c.scheduleHeartbeat(opts.heartbeat)
-		defer context.AfterFunc(live, func() {
+		stopEnd := context.AfterFunc(live, func() {
 			switch {
 			case tokenExpired(live) && ctx.Err() == nil:
 				c.finish(streamEnd{drop: dropExpired, by: "server", reason: "token expired"}, true)
 			case shuttingDown(ctx):
 				c.finish(streamEnd{drop: dropShutdown, by: "server", reason: "server shutting down"}, false)
 			}
-		})()
+		})
+		cleanup.add(func() { stopEnd() })
 
-		// Clients send nothing more: a read ends when the client goes away,
-		// or when the stream ended and closed the socket.
-		var one [1]byte
-		for {
-			if _, err := conn.Read(one[:]); err != nil {
-				c.end(streamEnd{by: "client", reason: "client gone"})
-				return
-			}
-		}
+		go c.watch(cleanup)
+		cleanup = nil
 	})
+}
+
+// watch waits for the end of the stream, then cleans up after it. Clients
+// send nothing more: a read ends when the client goes away, or when the
+// stream ended and closed the socket.
+func (c *sseConn) watch(cleanup cleanups) {
+	var one [1]byte
+	for {
+		if _, err := c.conn.Read(one[:]); err != nil {
+			c.end(streamEnd{by: "client", reason: "client gone"})
+			cleanup.run()
+			return
+		}
+	}
+}
+
+// cleanups are functions to run in the reverse order of their adding.
+type cleanups []func()
+
+func (cs *cleanups) add(f func()) { *cs = append(*cs, f) }
+
+func (cs cleanups) run() {
+	for i := len(cs) - 1; i >= 0; i-- {
+		cs[i]()
+	}
 }
 
 // sseConn is one hijacked SSE stream.

@@ -114,7 +114,7 @@ func TestStreamLogsCloseReasons(t *testing.T) {
 	defer ws2.Close()
 	eventually(t, "five streams open", func() bool { return strings.Count(logs.String(), `"stream open"`) >= 5 })
 	time.Sleep(100 * time.Millisecond) // the WebSocket's subscription starts
-	shutdown(server.ErrShutdown)
+	shutdownServer(t, ts, shutdown)
 	waitClosed(5)
 
 	var got []string

@@ -60,9 +60,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Info().Str("config", cfg.ConfigFile).Int("namespaces", len(cfg.Namespaces)).Msg("config file loaded")
 	}
 
-	// Streams (WebSocket, SSE) live on the base context: cancelling it on
-	// shutdown ends them, which http.Server.Shutdown does not do for
-	// hijacked connections.
+	// WebSocket streams live on the base context: cancelling it on shutdown
+	// ends them, which http.Server.Shutdown does not do for hijacked
+	// connections. SSE streams outlive their requests' handlers and end on
+	// Shutdown, by the hook they register (server.New).
 	base, cancelBase := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelBase(nil)
 	streams := new(server.Streams)
