@@ -43,6 +43,7 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, p
 		pingInterval: cfg.PingInterval,
 		plans:        newFeedPlans(),
 		streams:      cfg.Streams,
+		stopping:     new(shutdowns),
 	})
 	srv.AddTransport(transport.SSE{KeepAlivePingInterval: cfg.PingInterval})
 	srv.AddTransport(transport.Options{})

@@ -217,19 +217,25 @@ func (l *limits) streams(next http.Handler) http.Handler {
 			writeLimitError(w, err)
 			return
 		}
-		slot := &streamSlot{release: release}
-		defer func() {
-			if !slot.kept {
-				release()
-			}
-		}()
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), streamSlotKey{}, slot)))
+		serveWithSlot(w, r, next, release)
 	})
 }
 
+// serveWithSlot serves a stream admitted with release: its slot is given
+// back when the handler returns, unless the stream kept it.
+func serveWithSlot(w http.ResponseWriter, r *http.Request, next http.Handler, release func()) {
+	slot := &streamSlot{release: release}
+	defer func() {
+		if !slot.kept {
+			release()
+		}
+	}()
+	next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), streamSlotKey{}, slot)))
+}
+
 // streamSlot is an admitted stream's share of the limits, given back when
-// its handler returns, unless the stream outlives the handler (SSE): that
-// one keeps it (keepStreamSlot) and gives it back when it ends.
+// its handler returns, unless the stream outlives the handler (SSE,
+// WebSocket): that one keeps it (keepStreamSlot) and gives it back when it ends.
 type streamSlot struct {
 	release func()
 	kept    bool
@@ -269,10 +275,9 @@ func (l *limits) graphql(next http.Handler) http.Handler {
 				writeLimitError(w, err)
 				return
 			}
-			defer release()
 			ws := &wsLimits{max: l.MaxSubscriptionsPerConnection, metrics: l.metrics}
-			defer ws.close()
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), wsLimitsKey{}, ws)))
+			r = r.WithContext(context.WithValue(r.Context(), wsLimitsKey{}, ws))
+			serveWithSlot(w, r, next, func() { ws.close(); release() })
 		case r.Method == http.MethodPost && strings.Contains(r.Header.Get("Accept"), "text/event-stream"):
 			release, err := l.admit(r, true)
 			if err != nil {

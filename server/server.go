@@ -133,11 +133,11 @@ var ErrShutdown = errors.New("server shutting down")
 // "service restart"): clients reconnect at once.
 const CloseServiceRestart = 1012
 
-// New returns pushgate's HTTP handler over broker. WebSocket streams end
-// when the request's base context is cancelled with ErrShutdown; SSE
-// streams, which outlive their request's handler, when the http.Server
-// shuts down (Shutdown runs the hook they register). The caller does both
-// on shutdown (see Streams).
+// New returns pushgate's HTTP handler over broker. WebSocket and SSE
+// streams, which outlive their request's handler, end when the http.Server
+// shuts down (Shutdown runs the hook they register); long-polls and
+// graphql-sse streams when the request's base context is cancelled with
+// ErrShutdown. The caller does both on shutdown (see Streams).
 func New(cfg Config, broker pubsub.Broker, log zerolog.Logger) http.Handler {
 	cfg = cfg.withDefaults()
 	auth := NewAuth(cfg.APIKeys, cfg.JWTSecret, cfg.AllowAnonymous)
@@ -176,7 +176,7 @@ func mustTokenVerifier(tokens TokenConfig, jwtSecret string) TokenVerifier {
 // Streams counts open streaming connections (WebSocket, SSE). They are
 // hijacked from net/http, so http.Server.Shutdown does not wait for them:
 // on shutdown the caller cancels the base context with ErrShutdown (which
-// ends WebSocket streams), calls Shutdown (which ends SSE streams), then
+// ends held polls), calls Shutdown (which ends WebSocket and SSE streams), then
 // Wait, so that every client got its close frame or the end of its stream
 // before the process exits.
 type Streams struct{ wg sync.WaitGroup }

@@ -45,6 +45,7 @@ type wsTransport struct {
 	pingInterval time.Duration
 	plans        *feedPlans
 	streams      *Streams
+	stopping     *shutdowns
 }
 
 var _ graphql.Transport = (*wsTransport)(nil)
@@ -64,7 +65,13 @@ func (t *wsTransport) Supports(r *http.Request) bool { return r.Header.Get("Upgr
 
 func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	acct := t.metrics.newWSStream(r)
-	ctx := r.Context()
+	// The connection outlives its request: once it is upgraded, the
+	// handler returns and the connection is served on a goroutine of its
+	// own, which starts with a small stack, and neither the handler's
+	// goroutine nor the request are kept. Its context keeps the request's
+	// values; it ends when the server shuts down (shutdowns), or with the
+	// connection.
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
 	if acct != nil {
 		ctx = withStream(ctx, acct.stream)
 	}
@@ -72,24 +79,30 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	opts.Subprotocols = []string{protoTransportWS, "graphql-ws"}
 	ws, err := websocket.Accept(w, r, &opts)
 	if err != nil {
+		cancel(nil)
 		return // Accept answered the request
 	}
-	defer t.streams.open()()
+	var cleanup cleanups
+	stopWatch := t.stopping.watch(r, cancel)
+	cleanup.add(func() { stopWatch(); cancel(nil) })
+	cleanup.add(keepStreamSlot(r.Context()))
+	cleanup.add(t.streams.open())
 	ws.SetReadLimit(t.readLimit)
 	c := &wsConn{
-		dconn:  hijackedConn(w),
-		t:      t,
-		ws:     ws,
-		legacy: ws.Subprotocol() != protoTransportWS,
-		exec:   exec,
-		header: r.Header,
-		acct:   acct,
-		req:    ctx,
-		ops:    make(map[string]context.CancelFunc),
-		ended:  make(chan struct{}),
+		dconn:   hijackedConn(w),
+		t:       t,
+		ws:      ws,
+		legacy:  ws.Subprotocol() != protoTransportWS,
+		exec:    exec,
+		header:  r.Header,
+		acct:    acct,
+		req:     ctx,
+		ops:     make(map[string]context.CancelFunc),
+		ended:   make(chan struct{}),
+		cleanup: cleanup,
 	}
 	acct.accepted(c)
-	c.serve()
+	go c.serve()
 }
 
 // wsConn is one WebSocket connection.
@@ -103,6 +116,9 @@ type wsConn struct {
 	dconn  *deadlineConn   // the socket, if its writes have a deadline
 	req    context.Context // the upgrade request's: cancelled with ErrShutdown on shutdown
 	ended  chan struct{}   // closed once the read loop ended
+	// cleanup runs once the read loop ended: what the connection took
+	// over from its request.
+	cleanup cleanups
 
 	// ctx is the connection's once initialised: it carries the credential
 	// of connection_init and ends when the token expires.
@@ -154,6 +170,7 @@ func (c *wsConn) serve() {
 		if !closing {
 			_ = c.Close()
 		}
+		c.cleanup.run()
 	}()
 	if !c.init() {
 		return

@@ -60,10 +60,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Info().Str("config", cfg.ConfigFile).Int("namespaces", len(cfg.Namespaces)).Msg("config file loaded")
 	}
 
-	// WebSocket streams live on the base context: cancelling it on shutdown
-	// ends them, which http.Server.Shutdown does not do for hijacked
-	// connections. SSE streams outlive their requests' handlers and end on
-	// Shutdown, by the hook they register (server.New).
+	// Streams (SSE, WebSocket) outlive their requests' handlers and end on
+	// Shutdown, by the hook they register (server.New); long-polls and
+	// graphql-sse streams end when the base context is cancelled.
 	base, cancelBase := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelBase(nil)
 	streams := new(server.Streams)
