@@ -41,7 +41,9 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, p
 		readLimit:    cfg.MaxBodyBytes,
 		initTimeout:  cfg.InitTimeout,
 		pingInterval: cfg.PingInterval,
+		writeTimeout: cfg.WriteTimeout,
 		plans:        newFeedPlans(),
+		writers:      newStreamWriters(),
 		streams:      cfg.Streams,
 		stopping:     new(shutdowns),
 	})

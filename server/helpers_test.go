@@ -54,12 +54,12 @@ func startEnv(t *testing.T, cfg server.Config, broker pubsub.Broker) *env {
 // startEnvLog is startEnv with the server's log written to w.
 func startEnvLog(t *testing.T, cfg server.Config, broker pubsub.Broker, w io.Writer) *env {
 	t.Helper()
-	base, cancel := context.WithCancel(context.Background())
+	base, cancel := context.WithCancelCause(context.Background())
 	ts := httptest.NewUnstartedServer(server.New(cfg, broker, zerolog.New(w)))
 	ts.Config.BaseContext = func(net.Listener) context.Context { return base }
 	ts.Start()
 	t.Cleanup(func() {
-		cancel()
+		shutdownServer(t, ts, cancel)
 		ts.Close()
 	})
 	return &env{url: ts.URL, broker: broker}

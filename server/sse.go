@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -54,7 +53,7 @@ const inlineWrite = time.Millisecond
 // and no goroutine but that one (net/http's read and write buffers stay
 // with the request until the handler returns).
 func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handler {
-	writers := &sseWriters{max: max(2, runtime.GOMAXPROCS(0))}
+	writers := newStreamWriters()
 	stopping := new(shutdowns)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, err := parseReadRequest(r, true)
@@ -172,7 +171,7 @@ type sseConn struct {
 	st           *stream
 	writeTimeout time.Duration
 
-	writers *sseWriters
+	writers *streamWriters
 	// queued: the stream is in writers' queue.
 	queued atomic.Bool
 	// wmu serializes writes; whoever releases it hands the stream to the
@@ -246,47 +245,6 @@ func (c *sseConn) unlock() {
 	c.wmu.Unlock()
 	if c.sub.Pending() > 0 {
 		c.kick()
-	}
-}
-
-// sseWriters write the streams handed to them, on at most max goroutines
-// that exist only while there is work.
-type sseWriters struct {
-	max    int
-	mu     sync.Mutex
-	queue  []*sseConn
-	active int
-}
-
-func (ws *sseWriters) push(c *sseConn) {
-	ws.mu.Lock()
-	ws.queue = append(ws.queue, c)
-	start := ws.active < ws.max
-	if start {
-		ws.active++
-	}
-	ws.mu.Unlock()
-	if start {
-		go ws.work()
-	}
-}
-
-func (ws *sseWriters) work() {
-	for {
-		ws.mu.Lock()
-		if len(ws.queue) == 0 {
-			ws.active--
-			if cap(ws.queue) > 1024 {
-				ws.queue = nil // a burst's
-			}
-			ws.mu.Unlock()
-			return
-		}
-		c := ws.queue[0]
-		ws.queue[0] = nil
-		ws.queue = ws.queue[1:]
-		ws.mu.Unlock()
-		c.flush()
 	}
 }
 

@@ -2,40 +2,40 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// streamWriteTimeout bounds every write of a streaming response. gqlgen
+// streamWriteTimeout bounds every write of a graphql-sse response. gqlgen
 // writes a subscription's events synchronously, without a deadline: a client
 // that stops reading would hold its connection's writer (and its goroutines)
 // forever. With a deadline on each write, such a client is disconnected
 // after timeout and resumes from its cursor; other clients never wait on it
-// (pubsub's fan-out does not block).
+// (pubsub's fan-out does not block). WebSocket connections have their own
+// (deadlineConn).
 func streamWriteTimeout(timeout time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.Header.Get("Upgrade") != "":
-			next.ServeHTTP(&hijackDeadline{ResponseWriter: w, timeout: timeout}, r)
-		case strings.Contains(r.Header.Get("Accept"), "text/event-stream"):
-			ctx, cancel := context.WithCancel(r.Context())
-			defer cancel()
-			sw := &streamDeadline{ResponseWriter: w, rc: http.NewResponseController(w), timeout: timeout, cancel: cancel}
-			defer func() { _ = sw.rc.SetWriteDeadline(time.Time{}) }()
-			next.ServeHTTP(sw, r.WithContext(ctx))
-		default:
+		if r.Header.Get("Upgrade") != "" || !strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
 			next.ServeHTTP(w, r)
+			return
 		}
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		sw := &streamDeadline{ResponseWriter: w, rc: http.NewResponseController(w), timeout: timeout, cancel: cancel}
+		defer func() { _ = sw.rc.SetWriteDeadline(time.Time{}) }()
+		next.ServeHTTP(sw, r.WithContext(ctx))
 	})
 }
 
-// hijackDeadline hands the WebSocket library a connection whose every write
-// has a deadline.
+// hijackDeadline hands the WebSocket library a deadlineConn.
 type hijackDeadline struct {
 	http.ResponseWriter
 	timeout time.Duration
@@ -51,20 +51,37 @@ func (w *hijackDeadline) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	dc := &deadlineConn{Conn: conn, timeout: w.timeout}
 	w.conn = dc
-	// net/http's buffered writer writes to the raw connection (and is empty
-	// after the hijack): writes must go through dc. It is pointed at dc
-	// rather than replaced, so that the connection keeps one write buffer.
+	// net/http's 4 KB buffers are replaced by small ones, which a
+	// connection keeps for as long as it is open: client messages are
+	// small (a larger read bypasses the buffer), and writes go out through
+	// dc's pooled cork buffer (wsConn.write). net/http's writer is empty
+	// after the hijack; its reader may hold what the client sent after its
+	// request, which the new one starts with.
 	if err := brw.Writer.Flush(); err != nil {
 		_ = conn.Close()
 		return nil, nil, err
 	}
-	brw.Writer.Reset(dc)
-	return dc, brw, nil
+	buffered, _ := brw.Reader.Peek(brw.Reader.Buffered())
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(buffered)), dc), max(wsReadBuffer, len(buffered)))
+	if len(buffered) > 0 {
+		_, _ = br.Peek(len(buffered)) // buffered now, as the WebSocket library expects
+	}
+	return dc, bufio.NewReadWriter(br, bufio.NewWriterSize(dc, wsWriteBuffer)), nil
 }
 
-// deadlineConn sets a write deadline before each write, and closes the
-// connection when a write fails, so that the reader (and with it the
-// WebSocket connection and its subscriptions) ends too.
+// The buffers of a WebSocket connection's reads and writes.
+const (
+	wsReadBuffer  = 512
+	wsWriteBuffer = 256
+)
+
+// deadlineConn is a WebSocket connection's socket. Its writes do not hold
+// the writer: a write that the socket does not take within inlineWrite is
+// finished by a goroutine of its own with the full write timeout, and the
+// writes made meanwhile join it (the connection is congested until then,
+// and its feeds wait). A write that fails, or that the client does not
+// take within timeout, closes the connection, so that the reader (and with
+// it the WebSocket connection and its subscriptions) ends too.
 //
 // While corked (cork, uncork), writes are gathered and go out in one write
 // at the last uncork: several WebSocket frames, one system call.
@@ -72,12 +89,26 @@ type deadlineConn struct {
 	net.Conn
 	timeout  time.Duration
 	timedOut atomic.Bool // a write missed its deadline: a slow client
+	// resume, if set, is called once a congested connection has written
+	// all it held.
+	resume func()
 
-	mu      sync.Mutex // serializes writes
-	corks   int
-	pending []byte
-	failed  error // of a gathered write; later writes fail with it
+	mu       sync.Mutex // serializes writes
+	drained  sync.Cond  // on mu: the backlog shrank, or a write failed
+	corks    int
+	pending  *[]byte // gathered while corked; pooled
+	slow     bool    // a goroutine finishes a write: later writes join backlog
+	backlog  []byte
+	inflight int   // of the backlog, the bytes the goroutine is writing
+	failed   error // of a write; later writes fail with it
 }
+
+// maxBacklog bounds what a congested connection holds (but for the rest
+// of the write that congested it): past it, writers other than the feeds
+// (which wait for resume) wait for the socket.
+const maxBacklog = 256 << 10
+
+var corkBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 func (c *deadlineConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
@@ -86,23 +117,94 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 		return 0, c.failed
 	}
 	if c.corks > 0 {
-		c.pending = append(c.pending, p...)
+		if c.pending == nil {
+			c.pending = corkBuffers.Get().(*[]byte)
+		}
+		*c.pending = append(*c.pending, p...)
 		return len(p), nil
 	}
 	return c.writeLocked(p)
 }
 
 func (c *deadlineConn) writeLocked(p []byte) (int, error) {
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+	for c.slow && c.inflight+len(c.backlog) >= maxBacklog && c.failed == nil {
+		if c.drained.L == nil {
+			c.drained.L = &c.mu
+		}
+		c.drained.Wait()
+	}
+	switch {
+	case c.failed != nil:
+		return 0, c.failed
+	case c.slow:
+		c.backlog = append(c.backlog, p...)
+		return len(p), nil
+	}
+	inline := min(inlineWrite, c.timeout)
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(inline)); err != nil {
+		c.failLocked(err)
 		return 0, err
 	}
 	n, err := c.Conn.Write(p)
-	if err != nil {
-		c.timedOut.Store(isTimeout(err))
-		c.failed = err
-		_ = c.Conn.Close()
+	switch {
+	case err == nil:
+		return n, nil
+	case isTimeout(err) && c.timeout > inline:
+		c.slow = true
+		c.backlog = append(c.backlog, p[n:]...)
+		go c.finish(c.timeout - inline)
+		return len(p), nil
 	}
+	c.failLocked(err)
 	return n, err
+}
+
+func (c *deadlineConn) failLocked(err error) {
+	c.timedOut.Store(isTimeout(err))
+	c.failed = err
+	_ = c.Conn.Close()
+	if c.drained.L != nil {
+		c.drained.Broadcast()
+	}
+}
+
+// finish writes the backlog of a congested connection, the first part
+// within timeout, each later one within the full write timeout, then
+// resumes the connection.
+func (c *deadlineConn) finish(timeout time.Duration) {
+	c.mu.Lock()
+	for len(c.backlog) > 0 && c.failed == nil {
+		b := c.backlog
+		c.backlog, c.inflight = nil, len(b)
+		c.mu.Unlock()
+		err := c.Conn.SetWriteDeadline(time.Now().Add(timeout))
+		if err == nil {
+			_, err = c.Conn.Write(b)
+		}
+		c.mu.Lock()
+		c.inflight = 0
+		if err != nil {
+			c.failLocked(err)
+			break
+		}
+		if c.drained.L != nil {
+			c.drained.Broadcast()
+		}
+		timeout = c.timeout
+	}
+	c.slow, c.backlog = false, nil
+	ok := c.failed == nil
+	c.mu.Unlock()
+	if ok && c.resume != nil {
+		c.resume()
+	}
+}
+
+// congested reports whether a goroutine still finishes a slow write.
+func (c *deadlineConn) congested() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.slow
 }
 
 // cork gathers the writes until the matching uncork.
@@ -113,38 +215,25 @@ func (c *deadlineConn) cork() {
 }
 
 // uncork writes what was gathered once the last cork is lifted, and reports
-// whether the writes since cork went out.
+// whether the writes since cork went out (or, congested, joined the
+// backlog).
 func (c *deadlineConn) uncork() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.corks--
-	if c.corks > 0 || len(c.pending) == 0 || c.failed != nil {
+	if c.corks > 0 || c.pending == nil {
 		return c.failed
 	}
-	_, err := c.writeLocked(c.pending)
-	if cap(c.pending) > 64<<10 {
-		c.pending = nil
-	} else {
-		c.pending = c.pending[:0]
+	err := c.failed
+	if err == nil {
+		_, err = c.writeLocked(*c.pending)
 	}
+	if cap(*c.pending) <= 64<<10 { // do not keep a burst's buffer
+		*c.pending = (*c.pending)[:0]
+		corkBuffers.Put(c.pending)
+	}
+	c.pending = nil
 	return err
-}
-
-// hijackedConn returns the deadlineConn that w handed out when it was
-// hijacked, or nil. The WebSocket library reports a failed write as the
-// connection closed, so that a slow client is told apart by this.
-func hijackedConn(w http.ResponseWriter) *deadlineConn {
-	for w != nil {
-		if h, ok := w.(*hijackDeadline); ok {
-			return h.conn
-		}
-		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
-		if !ok {
-			return nil
-		}
-		w = u.Unwrap()
-	}
-	return nil
 }
 
 // streamDeadline does the same for a streamed HTTP response (graphql-sse):
@@ -176,4 +265,52 @@ func (w *streamDeadline) FlushError() error {
 		w.cancel()
 	}
 	return err
+}
+
+// streamWriters write the streams handed to them (SSE streams, WebSocket
+// feeds), on at most max goroutines that exist only while there is work.
+type streamWriters struct {
+	max    int
+	mu     sync.Mutex
+	queue  []flusher
+	active int
+}
+
+// flusher is a stream with something queued: flush writes it.
+type flusher interface{ flush() }
+
+func newStreamWriters() *streamWriters {
+	return &streamWriters{max: max(2, runtime.GOMAXPROCS(0))}
+}
+
+func (ws *streamWriters) push(c flusher) {
+	ws.mu.Lock()
+	ws.queue = append(ws.queue, c)
+	start := ws.active < ws.max
+	if start {
+		ws.active++
+	}
+	ws.mu.Unlock()
+	if start {
+		go ws.work()
+	}
+}
+
+func (ws *streamWriters) work() {
+	for {
+		ws.mu.Lock()
+		if len(ws.queue) == 0 {
+			ws.active--
+			if cap(ws.queue) > 1024 {
+				ws.queue = nil // a burst's
+			}
+			ws.mu.Unlock()
+			return
+		}
+		c := ws.queue[0]
+		ws.queue[0] = nil
+		ws.queue = ws.queue[1:]
+		ws.mu.Unlock()
+		c.flush()
+	}
 }

@@ -43,7 +43,10 @@ type wsTransport struct {
 	readLimit    int64
 	initTimeout  time.Duration
 	pingInterval time.Duration
+	// writeTimeout bounds every write (deadlineConn).
+	writeTimeout time.Duration
 	plans        *feedPlans
+	writers      *streamWriters // of the feeds
 	streams      *Streams
 	stopping     *shutdowns
 }
@@ -77,8 +80,9 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	}
 	opts := t.accept
 	opts.Subprotocols = []string{protoTransportWS, "graphql-ws"}
-	ws, err := websocket.Accept(w, r, &opts)
-	if err != nil {
+	hw := &hijackDeadline{ResponseWriter: w, timeout: t.writeTimeout}
+	ws, err := websocket.Accept(hw, r, &opts)
+	if err != nil || hw.conn == nil {
 		cancel(nil)
 		return // Accept answered the request
 	}
@@ -89,18 +93,19 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	cleanup.add(t.streams.open())
 	ws.SetReadLimit(t.readLimit)
 	c := &wsConn{
-		dconn:   hijackedConn(w),
+		dconn:   hw.conn,
 		t:       t,
 		ws:      ws,
 		legacy:  ws.Subprotocol() != protoTransportWS,
 		exec:    exec,
-		header:  r.Header,
 		acct:    acct,
 		req:     ctx,
 		ops:     make(map[string]context.CancelFunc),
+		feeds:   make(map[*wsFeed]struct{}),
 		ended:   make(chan struct{}),
 		cleanup: cleanup,
 	}
+	c.dconn.resume = c.resumeFeeds
 	acct.accepted(c)
 	go c.serve()
 }
@@ -111,9 +116,8 @@ type wsConn struct {
 	ws     *websocket.Conn
 	legacy bool // graphql-ws (subscriptions-transport-ws), not graphql-transport-ws
 	exec   graphql.GraphExecutor
-	header http.Header
 	acct   *wsStream       // nil: not accounted
-	dconn  *deadlineConn   // the socket, if its writes have a deadline
+	dconn  *deadlineConn   // the socket
 	req    context.Context // the upgrade request's: cancelled with ErrShutdown on shutdown
 	ended  chan struct{}   // closed once the read loop ended
 	// cleanup runs once the read loop ended: what the connection took
@@ -127,7 +131,8 @@ type wsConn struct {
 
 	mu       sync.Mutex
 	ops      map[string]context.CancelFunc
-	closing  bool // a close frame is on its way
+	feeds    map[*wsFeed]struct{} // on the fast path
+	closing  bool                 // a close frame is on its way
 	lastPong time.Time
 }
 
@@ -142,7 +147,7 @@ func (c *wsConn) Close() error {
 
 // accountEnd ends the account of the closed connection.
 func (c *wsConn) accountEnd() {
-	if c.dconn != nil && c.dconn.timedOut.Load() {
+	if c.dconn.timedOut.Load() {
 		// The read loop may see the socket closed before the writer
 		// reports why.
 		c.acct.writeFailed(os.ErrDeadlineExceeded)
@@ -159,70 +164,105 @@ type wsMessage struct {
 	Payload json.RawMessage `json:"payload,omitempty"`
 }
 
+// serve initialises the connection, then reads it on a fresh goroutine:
+// the read loop, which an idle connection keeps for as long as it is open,
+// starts with a small stack and keeps it (initialisation's work, token
+// checks and all, grew this one's).
 func (c *wsConn) serve() {
-	defer func() {
-		close(c.ended)
-		c.endOps()
-		c.mu.Lock()
-		closing := c.closing
-		c.closing = true
-		c.mu.Unlock()
-		if !closing {
-			_ = c.Close()
-		}
-		c.cleanup.run()
-	}()
 	if !c.init() {
+		c.end()
 		return
 	}
+	go c.readLoop()
+}
+
+// end ends the connection once its read loop has.
+func (c *wsConn) end() {
+	close(c.ended)
+	c.endOps()
+	c.mu.Lock()
+	closing := c.closing
+	c.closing = true
+	c.mu.Unlock()
+	if !closing {
+		_ = c.Close()
+	}
+	c.cleanup.run()
+}
+
+// readLoop reads the client's messages until the connection ends. Each
+// message is handled on a fresh goroutine (onFreshStack): the loop, which
+// an idle connection keeps for as long as it is open, stays as small as
+// a blocked read needs.
+func (c *wsConn) readLoop() {
+	defer c.end()
 	defer c.cancel()
 	defer c.keepAlive()() // stopped before the cancel: an ending read loop closes the connection itself
 	for {
-		m, err := c.read()
+		_, data, err := c.ws.Read(context.Background())
 		if err != nil {
-			if errors.Is(err, errBadMessage) {
-				c.protocolError("invalid message")
-			}
+			c.acct.readFailed(err)
 			return
 		}
-		switch m.Type {
-		case "subscribe", "start":
-			if (m.Type == "start") != c.legacy {
-				c.protocolError("unexpected message " + m.Type)
-				return
-			}
-			c.start(m)
-		case "complete", "stop":
-			if (m.Type == "stop") != c.legacy {
-				c.protocolError("unexpected message " + m.Type)
-				return
-			}
-			c.stop(m.ID)
-		case "ping":
-			if c.legacy {
-				c.protocolError("unexpected message ping")
-				return
-			}
-			c.writeMsg(wsMessage{Type: "pong", Payload: m.Payload})
-		case "pong":
-			c.mu.Lock()
-			c.lastPong = time.Now()
-			c.mu.Unlock()
-		case "connection_init":
-			if c.legacy {
-				c.protocolError("unexpected message connection_init")
-			} else {
-				c.close(closeTooManyInits, "Too many initialisation requests")
-			}
-			return
-		case "connection_terminate":
-			c.close(websocket.StatusNormalClosure, "terminated")
-			return
-		default:
-			c.protocolError("unexpected message " + m.Type)
+		if !onFreshStack(func() bool { return c.handle(data) }) {
 			return
 		}
 	}
+}
+
+// onFreshStack runs f on a goroutine of its own, and waits for it: what
+// f's work grows is that goroutine's stack, not the caller's.
+func onFreshStack(f func() bool) bool {
+	done := make(chan bool, 1)
+	go func() { done <- f() }()
+	return <-done
+}
+
+// handle handles one client message; false: the connection ends.
+func (c *wsConn) handle(data []byte) bool {
+	m, err := decodeMessage(data)
+	if err != nil {
+		c.protocolError("invalid message")
+		return false
+	}
+	switch m.Type {
+	case "subscribe", "start":
+		if (m.Type == "start") != c.legacy {
+			c.protocolError("unexpected message " + m.Type)
+			return false
+		}
+		c.start(m)
+	case "complete", "stop":
+		if (m.Type == "stop") != c.legacy {
+			c.protocolError("unexpected message " + m.Type)
+			return false
+		}
+		c.stop(m.ID)
+	case "ping":
+		if c.legacy {
+			c.protocolError("unexpected message ping")
+			return false
+		}
+		c.writeMsg(wsMessage{Type: "pong", Payload: m.Payload})
+	case "pong":
+		c.mu.Lock()
+		c.lastPong = time.Now()
+		c.mu.Unlock()
+	case "connection_init":
+		if c.legacy {
+			c.protocolError("unexpected message connection_init")
+		} else {
+			c.close(closeTooManyInits, "Too many initialisation requests")
+		}
+		return false
+	case "connection_terminate":
+		c.close(websocket.StatusNormalClosure, "terminated")
+		return false
+	default:
+		c.protocolError("unexpected message " + m.Type)
+		return false
+	}
+	return true
 }
 
 // read returns the next client message.
@@ -232,6 +272,11 @@ func (c *wsConn) read() (wsMessage, error) {
 		c.acct.readFailed(err)
 		return wsMessage{}, err
 	}
+	return decodeMessage(data)
+}
+
+// decodeMessage decodes a client message.
+func decodeMessage(data []byte) (wsMessage, error) {
 	var m wsMessage
 	if err := json.Unmarshal(data, &m); err != nil || m.Type == "" {
 		return wsMessage{}, errBadMessage
@@ -407,12 +452,17 @@ func (c *wsConn) connectionError(msg string) {
 	c.writeMsg(wsMessage{Type: "connection_error", Payload: b})
 }
 
-// write sends one text message. A write that fails closes the connection
-// (deadlineConn), which ends the read loop and every operation.
+// write sends one text message, in one system call (its frame header and
+// payload are gathered by the cork). A write that fails closes the
+// connection (deadlineConn), which ends the read loop and every operation.
 func (c *wsConn) write(b []byte) error {
+	c.dconn.cork()
 	err := c.ws.Write(context.Background(), websocket.MessageText, b)
+	if uerr := c.dconn.uncork(); err == nil {
+		err = uerr
+	}
 	if err != nil {
-		if c.dconn != nil && c.dconn.timedOut.Load() {
+		if c.dconn.timedOut.Load() {
 			err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
 		}
 		c.acct.writeFailed(err)
@@ -422,16 +472,9 @@ func (c *wsConn) write(b []byte) error {
 
 // cork and uncork gather writes into one system call (deadlineConn); uncork
 // reports whether they went out.
-func (c *wsConn) cork() {
-	if c.dconn != nil {
-		c.dconn.cork()
-	}
-}
+func (c *wsConn) cork() { c.dconn.cork() }
 
 func (c *wsConn) uncork() error {
-	if c.dconn == nil {
-		return nil
-	}
 	err := c.dconn.uncork()
 	if err != nil {
 		if c.dconn.timedOut.Load() {
@@ -470,7 +513,7 @@ func (c *wsConn) stop(id string) {
 }
 
 // start runs the operation of a subscribe (start) message: parsed and
-// validated here, on the read loop, then run on a goroutine of its own.
+// validated here, in order, then run on a goroutine of its own.
 func (c *wsConn) start(m wsMessage) {
 	if m.ID == "" {
 		c.protocolError("an operation needs an id")
@@ -509,7 +552,9 @@ func (c *wsConn) start(m wsMessage) {
 		return
 	}
 	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
-	params.Headers = c.header
+	// params.Headers stays empty: a connection does not keep its upgrade
+	// request's headers (nothing in pushgate reads them).
+	opCtx := ctx // without the operation: what a feed keeps
 	ctx = graphql.StartOperationTrace(ctx)
 	rc, errs := c.exec.CreateOperationContext(ctx, params)
 	if errs != nil {
@@ -526,8 +571,8 @@ func (c *wsConn) start(m wsMessage) {
 	ctx = graphql.WithOperationContext(ctx, rc)
 	if feed := c.t.plans.of(rc); feed != nil {
 		go func() {
-			defer done()
-			if !c.runFeed(ctx, m.ID, rc, feed) {
+			if !c.runFeed(opCtx, cancel, m.ID, rc, feed, done) {
+				defer done()
 				c.dispatch(ctx, m.ID, rc)
 			}
 		}()

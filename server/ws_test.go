@@ -1,7 +1,12 @@
 package server_test
 
 import (
+	"bufio"
 	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,4 +78,46 @@ func (c *wsClient) writeRaw(text string) {
 	defer c.wmu.Unlock()
 	_ = c.conn.SetWriteDeadline(time.Now().Add(waitTimeout))
 	_ = c.conn.WriteMessage(websocket.TextMessage, []byte(text))
+}
+
+// TestWebSocketPipelinedInit: a client that sends connection_init in the
+// same packet as its upgrade request, before the 101, is served: what
+// net/http read past the request is handed to the connection's reader.
+func TestWebSocketPipelinedInit(t *testing.T) {
+	e := startEnv(t, testConfig(), memoryBroker(t, pubsub.Options{}))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(waitTimeout))
+	req := "GET /graphql HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+		"Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
+	payload := []byte(`{"type":"connection_init","payload":{"token":"` + testKey + `"}}`)
+	mask := [4]byte{1, 2, 3, 4}
+	frame := []byte{0x81, 0x80 | byte(len(payload))}
+	frame = append(frame, mask[:]...)
+	for i, b := range payload {
+		frame = append(frame, b^mask[i%4])
+	}
+	if _, err := conn.Write(append([]byte(req), frame...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", res, err)
+	}
+	var head [2]byte
+	if _, err := io.ReadFull(br, head[:]); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, head[1]&0x7f)
+	if _, err := io.ReadFull(br, got); err != nil {
+		t.Fatal(err)
+	}
+	if head[0] != 0x81 || string(got) != `{"type":"connection_ack"}` {
+		t.Fatalf("got frame %x %s, want connection_ack", head[0], got)
+	}
 }

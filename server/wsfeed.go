@@ -274,33 +274,58 @@ func (p *feedPlan) appendEvent(b []byte, ev pubsub.Event) []byte {
 	return append(b, '}')
 }
 
-// runFeed runs a feed on the fast path. It returns false, having done
-// nothing, when the feed cannot be opened: the caller then dispatches the
-// operation to gqlgen, whose resolver reports the error as on every other
-// transport.
-func (c *wsConn) runFeed(ctx context.Context, id string, rc *graphql.OperationContext, op *feedOp) bool {
+// wsFeed is a feed subscription on the fast path. It has no goroutine:
+// when its subscription queues events (the broker's fan-out, the
+// subscription's catch-up), the feed is handed to the transport's writers,
+// which write everything it has queued, coalesced into one system call
+// (deadlineConn's cork). A congested connection (deadlineConn) holds its
+// feeds until it has written what it holds; events wait in the
+// subscription meanwhile, which falls back to reading the store when they
+// are too many.
+type wsFeed struct {
+	c      *wsConn
+	op     *feedOp
+	sub    *pubsub.Subscription
+	head   []byte             // {"id":<id>,"type":"next","payload":{"data":{<alias>:
+	cancel context.CancelFunc // ends the feed
+
+	queued atomic.Bool // handed to the writers
+	// mu serializes the feed's writes; whoever releases it hands the feed
+	// to the writers again if events were queued meanwhile.
+	mu    sync.Mutex
+	ended bool // guarded by mu: nothing more is written
+}
+
+// runFeed starts a feed on the fast path; done is called when it ends.
+// ctx is the operation's, without gqlgen's operation context, which the
+// feed does not keep. It returns false, having done nothing, when the feed cannot be opened: the
+// caller then dispatches the operation to gqlgen, whose resolver reports
+// the error as on every other transport.
+func (c *wsConn) runFeed(ctx context.Context, cancel context.CancelFunc, id string, rc *graphql.OperationContext, op *feedOp, done func()) bool {
 	sub, leave, err := c.t.resolver.OpenFeed(ctx, op.channels, op.cursor)
 	if err != nil {
 		return false
 	}
-	defer leave()
-	defer sub.Close()
+	var ends cleanups
+	ends.add(done)
+	ends.add(func() { c.completeUnlessClosed(id) })
+	ends.add(leave)
+	ends.add(sub.Close)
 	// What gqlgen's interceptors would do: give the WebSocket's operation
 	// slot back, count the subscription.
 	if ws, ok := rc.Stats.GetExtension(wsSlotKey).(*wsLimits); ok {
-		defer ws.release()
+		ends.add(ws.release)
 	}
 	if c.acct != nil {
 		g := c.t.metrics.subscriptions[transportWebSocket]
 		g.Inc()
-		defer g.Dec()
+		ends.add(g.Dec)
 	}
 
 	typ := "next"
 	if c.legacy {
 		typ = "data"
 	}
-	// {"id":<id>,"type":"next","payload":{"data":{<alias>:<event>}}}
 	quoted, _ := json.Marshal(id)
 	head := append([]byte(`{"id":`), quoted...)
 	head = append(head, `,"type":"`...)
@@ -308,44 +333,101 @@ func (c *wsConn) runFeed(ctx context.Context, id string, rc *graphql.OperationCo
 	head = append(head, `","payload":{"data":{"`...)
 	head = append(head, op.alias...)
 	head = append(head, `":`...)
-	buf := make([]byte, 0, 512)
-	var created []time.Time // of the messages of a batch, for the metrics
-	for {
-		ev, err := sub.Next(ctx)
-		if err != nil {
-			break
-		}
-		// Whatever else is queued goes out in the same system call, one
-		// frame each.
+	f := &wsFeed{c: c, op: op, sub: sub, head: head, cancel: cancel}
+	c.mu.Lock()
+	c.feeds[f] = struct{}{}
+	c.mu.Unlock()
+	// The feed ends with its operation: stopped by the client, the
+	// connection's end, or its subscription's (kick).
+	context.AfterFunc(ctx, func() {
+		f.mu.Lock()
+		f.ended = true
+		f.mu.Unlock()
+		c.mu.Lock()
+		delete(c.feeds, f)
+		c.mu.Unlock()
+		ends.run()
+	})
+	sub.SetNotify(f.kick)
+	f.kick() // what was queued before
+	return true
+}
+
+// kick hands the feed to the writers: the subscription calls it when it
+// queues an event, on the queuing goroutine, and once more when it ends.
+func (f *wsFeed) kick() {
+	if f.queued.CompareAndSwap(false, true) {
+		f.c.t.writers.push(f)
+	}
+	select {
+	case <-f.sub.Done():
+		f.cancel()
+	default:
+	}
+}
+
+// flush writes what the feed has queued; a writer calls it.
+func (f *wsFeed) flush() {
+	f.queued.Store(false)
+	if !f.mu.TryLock() {
+		return // the holder hands the feed back on unlock
+	}
+	if !f.ended {
+		f.drainLocked()
+	}
+	ended := f.ended
+	f.mu.Unlock()
+	// Events queued while the feed was held; a congested connection
+	// resumes its feeds itself once it is clear.
+	if !ended && f.sub.Pending() > 0 && !f.c.dconn.congested() {
+		f.kick()
+	}
+}
+
+// drainLocked writes what is queued, up to maxCoalesce events per system
+// call, until nothing is or the connection is congested. A write that
+// fails ends the feed's writes (the connection closes).
+func (f *wsFeed) drainLocked() {
+	c := f.c
+	b := sseBuffers.get()
+	defer sseBuffers.put(b)
+	for !c.dconn.congested() {
+		// One frame per event, one system call for them all.
 		c.cork()
-		created = created[:0]
-		for n := 0; n < maxCoalesce; n++ {
-			if n > 0 {
-				var ok bool
-				if ev, ok = sub.TryNext(); !ok {
-					break
-				}
-			}
-			buf = append(buf[:0], head...)
-			buf = op.plan.appendEvent(buf, ev)
-			buf = append(buf, "}}}"...)
-			if c.write(buf) != nil {
+		b.created = b.created[:0]
+		var err error
+		n := 0
+		for ; n < maxCoalesce && err == nil; n++ {
+			ev, ok := f.sub.TryNext()
+			if !ok {
 				break
 			}
-			if ev.Message != nil {
-				created = append(created, ev.Message.Time)
+			b.events = append(b.events[:0], f.head...)
+			b.events = f.op.plan.appendEvent(b.events, ev)
+			b.events = append(b.events, "}}}"...)
+			if err = c.write(b.events); err == nil && ev.Message != nil {
+				b.created = append(b.created, ev.Message.Time)
 			}
 		}
-		if c.uncork() != nil {
-			return true
+		if uerr := c.uncork(); err != nil || uerr != nil {
+			f.ended = true
+			return
+		}
+		if n == 0 {
+			return
 		}
 		if c.acct != nil {
-			c.acct.deliver(time.Now(), created...)
-		}
-		if cap(buf) > 64<<10 {
-			buf = make([]byte, 0, 512) // do not keep a large message's buffer
+			c.acct.deliver(time.Now(), b.created...)
 		}
 	}
-	c.completeUnlessClosed(id)
-	return true
+}
+
+// resumeFeeds hands the connection's feeds to the writers: the
+// connection is no longer congested.
+func (c *wsConn) resumeFeeds() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for f := range c.feeds {
+		f.kick()
+	}
 }
