@@ -21,7 +21,7 @@ import (
 // served from the store instead of being fed from unbounded memory.
 type Subscription struct {
 	b      *broker
-	queue  chan item
+	queue  eventQueue
 	done   chan struct{}
 	stopFn func() bool // stops the context.AfterFunc
 
@@ -69,7 +69,7 @@ func (b *broker) Subscribe(ctx context.Context, channels []string, cursor Cursor
 	}
 	s := &Subscription{
 		b:     b,
-		queue: make(chan item, b.opts.QueueSize),
+		queue: newEventQueue(b.opts.QueueSize),
 		done:  make(chan struct{}),
 		chans: make(map[string]*subChan, len(channels)),
 	}
@@ -137,46 +137,50 @@ func (s *Subscription) Cursor() Cursor { return s.cursor }
 // ended (ErrClosed after Close or broker close, the context's error when the
 // subscription's context ended) or when ctx is done.
 func (s *Subscription) Next(ctx context.Context) (Event, error) {
-	select {
-	case it := <-s.queue:
-		return s.event(it), nil
-	default:
-	}
-	select {
-	case it := <-s.queue:
-		return s.event(it), nil
-	case <-s.done:
-		return Event{}, s.Err()
-	case <-ctx.Done():
-		return Event{}, ctx.Err()
+	for {
+		if it, ok := s.queue.pop(); ok {
+			return s.event(it), nil
+		}
+		select {
+		case <-s.queue.ready:
+		case <-s.done:
+			if it, ok := s.queue.pop(); ok {
+				return s.event(it), nil
+			}
+			return Event{}, s.Err()
+		case <-ctx.Done():
+			return Event{}, ctx.Err()
+		}
 	}
 }
 
 // TryNext returns the next event if one is queued, without waiting.
 func (s *Subscription) TryNext() (Event, bool) {
-	select {
-	case it := <-s.queue:
+	if it, ok := s.queue.pop(); ok {
 		return s.event(it), true
-	default:
-		return Event{}, false
 	}
+	return Event{}, false
 }
 
 // NextUntil is Next that also gives up, with ok false and no error, when
 // stop fires first: transports use it to interleave heartbeats.
 func (s *Subscription) NextUntil(ctx context.Context, stop <-chan time.Time) (ev Event, ok bool, err error) {
-	if ev, ok := s.TryNext(); ok {
-		return ev, true, nil
-	}
-	select {
-	case it := <-s.queue:
-		return s.event(it), true, nil
-	case <-stop:
-		return Event{}, false, nil
-	case <-s.done:
-		return Event{}, false, s.Err()
-	case <-ctx.Done():
-		return Event{}, false, ctx.Err()
+	for {
+		if ev, ok := s.TryNext(); ok {
+			return ev, true, nil
+		}
+		select {
+		case <-s.queue.ready:
+		case <-stop:
+			return Event{}, false, nil
+		case <-s.done:
+			if ev, ok := s.TryNext(); ok {
+				return ev, true, nil
+			}
+			return Event{}, false, s.Err()
+		case <-ctx.Done():
+			return Event{}, false, ctx.Err()
+		}
 	}
 }
 
@@ -210,7 +214,7 @@ func (s *Subscription) notified() {
 }
 
 // Pending reports how many events are queued for Next.
-func (s *Subscription) Pending() int { return len(s.queue) }
+func (s *Subscription) Pending() int { return s.queue.len() }
 
 func (s *Subscription) event(it item) Event {
 	if it.msg != nil {
@@ -306,11 +310,9 @@ func (s *Subscription) offerLocked(sc *subChan, m *Message) (queued bool) {
 	case vDuplicate:
 		return false
 	case vNext:
-		select {
-		case s.queue <- item{msg: m}:
+		if s.queue.push(item{msg: m}) {
 			sc.pos = m.Position()
 			return true
-		default:
 		}
 	}
 	// The queue is full, or m does not follow: catch up from the store.
@@ -517,11 +519,84 @@ func (s *Subscription) send(sc *subChan, it item, p Position) error {
 	s.mu.Lock()
 	sc.pos = p
 	s.mu.Unlock()
-	select {
-	case s.queue <- it:
-		s.notified()
-		return nil
-	case <-s.done:
-		return ErrClosed
+	for !s.queue.push(it) {
+		select {
+		case <-s.queue.space:
+		case <-s.done:
+			return ErrClosed
+		}
 	}
+	s.notified()
+	return nil
+}
+
+// eventQueue is a subscription's bounded FIFO of events for its consumer.
+// Its ring grows with what is queued, up to max, and shrinks back once
+// drained: an idle subscription holds a few slots, not max.
+type eventQueue struct {
+	mu      sync.Mutex
+	ring    []item
+	head, n int
+	max     int
+	ready   chan struct{} // a token after each push: the consumer looks again
+	space   chan struct{} // a token after each pop: a blocked producer looks again
+}
+
+// idleQueue is the ring a drained queue keeps.
+const idleQueue = 4
+
+func newEventQueue(max int) eventQueue {
+	return eventQueue{max: max, ready: make(chan struct{}, 1), space: make(chan struct{}, 1)}
+}
+
+// push queues it unless the queue is full.
+func (q *eventQueue) push(it item) bool {
+	q.mu.Lock()
+	if q.n == len(q.ring) {
+		if len(q.ring) >= q.max {
+			q.mu.Unlock()
+			return false
+		}
+		ring := make([]item, min(q.max, max(idleQueue, 2*len(q.ring))))
+		for i := range q.n {
+			ring[i] = q.ring[(q.head+i)%len(q.ring)]
+		}
+		q.ring, q.head = ring, 0
+	}
+	q.ring[(q.head+q.n)%len(q.ring)] = it
+	q.n++
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// pop takes the oldest event, if any.
+func (q *eventQueue) pop() (item, bool) {
+	q.mu.Lock()
+	if q.n == 0 {
+		q.mu.Unlock()
+		return item{}, false
+	}
+	it := q.ring[q.head]
+	q.ring[q.head] = item{}
+	q.head = (q.head + 1) % len(q.ring)
+	q.n--
+	if q.n == 0 && len(q.ring) > idleQueue {
+		q.ring, q.head = nil, 0 // a burst's
+	}
+	q.mu.Unlock()
+	select {
+	case q.space <- struct{}{}:
+	default:
+	}
+	return it, true
+}
+
+func (q *eventQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n
 }
