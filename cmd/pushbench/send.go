@@ -74,10 +74,11 @@ func newSender(w int, plan *sendPlan) *sender {
 }
 
 // pace sends at rate calls per second (as fast as it can when rate is 0)
-// until stop, from start. A ticker wakes it; each tick sends what is due by
-// then, so a rate above the tick frequency is reached by small bursts and
-// a sender that fell behind catches up. Calls in flight when stop comes
-// finish (ctx aborts them).
+// from start until stop: call k is due at start + k/rate, and the sender
+// sleeps until the next one is (pacer), so senders started at offsets of
+// one call interleave evenly. A rate above 1,000/s is reached by small
+// bursts once a millisecond, and a sender that fell behind catches up.
+// Calls in flight when stop comes finish (ctx aborts them).
 func (s *sender) pace(ctx context.Context, rate float64, start, stop time.Time) {
 	defer s.conn.close()
 	if rate <= 0 {
@@ -86,26 +87,54 @@ func (s *sender) pace(ctx context.Context, rate float64, start, stop time.Time) 
 		}
 		return
 	}
-	period := time.Duration(float64(time.Second) / rate)
-	period = max(period, time.Millisecond)
-	t := time.NewTicker(period)
+	p := pacer{start: start, rate: rate}
+	t := time.NewTimer(time.Until(start))
 	defer t.Stop()
-	var sent int64
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
-			if !now.Before(stop) {
-				return
-			}
-			due := int64(now.Sub(start).Seconds() * rate)
-			for sent < due && time.Now().Before(stop) && ctx.Err() == nil {
-				s.call(ctx)
-				sent++
-			}
+		case <-t.C:
 		}
+		for n := p.due(time.Now()); n > 0 && time.Now().Before(stop) && ctx.Err() == nil; n-- {
+			s.call(ctx)
+			p.sent++
+		}
+		now := time.Now()
+		if !now.Before(stop) {
+			return
+		}
+		t.Reset(p.next(now).Sub(now))
 	}
+}
+
+// pacer schedules calls at rate per second: call k (from 0) is due at
+// start + k/rate.
+type pacer struct {
+	start time.Time
+	rate  float64
+	sent  int64
+}
+
+// minTick is the shortest sleep between two bursts of calls.
+const minTick = time.Millisecond
+
+// due returns how many calls are due at now and not sent yet.
+func (p *pacer) due(now time.Time) int64 {
+	if now.Before(p.start) {
+		return 0
+	}
+	return max(0, int64(now.Sub(p.start).Seconds()*p.rate)+1-p.sent)
+}
+
+// next returns when the next unsent call is due, but not sooner than
+// minTick after now.
+func (p *pacer) next(now time.Time) time.Time {
+	t := p.start.Add(time.Duration(float64(p.sent) / p.rate * float64(time.Second)))
+	if soonest := now.Add(minTick); t.Before(soonest) {
+		return soonest
+	}
+	return t
 }
 
 // call makes one call to the next group.

@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"testing"
+	"time"
 )
 
 func TestBenchDataSize(t *testing.T) {
@@ -121,3 +123,48 @@ func TestConfigValidation(t *testing.T) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestPacerInterleaves: senders started one call apart interleave evenly
+// (4 senders at 25/s each: one call every 10 ms, never a burst of 4), and
+// a rate above the tick frequency is reached in 1 ms bursts.
+func TestPacerInterleaves(t *testing.T) {
+	origin := time.Unix(1000, 0)
+	// calls returns the times at which a pacer calls within [origin, origin+d).
+	calls := func(p *pacer, d time.Duration) []time.Duration {
+		var out []time.Duration
+		for now := p.start; now.Before(origin.Add(d)); now = p.next(now) {
+			for n := p.due(now); n > 0; n-- {
+				out = append(out, now.Sub(origin))
+				p.sent++
+			}
+		}
+		return out
+	}
+	const senders, rate = 4, 100.0
+	var all []time.Duration
+	for w := range senders {
+		p := &pacer{start: origin.Add(time.Duration(float64(w) / rate * float64(time.Second))), rate: rate / senders}
+		all = append(all, calls(p, time.Second)...)
+	}
+	slices.Sort(all)
+	if len(all) != 100 {
+		t.Fatalf("%d calls in 1 s at %v/s", len(all), rate)
+	}
+	for i := 1; i < len(all); i++ {
+		if gap := all[i] - all[i-1]; gap < 9*time.Millisecond || gap > 11*time.Millisecond {
+			t.Fatalf("calls %d and %d are %v apart, want 10ms (times %v)", i-1, i, gap, all[:min(len(all), 12)])
+		}
+	}
+
+	fast := calls(&pacer{start: origin, rate: 5000}, time.Second)
+	if len(fast) < 4995 || len(fast) > 5005 {
+		t.Fatalf("%d calls in 1 s at 5000/s", len(fast))
+	}
+	bursts := map[time.Duration]int{}
+	for _, c := range fast {
+		bursts[c]++
+	}
+	if len(bursts) > 1001 {
+		t.Fatalf("%d wake-ups in 1 s, want one per millisecond at most", len(bursts))
+	}
+}
