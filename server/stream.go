@@ -279,8 +279,13 @@ type streamWriters struct {
 // flusher is a stream with something queued: flush writes it.
 type flusher interface{ flush() }
 
+// newStreamWriters returns writers for half the processors: a fan-out
+// writes in parallel, and leaves the other half to reading, sending and
+// accepting. On 2 cores, 1,000 SSE subscribers at 100 msg/s cost 8.2-8.5
+// µs of CPU per delivery with one writer, 9.9-10.1 with two (which contend
+// with each other and with everything else for both cores).
 func newStreamWriters() *streamWriters {
-	return &streamWriters{max: max(2, runtime.GOMAXPROCS(0))}
+	return &streamWriters{max: max(1, runtime.GOMAXPROCS(0)/2)}
 }
 
 func (ws *streamWriters) push(c flusher) {
