@@ -3,9 +3,11 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"sync"
@@ -129,6 +131,11 @@ type wsConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// wmu serializes the connection's messages; writesClosed: the close
+	// frame is on its way, nothing more is written.
+	wmu          sync.Mutex
+	writesClosed bool
+
 	mu       sync.Mutex
 	ops      map[string]context.CancelFunc
 	feeds    map[*wsFeed]struct{} // on the fast path
@@ -179,6 +186,7 @@ func (c *wsConn) serve() {
 // end ends the connection once its read loop has.
 func (c *wsConn) end() {
 	close(c.ended)
+	c.closeWrites() // the library may have answered a close frame
 	c.endOps()
 	c.mu.Lock()
 	closing := c.closing
@@ -424,6 +432,7 @@ func (c *wsConn) close(code websocket.StatusCode, reason string) {
 	c.mu.Unlock()
 	c.endOps()
 	c.acct.closing(int(code), reason)
+	c.closeWrites()
 	go func() {
 		_ = c.ws.Close(code, reason)
 		c.accountEnd()
@@ -452,15 +461,30 @@ func (c *wsConn) connectionError(msg string) {
 	c.writeMsg(wsMessage{Type: "connection_error", Payload: b})
 }
 
-// write sends one text message, in one system call (its frame header and
-// payload are gathered by the cork). A write that fails closes the
-// connection (deadlineConn), which ends the read loop and every operation.
+// write sends one text message, as one frame written in one system call.
+// pushgate frames its messages itself (a server's frames are neither
+// masked nor, without permessage-deflate, compressed): the WebSocket
+// library writes only control frames, each in one write, which cannot
+// split a frame of ours. No message follows the close frame (close). A
+// write that fails closes the connection (deadlineConn), which ends the
+// read loop and every operation.
 func (c *wsConn) write(b []byte) error {
-	c.dconn.cork()
-	err := c.ws.Write(context.Background(), websocket.MessageText, b)
-	if uerr := c.dconn.uncork(); err == nil {
-		err = uerr
+	var hdr [10]byte
+	h := textFrameHeader(&hdr, len(b))
+	c.wmu.Lock()
+	var err error
+	if c.writesClosed {
+		err = net.ErrClosed
+	} else {
+		c.dconn.cork()
+		if _, err = c.dconn.Write(h); err == nil {
+			_, err = c.dconn.Write(b)
+		}
+		if uerr := c.dconn.uncork(); err == nil {
+			err = uerr
+		}
 	}
+	c.wmu.Unlock()
 	if err != nil {
 		if c.dconn.timedOut.Load() {
 			err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
@@ -468,6 +492,32 @@ func (c *wsConn) write(b []byte) error {
 		c.acct.writeFailed(err)
 	}
 	return err
+}
+
+// textFrameHeader returns the header of an unfragmented text frame of n
+// bytes from the server (RFC 6455, 5.2).
+func textFrameHeader(hdr *[10]byte, n int) []byte {
+	hdr[0] = 0x81 // FIN, text
+	switch {
+	case n <= 125:
+		hdr[1] = byte(n)
+		return hdr[:2]
+	case n <= 0xffff:
+		hdr[1] = 126
+		binary.BigEndian.PutUint16(hdr[2:], uint16(n))
+		return hdr[:4]
+	default:
+		hdr[1] = 127
+		binary.BigEndian.PutUint64(hdr[2:], uint64(n))
+		return hdr[:10]
+	}
+}
+
+// closeWrites refuses every later message: the close frame is next.
+func (c *wsConn) closeWrites() {
+	c.wmu.Lock()
+	c.writesClosed = true
+	c.wmu.Unlock()
 }
 
 // cork and uncork gather writes into one system call (deadlineConn); uncork

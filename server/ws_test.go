@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -119,5 +120,31 @@ func TestWebSocketPipelinedInit(t *testing.T) {
 	}
 	if head[0] != 0x81 || string(got) != `{"type":"connection_ack"}` {
 		t.Fatalf("got frame %x %s, want connection_ack", head[0], got)
+	}
+}
+
+// TestWebSocketFrameSizes: messages of every WebSocket length encoding
+// (7-bit, 16-bit and 64-bit payload lengths) reach a real client whole,
+// on both protocols.
+func TestWebSocketFrameSizes(t *testing.T) {
+	e := startEnv(t, testConfig(), memoryBroker(t, pubsub.Options{}))
+	for _, proto := range []string{transportWS, "graphql-ws"} {
+		t.Run(proto, func(t *testing.T) {
+			ch := "frames:" + strings.ReplaceAll(proto, "-", "")
+			c := e.dialWS(t, proto, "", nil)
+			c.init(map[string]any{"token": testKey})
+			c.subscribe("f", []string{ch}, e.cursor(t, ch))
+			// Payloads of about 80 bytes, 300, 60,000 and 65,536 (the
+			// largest data, whose frame is over 65,535 bytes).
+			for _, n := range []int{1, 200, 60000, 65536 - 2} {
+				data := strings.Repeat("x", n)
+				e.send(t, ch, data)
+				ev := c.event("f")
+				var got string
+				if err := json.Unmarshal(ev.Data, &got); err != nil || got != data {
+					t.Fatalf("data of %d bytes: got %d bytes (%v)", n, len(got), err)
+				}
+			}
+		})
 	}
 }
