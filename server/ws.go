@@ -28,9 +28,11 @@ import (
 //
 // Queries, mutations and any operation it cannot encode itself go through
 // gqlgen's executor. A feed subscription takes the fast path (wsfeed.go):
-// its events are read from pubsub and encoded once per selection and
-// message for every subscriber, then written from the operation's
-// goroutine, without gqlgen executing the selection per subscriber.
+// its events are encoded once per selection and message for every
+// subscriber, without gqlgen executing the selection per subscriber, and
+// written by the transport's stream writers when its subscription queues
+// them: a feed has no goroutine of its own. A connection, once upgraded,
+// outlives its handler: one goroutine with a small stack reads it.
 //
 // Each connection lasts no longer than its token (expiry.go): it is closed
 // with CloseTokenExpired when the token expires, and with
