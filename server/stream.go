@@ -40,6 +40,7 @@ type hijackDeadline struct {
 	http.ResponseWriter
 	timeout time.Duration
 	conn    *deadlineConn // once hijacked
+	br      *bufio.Reader // conn's reader
 }
 
 func (w *hijackDeadline) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -66,6 +67,7 @@ func (w *hijackDeadline) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if len(buffered) > 0 {
 		_, _ = br.Peek(len(buffered)) // buffered now, as the WebSocket library expects
 	}
+	w.br = br
 	return dc, bufio.NewReadWriter(br, bufio.NewWriterSize(dc, wsWriteBuffer)), nil
 }
 

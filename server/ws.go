@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -98,6 +100,7 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	ws.SetReadLimit(t.readLimit)
 	c := &wsConn{
 		dconn:   hw.conn,
+		br:      hw.br,
 		t:       t,
 		ws:      ws,
 		legacy:  ws.Subprotocol() != protoTransportWS,
@@ -110,6 +113,9 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 		cleanup: cleanup,
 	}
 	c.dconn.resume = c.resumeFeeds
+	if sc, ok := c.dconn.Conn.(syscall.Conn); ok && canWaitReadable {
+		c.raw, _ = sc.SyscallConn()
+	}
 	acct.accepted(c)
 	go c.serve()
 }
@@ -133,6 +139,11 @@ type wsConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// br is the socket's reader; raw, if set, waits for the socket to be
+	// readable (readLoop). rmu guards br outside the library's reads.
+	br  *bufio.Reader
+	raw syscall.RawConn
+	rmu sync.Mutex
 	// wmu serializes the connection's messages; writesClosed: the close
 	// frame is on its way, nothing more is written.
 	wmu          sync.Mutex
@@ -200,24 +211,53 @@ func (c *wsConn) end() {
 	c.cleanup.run()
 }
 
-// readLoop reads the client's messages until the connection ends. Each
-// message is handled on a fresh goroutine (onFreshStack): the loop, which
-// an idle connection keeps for as long as it is open, stays as small as
-// a blocked read needs.
+// readLoop reads the client's messages until the connection ends. The
+// loop, which an idle connection keeps for as long as it is open, stays a
+// few frames deep: it waits until the socket is readable (waitReadable),
+// and the messages are read and handled on a fresh goroutine (onFreshStack),
+// whose deeper stack goes with it.
 func (c *wsConn) readLoop() {
 	defer c.end()
 	defer c.cancel()
 	defer c.keepAlive()() // stopped before the cancel: an ending read loop closes the connection itself
 	for {
-		_, data, err := c.ws.Read(context.Background())
-		if err != nil {
-			c.acct.readFailed(err)
-			return
+		if c.raw != nil && !c.buffered() {
+			if err := waitReadable(c.raw); err != nil {
+				c.acct.readFailed(err)
+				return
+			}
 		}
-		if !onFreshStack(func() bool { return c.handle(data) }) {
+		if !onFreshStack(c.readMessages) {
 			return
 		}
 	}
+}
+
+// readMessages reads and handles client messages as long as the reader
+// holds more (one at least); false: the connection ends.
+func (c *wsConn) readMessages() bool {
+	for {
+		_, data, err := c.ws.Read(context.Background())
+		if err != nil {
+			c.acct.readFailed(err)
+			return false
+		}
+		if !c.handle(data) {
+			return false
+		}
+		if c.raw == nil || !c.buffered() {
+			return true
+		}
+	}
+}
+
+// buffered reports whether the connection's reader holds unread bytes.
+// rmu keeps it off the reader while the WebSocket library reads the close
+// handshake (close).
+func (c *wsConn) buffered() bool {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	return c.br.Buffered() > 0
 }
 
 // onFreshStack runs f on a goroutine of its own, and waits for it: what
@@ -436,7 +476,9 @@ func (c *wsConn) close(code websocket.StatusCode, reason string) {
 	c.acct.closing(int(code), reason)
 	c.closeWrites()
 	go func() {
+		c.rmu.Lock() // Close reads the peer's close frame
 		_ = c.ws.Close(code, reason)
+		c.rmu.Unlock()
 		c.accountEnd()
 	}()
 }

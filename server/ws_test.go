@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -81,9 +82,11 @@ func (c *wsClient) writeRaw(text string) {
 	_ = c.conn.WriteMessage(websocket.TextMessage, []byte(text))
 }
 
-// TestWebSocketPipelinedInit: a client that sends connection_init in the
-// same packet as its upgrade request, before the 101, is served: what
-// net/http read past the request is handed to the connection's reader.
+// TestWebSocketPipelinedInit: a client that sends connection_init and more
+// messages in the same packet as its upgrade request, before the 101, is
+// served: what net/http read past the request is handed to the
+// connection's reader, and messages the reader holds, or that wait in the
+// socket beyond it, are handled without waiting for more.
 func TestWebSocketPipelinedInit(t *testing.T) {
 	e := startEnv(t, testConfig(), memoryBroker(t, pubsub.Options{}))
 	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
@@ -95,14 +98,13 @@ func TestWebSocketPipelinedInit(t *testing.T) {
 	req := "GET /graphql HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
 		"Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
-	payload := []byte(`{"type":"connection_init","payload":{"token":"` + testKey + `"}}`)
-	mask := [4]byte{1, 2, 3, 4}
-	frame := []byte{0x81, 0x80 | byte(len(payload))}
-	frame = append(frame, mask[:]...)
-	for i, b := range payload {
-		frame = append(frame, b^mask[i%4])
+	out := append([]byte(req), maskedTextFrame(`{"type":"connection_init","payload":{"token":"`+testKey+`"}}`)...)
+	// More pings than the connection's reader holds at once.
+	const pings = 60
+	for i := range pings {
+		out = append(out, maskedTextFrame(`{"type":"ping","payload":{"n":`+strconv.Itoa(i)+`}}`)...)
 	}
-	if _, err := conn.Write(append([]byte(req), frame...)); err != nil {
+	if _, err := conn.Write(out); err != nil {
 		t.Fatal(err)
 	}
 	br := bufio.NewReader(conn)
@@ -110,17 +112,34 @@ func TestWebSocketPipelinedInit(t *testing.T) {
 	if err != nil || res.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("upgrade: %v %v", res, err)
 	}
-	var head [2]byte
-	if _, err := io.ReadFull(br, head[:]); err != nil {
-		t.Fatal(err)
+	want := []string{`{"type":"connection_ack"}`}
+	for i := range pings {
+		want = append(want, `{"type":"pong","payload":{"n":`+strconv.Itoa(i)+`}}`)
 	}
-	got := make([]byte, head[1]&0x7f)
-	if _, err := io.ReadFull(br, got); err != nil {
-		t.Fatal(err)
+	for _, w := range want {
+		var head [2]byte
+		if _, err := io.ReadFull(br, head[:]); err != nil {
+			t.Fatalf("waiting for %s: %v", w, err)
+		}
+		got := make([]byte, head[1]&0x7f)
+		if _, err := io.ReadFull(br, got); err != nil {
+			t.Fatal(err)
+		}
+		if head[0] != 0x81 || string(got) != w {
+			t.Fatalf("got frame %x %s, want %s", head[0], got, w)
+		}
 	}
-	if head[0] != 0x81 || string(got) != `{"type":"connection_ack"}` {
-		t.Fatalf("got frame %x %s, want connection_ack", head[0], got)
+}
+
+// maskedTextFrame is a client's text frame of payload (under 126 bytes).
+func maskedTextFrame(payload string) []byte {
+	mask := [4]byte{1, 2, 3, 4}
+	frame := []byte{0x81, 0x80 | byte(len(payload))}
+	frame = append(frame, mask[:]...)
+	for i := 0; i < len(payload); i++ {
+		frame = append(frame, payload[i]^mask[i%4])
 	}
+	return frame
 }
 
 // TestWebSocketFrameSizes: messages of every WebSocket length encoding
