@@ -15,17 +15,29 @@ mkdir -p bin
 go build -o bin/pushgate ./cmd/pushgate
 go build -o bin/pushbench ./cmd/pushbench
 
-# A private redis-server on a free port, never the shared 6379.
+# A private redis-server on a free port, never the shared 6379, below the
+# ephemeral range (the scenarios' client ports would collide with it).
 dir=$(mktemp -d)
-port=
-for _ in $(seq 50); do
-	p=$(shuf -i 20000-60000 -n 1)
-	if ! ss -ltn | grep -q ":$p "; then port=$p; break; fi
-done
-redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" --daemonize no >"$dir/redis.log" 2>&1 &
-redis_pid=$!
-trap 'kill $redis_pid 2>/dev/null; wait $redis_pid 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+redis_pid=
+trap 'if [ -n "$redis_pid" ]; then kill $redis_pid 2>/dev/null; wait $redis_pid 2>/dev/null; fi; rm -rf "$dir"' EXIT
+start_redis() {
+	for _ in $(seq 20); do
+		port=$(shuf -i 20000-32000 -n 1)
+		ss -ltn | grep -q ":$port " && continue
+		redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" --daemonize no >"$dir/redis.log" 2>&1 &
+		redis_pid=$!
+		for _ in $(seq 100); do
+			if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then return 0; fi
+			kill -0 "$redis_pid" 2>/dev/null || break
+			sleep 0.05
+		done
+		kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null; redis_pid=
+	done
+	echo "could not start redis-server:" >&2
+	cat "$dir/redis.log" >&2
+	return 1
+}
+start_redis
 redis_url="redis://127.0.0.1:$port/0"
 
 scenario() {
@@ -33,6 +45,11 @@ scenario() {
 	shift
 	echo
 	echo "== $title"
+	if [[ " $* " == *" -redis-url "* ]] && ! redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
+		echo "redis-server on port $port is gone; its log:" >&2
+		cat "$dir/redis.log" >&2
+		exit 1
+	fi
 	bin/pushbench -spawn -spawn-bin bin/pushgate -quiet "$@"
 }
 
