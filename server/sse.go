@@ -27,11 +27,6 @@ type sseOptions struct {
 // maxCoalesce bounds how many queued events one write carries.
 const maxCoalesce = 64
 
-// inlineWrite bounds how long a writer waits on one stream's socket: a
-// socket that cannot take a write at once has it finished by a goroutine
-// of its own (with the full write timeout), so the writers go on.
-const inlineWrite = time.Millisecond
-
 // handleEvents serves GET /events, the SSE feed. Every message is one event
 // whose id is the cursor right after it and whose single data line is the
 // message JSON; a reset is "event: reset". An EventSource reconnecting with
@@ -107,7 +102,8 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 
 		st := opts.metrics.newStream(transportSSE, r)
 		st.open(true, func(e *zerolog.Event) { e.Int("channels", len(req.channels)).Bool("resume", !req.cursor.IsZero()) })
-		c := &sseConn{ctx: ctx, conn: conn, sub: sub, st: st, writeTimeout: opts.writeTimeout, writers: writers}
+		c := &sseConn{ctx: ctx, conn: &deadlineConn{Conn: conn, timeout: opts.writeTimeout}, sub: sub, st: st, writers: writers}
+		c.conn.resume = c.kick
 		cleanup.add(func() { st.end(c.endState()) })
 
 		b := sseBuffers.get()
@@ -117,8 +113,9 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 		b.events, _ = sub.Cursor().AppendText(b.events)
 		b.events = append(b.events, "\n\n"...)
 		c.wmu.Lock()
-		c.writeLocked(b, false)
+		c.writeLocked(b)
 		c.unlock()
+		sseBuffers.put(b)
 
 		sub.SetNotify(c.kick)
 		c.kick() // what was queued before
@@ -145,6 +142,9 @@ func (c *sseConn) watch(cleanup cleanups) {
 	var one [1]byte
 	for {
 		if _, err := c.conn.Read(one[:]); err != nil {
+			if c.conn.timedOut.Load() {
+				c.end(slowClient)
+			}
 			c.end(streamEnd{by: "client", reason: "client gone"})
 			cleanup.run()
 			return
@@ -165,11 +165,10 @@ func (cs cleanups) run() {
 
 // sseConn is one hijacked SSE stream.
 type sseConn struct {
-	ctx          context.Context // the request's
-	conn         net.Conn
-	sub          *pubsub.Subscription
-	st           *stream
-	writeTimeout time.Duration
+	ctx  context.Context // the request's
+	conn *deadlineConn   // writes bounded by the write timeout
+	sub  *pubsub.Subscription
+	st   *stream
 
 	writers *streamWriters
 	// queued: the stream is in writers' queue.
@@ -177,9 +176,6 @@ type sseConn struct {
 	// wmu serializes writes; whoever releases it hands the stream to the
 	// writers again if events were queued meanwhile (unlock).
 	wmu sync.Mutex
-	// slow: a write did not complete at once and a goroutine finishes it;
-	// nothing else is written meanwhile. Guarded by wmu.
-	slow bool
 
 	endMu  sync.Mutex
 	ended  bool // state says why
@@ -233,9 +229,7 @@ func (c *sseConn) flush() {
 	if !c.wmu.TryLock() {
 		return
 	}
-	if !c.slow {
-		c.drainLocked(true)
-	}
+	c.drainLocked()
 	c.unlock()
 }
 
@@ -243,7 +237,8 @@ func (c *sseConn) flush() {
 // events were queued meanwhile.
 func (c *sseConn) unlock() {
 	c.wmu.Unlock()
-	if c.sub.Pending() > 0 {
+	// A congested socket resumes the stream itself once it is clear.
+	if c.sub.Pending() > 0 && !c.conn.congested() {
 		c.kick()
 	}
 }
@@ -262,10 +257,12 @@ func (c *sseConn) scheduleHeartbeat(d time.Duration) {
 }
 
 // drainLocked writes up to maxCoalesce queued events in one write, as long
-// as events are queued.
-func (c *sseConn) drainLocked(inline bool) {
-	for {
-		b := sseBuffers.get()
+// as events are queued and the socket takes them at once.
+func (c *sseConn) drainLocked() {
+	b := sseBuffers.get()
+	defer sseBuffers.put(b)
+	for !c.conn.congested() {
+		b.events, b.created = b.events[:0], b.created[:0]
 		for n := 0; n < maxCoalesce; n++ {
 			ev, ok := c.sub.TryNext()
 			if !ok {
@@ -276,11 +273,7 @@ func (c *sseConn) drainLocked(inline bool) {
 				b.created = append(b.created, ev.Message.Time)
 			}
 		}
-		if len(b.events) == 0 {
-			sseBuffers.put(b)
-			return
-		}
-		if !c.writeLocked(b, inline) {
+		if len(b.events) == 0 || !c.writeLocked(b) {
 			return
 		}
 	}
@@ -292,66 +285,39 @@ func (c *sseConn) heartbeat() {
 		return
 	}
 	defer c.unlock()
-	if c.slow {
+	if c.conn.congested() {
 		return
 	}
 	b := sseBuffers.get()
 	b.events = append(b.events, ": heartbeat\n\n"...)
-	c.writeLocked(b, true)
+	c.writeLocked(b)
+	sseBuffers.put(b)
 }
 
-// writeLocked writes b as one chunk and gives it back to the pool. It
-// reports whether the stream can take more at once: false when it ended,
-// or when the write did not complete within inlineWrite (inline) and a
-// goroutine finishes it.
-func (c *sseConn) writeLocked(b *sseBuffer, inline bool) bool {
+// writeLocked writes b as one chunk; false: the stream ended. A socket
+// that cannot take it at once is finished by a goroutine of its own
+// (deadlineConn), and the stream waits until it is clear.
+func (c *sseConn) writeLocked(b *sseBuffer) bool {
 	b.frame = strconv.AppendUint(b.frame[:0], uint64(len(b.events)), 16)
 	b.frame = append(b.frame, "\r\n"...)
 	b.frame = append(b.frame, b.events...)
 	b.frame = append(b.frame, "\r\n"...)
-	timeout := c.writeTimeout
-	if inline {
-		timeout = min(inlineWrite, c.writeTimeout)
-	}
-	_ = c.conn.SetWriteDeadline(time.Now().Add(timeout))
-	n, err := c.conn.Write(b.frame)
+	_, err := c.conn.Write(b.frame)
 	switch {
 	case err == nil:
 		c.st.deliver(time.Now(), b.created...)
-		sseBuffers.put(b)
 		return true
-	case inline && isTimeout(err) && c.writeTimeout > timeout:
-		c.slow = true
-		go c.finishWrite(b, n)
-		return false
-	case isTimeout(err):
-		c.end(streamEnd{drop: dropSlowClient, by: "server", reason: "slow client: write timed out"})
+	case c.conn.timedOut.Load():
+		c.end(slowClient)
 	default:
 		c.end(streamEnd{by: "client", reason: "client gone"})
 	}
-	sseBuffers.put(b)
 	return false
 }
 
-// finishWrite writes the rest of a frame of which n bytes went out, with
-// the full write timeout, then what was queued meanwhile.
-func (c *sseConn) finishWrite(b *sseBuffer, n int) {
-	c.wmu.Lock()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout - inlineWrite))
-	_, err := c.conn.Write(b.frame[n:])
-	c.slow = false
-	switch {
-	case err == nil:
-		c.st.deliver(time.Now(), b.created...)
-		c.drainLocked(false)
-	case isTimeout(err):
-		c.end(streamEnd{drop: dropSlowClient, by: "server", reason: "slow client: write timed out"})
-	default:
-		c.end(streamEnd{by: "client", reason: "client gone"})
-	}
-	sseBuffers.put(b)
-	c.unlock()
-}
+// slowClient is the end of a stream whose client did not take a write
+// within the write timeout.
+var slowClient = streamEnd{drop: dropSlowClient, by: "server", reason: "slow client: write timed out"}
 
 // finish ends the stream after writing the end of the chunked body, so the
 // client sees a clean end; expired: "event: expired" with the cursor first.
@@ -359,19 +325,15 @@ func (c *sseConn) finish(e streamEnd, expired bool) {
 	// Why, first: the client may close as soon as it reads the end.
 	c.record(e)
 	c.wmu.Lock()
-	if !c.slow {
-		b := sseBuffers.get()
-		if expired {
-			b.events = appendExpiredEvent(b.events, c.sub.Cursor())
-		}
-		if len(b.events) > 0 {
-			c.writeLocked(b, false)
-		} else {
-			sseBuffers.put(b)
-		}
-		_ = c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	b := sseBuffers.get()
+	if expired {
+		b.events = appendExpiredEvent(b.events, c.sub.Cursor())
+	}
+	if len(b.events) == 0 || c.writeLocked(b) {
 		_, _ = c.conn.Write([]byte("0\r\n\r\n"))
 	}
+	sseBuffers.put(b)
+	c.conn.wait() // for what a congested socket still holds, within the write timeout
 	c.end(e)
 	c.wmu.Unlock()
 }
@@ -387,7 +349,7 @@ func (c *sseConn) end(e streamEnd) {
 	e = c.state
 	c.endMu.Unlock()
 	if first {
-		if tc, ok := c.conn.(*net.TCPConn); ok && e.drop == dropSlowClient {
+		if tc, ok := c.conn.Conn.(*net.TCPConn); ok && e.drop == dropSlowClient {
 			// Abort: what the client did not take is dropped with the
 			// socket, not kept sending in the kernel.
 			_ = tc.SetLinger(0)

@@ -77,7 +77,7 @@ const (
 	wsWriteBuffer = 256
 )
 
-// deadlineConn is a WebSocket connection's socket. Its writes do not hold
+// deadlineConn is a stream's socket (WebSocket, SSE). Its writes do not hold
 // the writer: a write that the socket does not take within inlineWrite is
 // finished by a goroutine of its own with the full write timeout, and the
 // writes made meanwhile join it (the connection is congested until then,
@@ -98,12 +98,17 @@ type deadlineConn struct {
 	mu       sync.Mutex // serializes writes
 	drained  sync.Cond  // on mu: the backlog shrank, or a write failed
 	corks    int
-	pending  *[]byte // gathered while corked; pooled
-	slow     bool    // a goroutine finishes a write: later writes join backlog
+	pending  *[]byte     // gathered while corked; pooled
+	slow     atomic.Bool // a goroutine finishes a write: later writes join backlog; set under mu
 	backlog  []byte
 	inflight int   // of the backlog, the bytes the goroutine is writing
 	failed   error // of a write; later writes fail with it
 }
+
+// inlineWrite bounds how long a writer waits on one stream's socket: a
+// socket that cannot take a write at once has it finished by a goroutine
+// of its own (with the full write timeout), so the writers go on.
+const inlineWrite = time.Millisecond
 
 // maxBacklog bounds what a congested connection holds (but for the rest
 // of the write that congested it): past it, writers other than the feeds
@@ -129,7 +134,7 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 }
 
 func (c *deadlineConn) writeLocked(p []byte) (int, error) {
-	for c.slow && c.inflight+len(c.backlog) >= maxBacklog && c.failed == nil {
+	for c.slow.Load() && c.inflight+len(c.backlog) >= maxBacklog && c.failed == nil {
 		if c.drained.L == nil {
 			c.drained.L = &c.mu
 		}
@@ -138,7 +143,7 @@ func (c *deadlineConn) writeLocked(p []byte) (int, error) {
 	switch {
 	case c.failed != nil:
 		return 0, c.failed
-	case c.slow:
+	case c.slow.Load():
 		c.backlog = append(c.backlog, p...)
 		return len(p), nil
 	}
@@ -152,7 +157,7 @@ func (c *deadlineConn) writeLocked(p []byte) (int, error) {
 	case err == nil:
 		return n, nil
 	case isTimeout(err) && c.timeout > inline:
-		c.slow = true
+		c.slow.Store(true)
 		c.backlog = append(c.backlog, p[n:]...)
 		go c.finish(c.timeout - inline)
 		return len(p), nil
@@ -164,6 +169,11 @@ func (c *deadlineConn) writeLocked(p []byte) (int, error) {
 func (c *deadlineConn) failLocked(err error) {
 	c.timedOut.Store(isTimeout(err))
 	c.failed = err
+	if tc, ok := c.Conn.(*net.TCPConn); ok && isTimeout(err) {
+		// Abort: what the slow client did not take is dropped with the
+		// socket, not kept sending in the kernel.
+		_ = tc.SetLinger(0)
+	}
 	_ = c.Conn.Close()
 	if c.drained.L != nil {
 		c.drained.Broadcast()
@@ -194,7 +204,11 @@ func (c *deadlineConn) finish(timeout time.Duration) {
 		}
 		timeout = c.timeout
 	}
-	c.slow, c.backlog = false, nil
+	c.slow.Store(false)
+	c.backlog = nil
+	if c.drained.L != nil {
+		c.drained.Broadcast()
+	}
 	ok := c.failed == nil
 	c.mu.Unlock()
 	if ok && c.resume != nil {
@@ -202,12 +216,21 @@ func (c *deadlineConn) finish(timeout time.Duration) {
 	}
 }
 
-// congested reports whether a goroutine still finishes a slow write.
-func (c *deadlineConn) congested() bool {
+// wait waits until a congested connection has written what it holds (or
+// failed).
+func (c *deadlineConn) wait() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.slow
+	for c.slow.Load() && c.failed == nil {
+		if c.drained.L == nil {
+			c.drained.L = &c.mu
+		}
+		c.drained.Wait()
+	}
 }
+
+// congested reports whether a goroutine still finishes a slow write.
+func (c *deadlineConn) congested() bool { return c.slow.Load() }
 
 // cork gathers the writes until the matching uncork.
 func (c *deadlineConn) cork() {

@@ -33,8 +33,8 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 // TestDeadlineConnCongested: a write the socket cannot take at once
 // returns without waiting, and the connection is congested: later writes
 // join what is left, a goroutine writes it all in order as the client
-// reads, then the connection resumes. A client that reads nothing within
-// the write timeout is disconnected, as a slow client.
+// reads, then wait returns and the connection resumes. A client that reads
+// nothing within the write timeout is disconnected, as a slow client.
 func TestDeadlineConnCongested(t *testing.T) {
 	raw, client := tcpPair(t)
 	resumed := make(chan struct{}, 1)
@@ -77,13 +77,14 @@ func TestDeadlineConnCongested(t *testing.T) {
 	if string(got[len(big):]) != "tail" {
 		t.Fatalf("after the backlog: %q", got[len(big):])
 	}
+	c.wait() // returns once the backlog is written
+	if c.congested() {
+		t.Fatal("still congested after wait")
+	}
 	select {
 	case <-resumed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("not resumed once the backlog was written")
-	}
-	if c.congested() {
-		t.Fatal("still congested")
 	}
 
 	// A client that stops reading: after the timeout, the connection is
@@ -130,7 +131,7 @@ func TestDeadlineConnBacklogBounded(t *testing.T) {
 	// The writer blocks once the backlog is full...
 	for full := false; !full; {
 		c.mu.Lock()
-		full = c.slow && c.inflight+len(c.backlog) >= maxBacklog
+		full = c.slow.Load() && c.inflight+len(c.backlog) >= maxBacklog
 		c.mu.Unlock()
 		select {
 		case n := <-wrote:
