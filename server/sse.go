@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -38,15 +37,14 @@ const maxCoalesce = 64
 // "event: expired" and data {"reason":"token expired","cursor":...}.
 //
 // Once the headers are out, the connection is taken from net/http
-// (hijacked) and written directly. When the subscription queues events
-// (the broker's fan-out, the subscription's catch-up), the stream is
-// handed to the server's writers, a few goroutines that write each stream
-// they are handed everything it has queued, coalesced, in chunked
-// encoding; a fan-out to many streams is written in parallel and costs no
-// goroutine wake-up per delivery. The handler's goroutine only waits for
-// the client to go away. An idle stream holds no write buffer of its own
-// and no goroutine but that one (net/http's read and write buffers stay
-// with the request until the handler returns).
+// (hijacked) and written directly, and the handler returns. When the
+// subscription queues events (the broker's fan-out, the subscription's
+// catch-up), the stream is handed to the stream writers, which write each
+// stream they are handed everything it has queued, coalesced, in chunked
+// encoding; a fan-out costs no goroutine wake-up per delivery. A socket
+// that cannot take a write at once is left to a goroutine of its own
+// (deadlineConn). An idle stream holds no write buffer of its own and one
+// small goroutine, which waits for the client to go away (watch).
 func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handler {
 	writers := newStreamWriters()
 	stopping := new(shutdowns)
@@ -102,11 +100,11 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 
 		st := opts.metrics.newStream(transportSSE, r)
 		st.open(true, func(e *zerolog.Event) { e.Int("channels", len(req.channels)).Bool("resume", !req.cursor.IsZero()) })
-		c := &sseConn{ctx: ctx, conn: &deadlineConn{Conn: conn, timeout: opts.writeTimeout}, sub: sub, st: st, writers: writers}
+		c := &sseConn{ctx: ctx, conn: newDeadlineConn(conn, opts.writeTimeout), sub: sub, st: st, writers: writers}
 		c.conn.resume = c.kick
 		cleanup.add(func() { st.end(c.endState()) })
 
-		b := sseBuffers.get()
+		b := writeBuffers.get()
 		b.events = append(b.events, "retry: "...)
 		b.events = strconv.AppendInt(b.events, opts.retry.Milliseconds(), 10)
 		b.events = append(b.events, "\nid: "...)
@@ -115,7 +113,7 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 		c.wmu.Lock()
 		c.writeLocked(b)
 		c.unlock()
-		sseBuffers.put(b)
+		writeBuffers.put(b)
 
 		sub.SetNotify(c.kick)
 		c.kick() // what was queued before
@@ -184,27 +182,6 @@ type sseConn struct {
 	hb     *time.Timer // the next heartbeat
 }
 
-// sseBuffer is the memory of one write, pooled: an idle stream keeps none.
-type sseBuffer struct {
-	events  []byte      // the events (or heartbeat) to write
-	frame   []byte      // events as one chunk of the chunked body
-	created []time.Time // of the messages in events, for the metrics
-}
-
-type bufferPool struct{ p sync.Pool }
-
-var sseBuffers = &bufferPool{p: sync.Pool{New: func() any { return new(sseBuffer) }}}
-
-func (p *bufferPool) get() *sseBuffer { return p.p.Get().(*sseBuffer) }
-
-func (p *bufferPool) put(b *sseBuffer) {
-	if cap(b.events) > 64<<10 || cap(b.frame) > 64<<10 {
-		return // do not keep a burst's buffers
-	}
-	b.events, b.frame, b.created = b.events[:0], b.frame[:0], b.created[:0]
-	p.p.Put(b)
-}
-
 // kick hands the stream to the writers: the subscription calls it when it
 // queues an event, on the queuing goroutine.
 func (c *sseConn) kick() {
@@ -259,8 +236,8 @@ func (c *sseConn) scheduleHeartbeat(d time.Duration) {
 // drainLocked writes up to maxCoalesce queued events in one write, as long
 // as events are queued and the socket takes them at once.
 func (c *sseConn) drainLocked() {
-	b := sseBuffers.get()
-	defer sseBuffers.put(b)
+	b := writeBuffers.get()
+	defer writeBuffers.put(b)
 	for !c.conn.congested() {
 		b.events, b.created = b.events[:0], b.created[:0]
 		for n := 0; n < maxCoalesce; n++ {
@@ -288,16 +265,16 @@ func (c *sseConn) heartbeat() {
 	if c.conn.congested() {
 		return
 	}
-	b := sseBuffers.get()
+	b := writeBuffers.get()
 	b.events = append(b.events, ": heartbeat\n\n"...)
 	c.writeLocked(b)
-	sseBuffers.put(b)
+	writeBuffers.put(b)
 }
 
 // writeLocked writes b as one chunk; false: the stream ended. A socket
 // that cannot take it at once is finished by a goroutine of its own
 // (deadlineConn), and the stream waits until it is clear.
-func (c *sseConn) writeLocked(b *sseBuffer) bool {
+func (c *sseConn) writeLocked(b *writeBuffer) bool {
 	b.frame = strconv.AppendUint(b.frame[:0], uint64(len(b.events)), 16)
 	b.frame = append(b.frame, "\r\n"...)
 	b.frame = append(b.frame, b.events...)
@@ -325,14 +302,14 @@ func (c *sseConn) finish(e streamEnd, expired bool) {
 	// Why, first: the client may close as soon as it reads the end.
 	c.record(e)
 	c.wmu.Lock()
-	b := sseBuffers.get()
+	b := writeBuffers.get()
 	if expired {
 		b.events = appendExpiredEvent(b.events, c.sub.Cursor())
 	}
 	if len(b.events) == 0 || c.writeLocked(b) {
 		_, _ = c.conn.Write([]byte("0\r\n\r\n"))
 	}
-	sseBuffers.put(b)
+	writeBuffers.put(b)
 	c.conn.wait() // for what a congested socket still holds, within the write timeout
 	c.end(e)
 	c.wmu.Unlock()
@@ -349,12 +326,7 @@ func (c *sseConn) end(e streamEnd) {
 	e = c.state
 	c.endMu.Unlock()
 	if first {
-		if tc, ok := c.conn.Conn.(*net.TCPConn); ok && e.drop == dropSlowClient {
-			// Abort: what the client did not take is dropped with the
-			// socket, not kept sending in the kernel.
-			_ = tc.SetLinger(0)
-		}
-		_ = c.conn.Close()
+		_ = c.conn.Close() // a slow client's was aborted already (deadlineConn)
 	}
 }
 

@@ -50,7 +50,7 @@ func (w *hijackDeadline) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	dc := &deadlineConn{Conn: conn, timeout: w.timeout}
+	dc := newDeadlineConn(conn, w.timeout)
 	w.conn = dc
 	// net/http's 4 KB buffers are replaced by small ones, which a
 	// connection keeps for as long as it is open: client messages are
@@ -105,6 +105,12 @@ type deadlineConn struct {
 	failed   error // of a write; later writes fail with it
 }
 
+func newDeadlineConn(conn net.Conn, timeout time.Duration) *deadlineConn {
+	c := &deadlineConn{Conn: conn, timeout: timeout}
+	c.drained.L = &c.mu
+	return c
+}
+
 // inlineWrite bounds how long a writer waits on one stream's socket: a
 // socket that cannot take a write at once has it finished by a goroutine
 // of its own (with the full write timeout), so the writers go on.
@@ -135,9 +141,6 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 
 func (c *deadlineConn) writeLocked(p []byte) (int, error) {
 	for c.slow.Load() && c.inflight+len(c.backlog) >= maxBacklog && c.failed == nil {
-		if c.drained.L == nil {
-			c.drained.L = &c.mu
-		}
 		c.drained.Wait()
 	}
 	switch {
@@ -175,9 +178,7 @@ func (c *deadlineConn) failLocked(err error) {
 		_ = tc.SetLinger(0)
 	}
 	_ = c.Conn.Close()
-	if c.drained.L != nil {
-		c.drained.Broadcast()
-	}
+	c.drained.Broadcast()
 }
 
 // finish writes the backlog of a congested connection, the first part
@@ -199,16 +200,12 @@ func (c *deadlineConn) finish(timeout time.Duration) {
 			c.failLocked(err)
 			break
 		}
-		if c.drained.L != nil {
-			c.drained.Broadcast()
-		}
+		c.drained.Broadcast()
 		timeout = c.timeout
 	}
 	c.slow.Store(false)
 	c.backlog = nil
-	if c.drained.L != nil {
-		c.drained.Broadcast()
-	}
+	c.drained.Broadcast()
 	ok := c.failed == nil
 	c.mu.Unlock()
 	if ok && c.resume != nil {
@@ -222,9 +219,6 @@ func (c *deadlineConn) wait() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for c.slow.Load() && c.failed == nil {
-		if c.drained.L == nil {
-			c.drained.L = &c.mu
-		}
 		c.drained.Wait()
 	}
 }
@@ -290,6 +284,28 @@ func (w *streamDeadline) FlushError() error {
 		w.cancel()
 	}
 	return err
+}
+
+// writeBuffer is the memory of one write of a stream (SSE, WebSocket feed),
+// pooled: an idle stream keeps none.
+type writeBuffer struct {
+	events  []byte      // the events (or heartbeat) to write
+	frame   []byte      // SSE: events as one chunk of the chunked body
+	created []time.Time // of the messages in events, for the metrics
+}
+
+type bufferPool struct{ p sync.Pool }
+
+var writeBuffers = &bufferPool{p: sync.Pool{New: func() any { return new(writeBuffer) }}}
+
+func (p *bufferPool) get() *writeBuffer { return p.p.Get().(*writeBuffer) }
+
+func (p *bufferPool) put(b *writeBuffer) {
+	if cap(b.events) > 64<<10 || cap(b.frame) > 64<<10 {
+		return // do not keep a burst's buffers
+	}
+	b.events, b.frame, b.created = b.events[:0], b.frame[:0], b.created[:0]
+	p.p.Put(b)
 }
 
 // streamWriters write the streams handed to them (SSE streams, WebSocket

@@ -38,7 +38,8 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 func TestDeadlineConnCongested(t *testing.T) {
 	raw, client := tcpPair(t)
 	resumed := make(chan struct{}, 1)
-	c := &deadlineConn{Conn: raw, timeout: time.Minute, resume: func() { resumed <- struct{}{} }}
+	c := newDeadlineConn(raw, time.Minute)
+	c.resume = func() { resumed <- struct{}{} }
 
 	// More than the socket buffers hold (a small receive buffer would
 	// stall loopback TCP on its persist timer instead).
@@ -90,7 +91,8 @@ func TestDeadlineConnCongested(t *testing.T) {
 	// A client that stops reading: after the timeout, the connection is
 	// closed, later writes fail, and it counts as timed out.
 	raw2, _ := tcpPair(t)
-	c2 := &deadlineConn{Conn: raw2, timeout: 200 * time.Millisecond, resume: func() { t.Error("resumed a failed connection") }}
+	c2 := newDeadlineConn(raw2, 200*time.Millisecond)
+	c2.resume = func() { t.Error("resumed a failed connection") }
 	if _, err := c2.Write(big); err != nil {
 		t.Fatalf("write: %v", err)
 	}
@@ -114,7 +116,7 @@ func TestDeadlineConnCongested(t *testing.T) {
 // maxBacklog (and a write's worth); a writer past it waits for the socket.
 func TestDeadlineConnBacklogBounded(t *testing.T) {
 	raw, client := tcpPair(t)
-	c := &deadlineConn{Conn: raw, timeout: time.Minute}
+	c := newDeadlineConn(raw, time.Minute)
 	chunk := make([]byte, 64<<10)
 	const total = 32 << 20 // more than the socket buffers hold
 	wrote := make(chan int, 1)
@@ -180,7 +182,7 @@ func TestDeadlineConnCork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &deadlineConn{Conn: raw, timeout: time.Second}
+	c := newDeadlineConn(raw, time.Second)
 
 	c.cork()
 	c.cork()

@@ -389,8 +389,8 @@ func (f *wsFeed) flush() {
 // fails ends the feed's writes (the connection closes).
 func (f *wsFeed) drainLocked() {
 	c := f.c
-	b := sseBuffers.get()
-	defer sseBuffers.put(b)
+	b := writeBuffers.get()
+	defer writeBuffers.put(b)
 	for !c.dconn.congested() {
 		// One frame per event, one system call for them all.
 		c.cork()
