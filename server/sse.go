@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -110,7 +109,7 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 		b.events = append(b.events, "\nid: "...)
 		b.events, _ = sub.Cursor().AppendText(b.events)
 		b.events = append(b.events, "\n\n"...)
-		c.wmu.Lock()
+		c.turn.mu.Lock()
 		c.writeLocked(b)
 		c.unlock()
 		writeBuffers.put(b)
@@ -169,11 +168,7 @@ type sseConn struct {
 	st   *stream
 
 	writers *streamWriters
-	// queued: the stream is in writers' queue.
-	queued atomic.Bool
-	// wmu serializes writes; whoever releases it hands the stream to the
-	// writers again if events were queued meanwhile (unlock).
-	wmu sync.Mutex
+	turn    writeTurn // its mu serializes writes
 
 	endMu  sync.Mutex
 	ended  bool // state says why
@@ -185,9 +180,7 @@ type sseConn struct {
 // kick hands the stream to the writers: the subscription calls it when it
 // queues an event, on the queuing goroutine.
 func (c *sseConn) kick() {
-	if c.queued.CompareAndSwap(false, true) {
-		c.writers.push(c)
-	}
+	c.turn.hand(c.writers, c)
 	select {
 	case <-c.sub.Done():
 		// The broker closed. When the request's context ended (shutdown),
@@ -202,8 +195,7 @@ func (c *sseConn) kick() {
 // flush writes what the stream has queued; a writer calls it. When another
 // write holds the stream, that one hands it back on unlock.
 func (c *sseConn) flush() {
-	c.queued.Store(false)
-	if !c.wmu.TryLock() {
+	if !c.turn.take() {
 		return
 	}
 	c.drainLocked()
@@ -213,9 +205,7 @@ func (c *sseConn) flush() {
 // unlock releases the stream's writes, handing it to the writers again if
 // events were queued meanwhile.
 func (c *sseConn) unlock() {
-	c.wmu.Unlock()
-	// A congested socket resumes the stream itself once it is clear.
-	if c.sub.Pending() > 0 && !c.conn.congested() {
+	if c.turn.release(c.sub, c.conn) {
 		c.kick()
 	}
 }
@@ -258,7 +248,7 @@ func (c *sseConn) drainLocked() {
 
 // heartbeat writes a comment line, unless a write is under way.
 func (c *sseConn) heartbeat() {
-	if !c.wmu.TryLock() {
+	if !c.turn.mu.TryLock() {
 		return
 	}
 	defer c.unlock()
@@ -301,7 +291,7 @@ var slowClient = streamEnd{drop: dropSlowClient, by: "server", reason: "slow cli
 func (c *sseConn) finish(e streamEnd, expired bool) {
 	// Why, first: the client may close as soon as it reads the end.
 	c.record(e)
-	c.wmu.Lock()
+	c.turn.mu.Lock()
 	b := writeBuffers.get()
 	if expired {
 		b.events = appendExpiredEvent(b.events, c.sub.Cursor())
@@ -312,7 +302,7 @@ func (c *sseConn) finish(e streamEnd, expired bool) {
 	writeBuffers.put(b)
 	c.conn.wait() // for what a congested socket still holds, within the write timeout
 	c.end(e)
-	c.wmu.Unlock()
+	c.turn.mu.Unlock()
 }
 
 // end records why the stream ended (the first reason wins) and closes the

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pushgate/pushgate/pubsub"
 )
 
 // streamWriteTimeout bounds every write of a graphql-sse response. gqlgen
@@ -306,6 +308,37 @@ func (p *bufferPool) put(b *writeBuffer) {
 	}
 	b.events, b.frame, b.created = b.events[:0], b.frame[:0], b.created[:0]
 	p.p.Put(b)
+}
+
+// writeTurn hands a stream with queued events (an SSE stream, a WebSocket
+// feed) to the stream writers: at most once at a time (queued), written by
+// one at a time (mu). Whoever releases the stream hands it back when events
+// were queued meanwhile and the socket is clear; a congested socket resumes
+// the stream itself once it is (deadlineConn.resume).
+type writeTurn struct {
+	queued atomic.Bool
+	mu     sync.Mutex
+}
+
+// hand gives f to ws unless it is in their queue already.
+func (t *writeTurn) hand(ws *streamWriters, f flusher) {
+	if t.queued.CompareAndSwap(false, true) {
+		ws.push(f)
+	}
+}
+
+// take starts a writer's turn; false: another write holds the stream and
+// hands it back on release.
+func (t *writeTurn) take() bool {
+	t.queued.Store(false)
+	return t.mu.TryLock()
+}
+
+// release ends a turn, or any write under mu; again: the stream is to be
+// handed to the writers again.
+func (t *writeTurn) release(sub *pubsub.Subscription, conn *deadlineConn) (again bool) {
+	t.mu.Unlock()
+	return sub.Pending() > 0 && !conn.congested()
 }
 
 // streamWriters write the streams handed to them (SSE streams, WebSocket

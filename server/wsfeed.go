@@ -289,11 +289,8 @@ type wsFeed struct {
 	head   []byte             // {"id":<id>,"type":"next","payload":{"data":{<alias>:
 	cancel context.CancelFunc // ends the feed
 
-	queued atomic.Bool // handed to the writers
-	// mu serializes the feed's writes; whoever releases it hands the feed
-	// to the writers again if events were queued meanwhile.
-	mu    sync.Mutex
-	ended bool // guarded by mu: nothing more is written
+	turn  writeTurn // its mu serializes the feed's writes
+	ended bool      // guarded by turn.mu: nothing more is written
 }
 
 // runFeed starts a feed on the fast path; done is called when it ends.
@@ -340,9 +337,9 @@ func (c *wsConn) runFeed(ctx context.Context, cancel context.CancelFunc, id stri
 	// The feed ends with its operation: stopped by the client, the
 	// connection's end, or its subscription's (kick).
 	context.AfterFunc(ctx, func() {
-		f.mu.Lock()
+		f.turn.mu.Lock()
 		f.ended = true
-		f.mu.Unlock()
+		f.turn.mu.Unlock()
 		c.mu.Lock()
 		delete(c.feeds, f)
 		c.mu.Unlock()
@@ -356,9 +353,7 @@ func (c *wsConn) runFeed(ctx context.Context, cancel context.CancelFunc, id stri
 // kick hands the feed to the writers: the subscription calls it when it
 // queues an event, on the queuing goroutine, and once more when it ends.
 func (f *wsFeed) kick() {
-	if f.queued.CompareAndSwap(false, true) {
-		f.c.t.writers.push(f)
-	}
+	f.turn.hand(f.c.t.writers, f)
 	select {
 	case <-f.sub.Done():
 		f.cancel()
@@ -368,18 +363,14 @@ func (f *wsFeed) kick() {
 
 // flush writes what the feed has queued; a writer calls it.
 func (f *wsFeed) flush() {
-	f.queued.Store(false)
-	if !f.mu.TryLock() {
-		return // the holder hands the feed back on unlock
+	if !f.turn.take() {
+		return
 	}
 	if !f.ended {
 		f.drainLocked()
 	}
 	ended := f.ended
-	f.mu.Unlock()
-	// Events queued while the feed was held; a congested connection
-	// resumes its feeds itself once it is clear.
-	if !ended && f.sub.Pending() > 0 && !f.c.dconn.congested() {
+	if f.turn.release(f.sub, f.c.dconn) && !ended {
 		f.kick()
 	}
 }
