@@ -94,12 +94,13 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 			zerolog.Ctx(ctx).Error().Err(err).Msg("SSE: hijack")
 			return
 		}
+		dconn := newDeadlineConn(conn, opts.writeTimeout) // closes the socket from here on
 		cleanup.add(opts.streams.open())
-		cleanup.add(func() { _ = conn.Close() })
+		cleanup.add(func() { _ = dconn.Close() })
 
 		st := opts.metrics.newStream(transportSSE, r)
 		st.open(true, func(e *zerolog.Event) { e.Int("channels", len(req.channels)).Bool("resume", !req.cursor.IsZero()) })
-		c := &sseConn{ctx: ctx, conn: newDeadlineConn(conn, opts.writeTimeout), sub: sub, st: st, writers: writers}
+		c := &sseConn{ctx: ctx, conn: dconn, sub: sub, st: st, writers: writers}
 		c.conn.resume = c.kick
 		cleanup.add(func() { st.end(c.endState()) })
 

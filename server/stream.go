@@ -87,6 +87,9 @@ const (
 // take within timeout, closes the connection, so that the reader (and with
 // it the WebSocket connection and its subscriptions) ends too.
 //
+// The socket is closed through Close (or a failed write), never under it:
+// writes go to its descriptor directly.
+//
 // While corked (cork, uncork), writes are gathered and go out in one write
 // at the last uncork: several WebSocket frames, one system call.
 type deadlineConn struct {
@@ -105,10 +108,24 @@ type deadlineConn struct {
 	backlog  []byte
 	inflight int   // of the backlog, the bytes the goroutine is writing
 	failed   error // of a write; later writes fail with it
+	// fd, when not -1, is the socket's descriptor, written to directly
+	// (writeNow) while it is open: closed is set, under mu, before the
+	// socket is closed, so that a write never goes to a descriptor the
+	// kernel has handed to another connection.
+	fd     int
+	closed bool
+}
+
+// Close closes the socket once no direct write is under way.
+func (c *deadlineConn) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	return c.Conn.Close()
 }
 
 func newDeadlineConn(conn net.Conn, timeout time.Duration) *deadlineConn {
-	c := &deadlineConn{Conn: conn, timeout: timeout}
+	c := &deadlineConn{Conn: conn, timeout: timeout, fd: socketFD(conn)}
 	c.drained.L = &c.mu
 	return c
 }
@@ -152,6 +169,26 @@ func (c *deadlineConn) writeLocked(p []byte) (int, error) {
 		c.backlog = append(c.backlog, p...)
 		return len(p), nil
 	}
+	// What the socket takes at once goes out in one system call, without
+	// the runtime's poller and deadline timer (which cost 0.5 µs of the 8
+	// a delivery takes); the rest waits for the socket.
+	n := 0
+	if c.fd >= 0 && !c.closed {
+		var err error
+		if n, err = writeNow(c.Conn, c.fd, p); err != nil {
+			c.failLocked(err)
+			return 0, err
+		}
+		if n == len(p) {
+			return n, nil
+		}
+	}
+	k, err := c.writeWaiting(p[n:])
+	return n + k, err
+}
+
+// writeWaiting writes p within inlineWrite, or hands the rest to finish.
+func (c *deadlineConn) writeWaiting(p []byte) (int, error) {
 	inline := min(inlineWrite, c.timeout)
 	if err := c.Conn.SetWriteDeadline(time.Now().Add(inline)); err != nil {
 		c.failLocked(err)
@@ -179,6 +216,7 @@ func (c *deadlineConn) failLocked(err error) {
 		// socket, not kept sending in the kernel.
 		_ = tc.SetLinger(0)
 	}
+	c.closed = true
 	_ = c.Conn.Close()
 	c.drained.Broadcast()
 }

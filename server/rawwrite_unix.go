@@ -1,0 +1,53 @@
+//go:build unix
+
+package server
+
+import (
+	"net"
+	"os"
+	"syscall"
+)
+
+// socketFD is the file descriptor of a plain TCP or Unix socket, which
+// deadlineConn writes to directly; -1 for anything else (TLS, a wrapper,
+// net.Pipe), which is written through its Write.
+func socketFD(conn net.Conn) int {
+	var raw syscall.RawConn
+	var err error
+	switch c := conn.(type) {
+	case *net.TCPConn:
+		raw, err = c.SyscallConn()
+	case *net.UnixConn:
+		raw, err = c.SyscallConn()
+	default:
+		return -1
+	}
+	if err != nil {
+		return -1
+	}
+	fd := -1
+	if raw.Control(func(f uintptr) { fd = int(f) }) != nil {
+		return -1
+	}
+	return fd
+}
+
+// writeNow writes to a socket what it takes at once (the runtime keeps it
+// non-blocking): all of p, part of it, or nothing when its buffer is full.
+// The caller guarantees that fd is open (deadlineConn: under its lock,
+// before Close).
+func writeNow(conn net.Conn, fd int, p []byte) (int, error) {
+	for {
+		n, err := syscall.Write(fd, p)
+		switch err {
+		case nil:
+			return n, nil
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return 0, nil
+		}
+		return 0, &net.OpError{Op: "write", Net: conn.LocalAddr().Network(), Source: conn.LocalAddr(),
+			Addr: conn.RemoteAddr(), Err: os.NewSyscallError("write", err)}
+	}
+}
