@@ -19,7 +19,17 @@ const cursorVersion = 1
 // immutable. Its encoding (String) is opaque, URL-safe and canonical: one
 // cursor has exactly one encoding, and ParseCursor accepts nothing else.
 type Cursor struct {
-	ps []ChannelPosition // sorted by channel, unique
+	ps   []ChannelPosition // sorted by channel, unique
+	text string            // the encoding, when made with it (soloCursor)
+}
+
+// soloCursor is the cursor of channel alone at p, encoded once: the hub
+// makes one per message, which every subscription whose cursor holds that
+// channel alone (most of them) takes as it is.
+func soloCursor(channel string, p Position) *Cursor {
+	c := Cursor{ps: []ChannelPosition{{Channel: channel, Position: p}}}
+	c.text = c.String()
+	return &c
 }
 
 // ChannelPosition is one channel's position inside a Cursor.
@@ -59,6 +69,12 @@ func (c Cursor) Position(channel string) (Position, bool) {
 	return c.ps[i].Position, true
 }
 
+// only reports whether c holds no channel but channel: c.With(channel, p)
+// is then channel alone at p.
+func (c Cursor) only(channel string) bool {
+	return len(c.ps) == 0 || len(c.ps) == 1 && c.ps[0].Channel == channel
+}
+
 // With returns a copy of c with channel at p.
 func (c Cursor) With(channel string, p Position) Cursor {
 	i, ok := slices.BinarySearchFunc(c.ps, channel, func(p ChannelPosition, ch string) int {
@@ -76,16 +92,16 @@ func (c Cursor) With(channel string, p Position) Cursor {
 
 // String returns the cursor's opaque encoding ("" for the zero cursor).
 func (c Cursor) String() string {
-	if len(c.ps) == 0 {
-		return ""
+	if len(c.ps) == 0 || c.text != "" {
+		return c.text
 	}
 	return base64.RawURLEncoding.EncodeToString(c.appendBinary(nil))
 }
 
 // AppendText appends the encoding to b without an intermediate string.
 func (c Cursor) AppendText(b []byte) ([]byte, error) {
-	if len(c.ps) == 0 {
-		return b, nil
+	if len(c.ps) == 0 || c.text != "" {
+		return append(b, c.text...), nil
 	}
 	var buf [128]byte // most cursors fit: no allocation per event
 	return base64.RawURLEncoding.AppendEncode(b, c.appendBinary(buf[:0])), nil

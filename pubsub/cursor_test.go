@@ -145,3 +145,37 @@ func FuzzValidChannel(f *testing.F) {
 		}
 	})
 }
+
+// TestSoloCursor: the cursor the hub makes once per message is the one
+// With makes for a subscription holding that channel alone, encoded the
+// same; a cursor holding another channel too is not taken for it.
+func TestSoloCursor(t *testing.T) {
+	p := Position{Epoch: "6a1b2c3d0f4240", Offset: 42}
+	solo := soloCursor("user:abc", p)
+	for _, before := range []Cursor{{}, NewCursor(map[string]Position{"user:abc": {Epoch: "6a1b2c3d0f4240", Offset: 41}})} {
+		if !before.only("user:abc") {
+			t.Fatalf("%v does not hold user:abc alone", before.Positions())
+		}
+		want := before.With("user:abc", p)
+		if solo.String() != want.String() {
+			t.Fatalf("solo %q, With %q", solo.String(), want.String())
+		}
+		a, _ := solo.AppendText([]byte("id: "))
+		b, _ := want.AppendText([]byte("id: "))
+		if string(a) != string(b) {
+			t.Fatalf("AppendText: solo %q, With %q", a, b)
+		}
+	}
+	got, err := ParseCursor(solo.String())
+	if pos, ok := got.Position("user:abc"); err != nil || !ok || pos != p || len(got.Positions()) != 1 {
+		t.Fatalf("parsed %v %v", got.Positions(), err)
+	}
+	two := NewCursor(map[string]Position{"user:abc": {}, "orders:1": {}})
+	if two.only("user:abc") || NewCursor(map[string]Position{"orders:1": {}}).only("user:abc") {
+		t.Fatal("a cursor with another channel is taken for user:abc alone")
+	}
+	// With never carries an encoding over.
+	if c := solo.With("user:abc", Position{Epoch: "e", Offset: 1}); c.String() == solo.String() {
+		t.Fatal("With kept the solo cursor's encoding")
+	}
+}

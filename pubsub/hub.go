@@ -254,7 +254,11 @@ func (hc *hubChan) deliverLocked(m *Message) {
 		return
 	}
 	hc.last, hc.known = m.Position(), true
+	if len(hc.subs) == 0 {
+		return
+	}
+	solo := soloCursor(m.Channel, m.Position())
 	for s, sc := range hc.subs {
-		s.offer(sc, m)
+		s.offer(sc, item{msg: m, solo: solo})
 	}
 }

@@ -3,8 +3,9 @@ package pubsub
 import "testing"
 
 // TestEventQueue: first in, first out across the ring's wrap and growth;
-// full at max; a drained queue keeps only idleQueue slots; every push
-// leaves a token on ready and every pop one on space.
+// full at max; a drained queue keeps only idleQueue slots; a push or pop
+// leaves a token on ready or space only when a consumer or producer waits
+// there.
 func TestEventQueue(t *testing.T) {
 	const max = 16
 	q := newEventQueue(max)
@@ -35,13 +36,16 @@ func TestEventQueue(t *testing.T) {
 		}
 		next++
 	}
-	if q.push(msg(next)) {
-		t.Fatal("push beyond max accepted")
-	}
 	select {
 	case <-q.ready:
+		t.Fatal("a ready token, with no consumer waiting")
 	default:
-		t.Fatal("no ready token after a push")
+	}
+	if q.put(msg(next), true) {
+		t.Fatal("push beyond max accepted")
+	}
+	if q.writers != 1 {
+		t.Fatalf("a producer to wait on a full queue: %d writers", q.writers)
 	}
 	for popped < next {
 		it, ok := q.pop()
@@ -50,14 +54,33 @@ func TestEventQueue(t *testing.T) {
 		}
 		popped++
 	}
-	if _, ok := q.pop(); ok {
-		t.Fatal("pop from an empty queue")
-	}
 	select {
 	case <-q.space:
 	default:
-		t.Fatal("no space token after a pop")
+		t.Fatal("no space token after a pop, with a producer waiting")
 	}
+	q.waited(&q.writers)
+	if _, ok := q.take(true); ok {
+		t.Fatal("pop from an empty queue")
+	}
+	if q.readers != 1 {
+		t.Fatalf("a consumer to wait on an empty queue: %d readers", q.readers)
+	}
+	q.push(msg(next))
+	select {
+	case <-q.ready:
+	default:
+		t.Fatal("no ready token after a push, with a consumer waiting")
+	}
+	q.waited(&q.readers)
+	q.pop()
+	q.push(msg(next))
+	select {
+	case <-q.ready:
+		t.Fatal("a ready token, with no consumer waiting any more")
+	default:
+	}
+	q.pop()
 	if len(q.ring) > idleQueue {
 		t.Fatalf("a drained queue keeps %d slots, want at most %d", len(q.ring), idleQueue)
 	}

@@ -54,6 +54,7 @@ type subChan struct {
 type item struct {
 	msg   *Message
 	reset *Reset
+	solo  *Cursor // if known, the cursor of msg's channel alone at msg
 }
 
 // maxPending bounds the live messages a catching-up channel buffers; past
@@ -138,18 +139,27 @@ func (s *Subscription) Cursor() Cursor { return s.cursor }
 // subscription's context ended) or when ctx is done.
 func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	for {
-		if it, ok := s.queue.pop(); ok {
+		if it, ok := s.queue.take(true); ok {
 			return s.event(it), nil
 		}
+		var done bool
+		var err error
 		select {
 		case <-s.queue.ready:
 		case <-s.done:
+			done = true
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		s.queue.waited(&s.queue.readers)
+		switch {
+		case done:
 			if it, ok := s.queue.pop(); ok {
 				return s.event(it), nil
 			}
 			return Event{}, s.Err()
-		case <-ctx.Done():
-			return Event{}, ctx.Err()
+		case err != nil:
+			return Event{}, err
 		}
 	}
 }
@@ -166,20 +176,30 @@ func (s *Subscription) TryNext() (Event, bool) {
 // stop fires first: transports use it to interleave heartbeats.
 func (s *Subscription) NextUntil(ctx context.Context, stop <-chan time.Time) (ev Event, ok bool, err error) {
 	for {
-		if ev, ok := s.TryNext(); ok {
-			return ev, true, nil
+		if it, ok := s.queue.take(true); ok {
+			return s.event(it), true, nil
 		}
+		var stopped, done bool
 		select {
 		case <-s.queue.ready:
 		case <-stop:
-			return Event{}, false, nil
+			stopped = true
 		case <-s.done:
+			done = true
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		s.queue.waited(&s.queue.readers)
+		switch {
+		case stopped:
+			return Event{}, false, nil
+		case done:
 			if ev, ok := s.TryNext(); ok {
 				return ev, true, nil
 			}
 			return Event{}, false, s.Err()
-		case <-ctx.Done():
-			return Event{}, false, ctx.Err()
+		case err != nil:
+			return Event{}, false, err
 		}
 	}
 }
@@ -218,7 +238,11 @@ func (s *Subscription) Pending() int { return s.queue.len() }
 
 func (s *Subscription) event(it item) Event {
 	if it.msg != nil {
-		s.cursor = s.cursor.With(it.msg.Channel, it.msg.Position())
+		if it.solo != nil && s.cursor.only(it.msg.Channel) {
+			s.cursor = *it.solo // what With would make, encoded already
+		} else {
+			s.cursor = s.cursor.With(it.msg.Channel, it.msg.Position())
+		}
 		return Event{Message: it.msg, Cursor: s.cursor}
 	}
 	s.cursor = s.cursor.With(it.reset.Channel, it.reset.Position)
@@ -284,15 +308,16 @@ func classify(p Position, m *Message) verdict {
 
 // offer is the hub's fan-out path: it never blocks (but for the notify
 // function's work).
-func (s *Subscription) offer(sc *subChan, m *Message) {
-	if s.offerLocked(sc, m) {
+func (s *Subscription) offer(sc *subChan, it item) {
+	if s.offerLocked(sc, it) {
 		s.notified()
 	}
 }
 
 // offerLocked queues m, or schedules a catch-up; it reports whether m was
 // queued.
-func (s *Subscription) offerLocked(sc *subChan, m *Message) (queued bool) {
+func (s *Subscription) offerLocked(sc *subChan, it item) (queued bool) {
+	m := it.msg
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
@@ -310,7 +335,7 @@ func (s *Subscription) offerLocked(sc *subChan, m *Message) (queued bool) {
 	case vDuplicate:
 		return false
 	case vNext:
-		if s.queue.push(item{msg: m}) {
+		if s.queue.push(it) {
 			sc.pos = m.Position()
 			return true
 		}
@@ -519,10 +544,15 @@ func (s *Subscription) send(sc *subChan, it item, p Position) error {
 	s.mu.Lock()
 	sc.pos = p
 	s.mu.Unlock()
-	for !s.queue.push(it) {
+	for !s.queue.put(it, true) {
+		closed := false
 		select {
 		case <-s.queue.space:
 		case <-s.done:
+			closed = true
+		}
+		s.queue.waited(&s.queue.writers)
+		if closed {
 			return ErrClosed
 		}
 	}
@@ -538,8 +568,12 @@ type eventQueue struct {
 	ring    []item
 	head, n int
 	max     int
-	ready   chan struct{} // a token after each push: the consumer looks again
-	space   chan struct{} // a token after each pop: a blocked producer looks again
+	// readers and writers count the goroutines that wait on ready and
+	// space: a push or pop leaves a token only when one does (a consumer
+	// told by notify, the transports' case, waits on neither).
+	readers, writers int
+	ready            chan struct{} // a token after a push: the consumer looks again
+	space            chan struct{} // a token after a pop: a blocked producer looks again
 }
 
 // idleQueue is the ring a drained queue keeps.
@@ -550,10 +584,17 @@ func newEventQueue(max int) eventQueue {
 }
 
 // push queues it unless the queue is full.
-func (q *eventQueue) push(it item) bool {
+func (q *eventQueue) push(it item) bool { return q.put(it, false) }
+
+// put is push; wait: when the queue is full, the caller is counted among
+// the writers, waits on space, then calls waited.
+func (q *eventQueue) put(it item, wait bool) bool {
 	q.mu.Lock()
 	if q.n == len(q.ring) {
 		if len(q.ring) >= q.max {
+			if wait {
+				q.writers++
+			}
 			q.mu.Unlock()
 			return false
 		}
@@ -565,18 +606,28 @@ func (q *eventQueue) push(it item) bool {
 	}
 	q.ring[(q.head+q.n)%len(q.ring)] = it
 	q.n++
+	wake := q.readers > 0
 	q.mu.Unlock()
-	select {
-	case q.ready <- struct{}{}:
-	default:
+	if wake {
+		select {
+		case q.ready <- struct{}{}:
+		default:
+		}
 	}
 	return true
 }
 
 // pop takes the oldest event, if any.
-func (q *eventQueue) pop() (item, bool) {
+func (q *eventQueue) pop() (item, bool) { return q.take(false) }
+
+// take is pop; wait: when the queue is empty, the caller is counted among
+// the readers, waits on ready, then calls waited.
+func (q *eventQueue) take(wait bool) (item, bool) {
 	q.mu.Lock()
 	if q.n == 0 {
+		if wait {
+			q.readers++
+		}
 		q.mu.Unlock()
 		return item{}, false
 	}
@@ -587,12 +638,23 @@ func (q *eventQueue) pop() (item, bool) {
 	if q.n == 0 && len(q.ring) > idleQueue {
 		q.ring, q.head = nil, 0 // a burst's
 	}
+	wake := q.writers > 0
 	q.mu.Unlock()
-	select {
-	case q.space <- struct{}{}:
-	default:
+	if wake {
+		select {
+		case q.space <- struct{}{}:
+		default:
+		}
 	}
 	return it, true
+}
+
+// waited ends the wait of a put or take that was counted (count is
+// &q.readers or &q.writers).
+func (q *eventQueue) waited(count *int) {
+	q.mu.Lock()
+	*count--
+	q.mu.Unlock()
 }
 
 func (q *eventQueue) len() int {
