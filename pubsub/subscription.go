@@ -37,6 +37,10 @@ type Subscription struct {
 
 	// notify, when set, is called after an event is queued (SetNotify).
 	notify atomic.Pointer[func()]
+	// over is set as done is closed: a notified consumer checks it on
+	// every notification, which an atomic next to notify makes cheaper
+	// than a look at the channel.
+	over atomic.Bool
 
 	// Consumer side, owned by Next.
 	cursor Cursor
@@ -252,6 +256,9 @@ func (s *Subscription) event(it item) Event {
 // Done is closed when the subscription has ended.
 func (s *Subscription) Done() <-chan struct{} { return s.done }
 
+// Ended reports whether the subscription has ended (Done is closed).
+func (s *Subscription) Ended() bool { return s.over.Load() }
+
 // Err returns why the subscription ended, or nil while it runs.
 func (s *Subscription) Err() error {
 	s.mu.Lock()
@@ -270,6 +277,7 @@ func (s *Subscription) end(err error) {
 	}
 	s.ended = true
 	s.err = err
+	s.over.Store(true)
 	close(s.done)
 	stop := s.stopFn
 	s.mu.Unlock()

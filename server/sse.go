@@ -182,14 +182,10 @@ type sseConn struct {
 // queues an event, on the queuing goroutine.
 func (c *sseConn) kick() {
 	c.turn.hand(c.writers, c)
-	select {
-	case <-c.sub.Done():
-		// The broker closed. When the request's context ended (shutdown),
-		// the stream's end says so instead.
-		if c.ctx.Err() == nil {
-			c.end(streamEnd{by: "server", reason: "subscription ended: " + c.sub.Err().Error()})
-		}
-	default:
+	// The broker closed. When the request's context ended (shutdown), the
+	// stream's end says so instead.
+	if c.sub.Ended() && c.ctx.Err() == nil {
+		c.end(streamEnd{by: "server", reason: "subscription ended: " + c.sub.Err().Error()})
 	}
 }
 

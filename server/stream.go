@@ -413,7 +413,11 @@ func (ws *streamWriters) push(c flusher) {
 	}
 }
 
+// work flushes the queue's streams, taking its share of them at a time:
+// the lock is taken once per batch, not once per stream, so a fan-out's
+// producer seldom waits on it.
 func (ws *streamWriters) work() {
+	var batch []flusher
 	for {
 		ws.mu.Lock()
 		if len(ws.queue) == 0 {
@@ -424,10 +428,18 @@ func (ws *streamWriters) work() {
 			ws.mu.Unlock()
 			return
 		}
-		c := ws.queue[0]
-		ws.queue[0] = nil
-		ws.queue = ws.queue[1:]
+		n := max(1, len(ws.queue)/ws.active)
+		batch = append(batch[:0], ws.queue[:n]...)
+		rest := copy(ws.queue, ws.queue[n:])
+		clear(ws.queue[rest:])
+		ws.queue = ws.queue[:rest]
 		ws.mu.Unlock()
-		c.flush()
+		for i, c := range batch {
+			batch[i] = nil
+			c.flush()
+		}
+		if cap(batch) > 1024 {
+			batch = nil
+		}
 	}
 }

@@ -354,10 +354,8 @@ func (c *wsConn) runFeed(ctx context.Context, cancel context.CancelFunc, id stri
 // queues an event, on the queuing goroutine, and once more when it ends.
 func (f *wsFeed) kick() {
 	f.turn.hand(f.c.t.writers, f)
-	select {
-	case <-f.sub.Done():
+	if f.sub.Ended() {
 		f.cancel()
-	default:
 	}
 }
 
