@@ -104,16 +104,16 @@ func bench(ctx context.Context, cfg *config, stderr io.Writer) (*report, error) 
 		transports = append(transports, t)
 		return t
 	}
-	env := &subEnv{base: base, wsURL: "ws://" + cfg.addr + "/graphql", pollTimeout: cfg.pollTimeout}
+	env := &subEnv{base: base, wsURL: "ws://" + cfg.addr + "/graphql", pollTimeout: cfg.pollTimeout, loops: &feedLoops{}}
+	defer env.loops.close() // after the subscribers
 	if len(sources) == 0 {
 		sources = []netip.Addr{{}}
 	}
 	for _, src := range sources {
 		d := newDialer(cfg.allowRemote, src)
 		env.paths = append(env.paths, clientPath{
-			sseClient:  &http.Client{Transport: newTransport(d, 1)},
+			dial:       d.DialContext,
 			pollClient: &http.Client{Transport: newTransport(d, cfg.poll/len(sources)+1)},
-			wsDialer:   newWSDialer(d.DialContext),
 		})
 	}
 	sendDialer := newDialer(cfg.allowRemote, netip.Addr{})

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -14,11 +13,12 @@ import (
 // The SSE subscriber reads GET /events?channel=...: an id-only block opens
 // the stream (the subscription is live from there), then one block per
 // message, "id: <cursor>" and one data line of the message JSON; a reset
-// is "event: reset".
+// is "event: reset". It speaks HTTP/1.1 itself, on its own connection,
+// so that once the stream is open the socket can go to a feed loop.
 
 func (s *subscriber) runSSE(ctx, cctx context.Context, env *subEnv, connected func()) error {
 	q := url.Values{"channel": s.channels}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, env.base+"/events?"+q.Encode(), nil)
+	req, err := http.NewRequest(http.MethodGet, env.base+"/events?"+q.Encode(), nil)
 	if err != nil {
 		return err
 	}
@@ -26,59 +26,69 @@ func (s *subscriber) runSSE(ctx, cctx context.Context, env *subEnv, connected fu
 	if b := s.bearer(); b != "" {
 		req.Header.Set("Authorization", b)
 	}
-	// The connect timeout bounds the wait for the opening block: a timer
-	// cancels the request unless it is stopped in time.
-	reqCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	timer := context.AfterFunc(cctx, func() {
-		if ctx.Err() == nil && cctx.Err() == context.DeadlineExceeded {
-			cancel()
-		}
-	})
-	res, err := env.path(s).sseClient.Do(req.WithContext(reqCtx))
+	conn, br, res, done, err := env.path(s).exchange(ctx, cctx, req, "sse", http.StatusOK)
 	if err != nil {
-		return fmt.Errorf("sse request: %w", err)
+		return err
 	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
-		return httpError("sse", res.StatusCode, body)
-	}
-	p := newSSEReader(bufio.NewReaderSize(res.Body, 4096))
-	ev, err := p.Next()
-	if err != nil {
-		return fmt.Errorf("sse waiting for the opening block: %w", err)
-	}
-	if !ev.IDSet || ev.HasData {
-		return fmt.Errorf("sse: the stream does not open with an id-only block (data %.100q)", ev.Data)
-	}
-	if !timer() {
-		return errors.New("sse: connect timeout")
-	}
-	connected()
+	defer done()
+	chunked := len(res.TransferEncoding) > 0 && res.TransferEncoding[0] == "chunked"
 
-	var d delivery
-	for {
-		ev, err := p.Next()
-		if err != nil {
-			return fmt.Errorf("sse read: %w", err)
+	var (
+		dec    chunkedDecoder
+		parser sseParser
+		opened bool
+		now    time.Time
+		d      delivery
+	)
+	handle := func(ev *sseEvent) error {
+		if !opened {
+			if !ev.IDSet || ev.HasData {
+				return fmt.Errorf("sse: the stream does not open with an id-only block (data %.100q)", ev.Data)
+			}
+			opened = true
+			return nil
 		}
-		now := time.Now()
-		if !ev.HasData {
-			continue
-		}
-		if len(ev.Event) > 0 {
+		switch {
+		case !ev.HasData:
+		case len(ev.Event) > 0:
 			if string(ev.Event) == "reset" {
 				s.tr.reset()
 			} else {
 				s.tr.stats.parseErrs++
 			}
-			continue
-		}
-		if !parseDelivery(ev.Data, &d) {
+		case parseDelivery(ev.Data, &d):
+			s.tr.message(&d, now)
+		default:
 			s.tr.stats.parseErrs++
-			continue
 		}
-		s.tr.message(&d, now)
+		return nil
 	}
+	body := func(b []byte) error { return parser.feed(b, handle) }
+	consume := func(p []byte, at time.Time, _ io.Writer) error {
+		now = at
+		if chunked {
+			return dec.feed(p, body)
+		}
+		return body(p)
+	}
+	// The end of the socket, or of the chunked body, in the middle of a
+	// block is a truncated stream.
+	ended := func(err error) error {
+		if errors.Is(err, io.EOF) {
+			return parser.end()
+		}
+		return err
+	}
+
+	// Up to the opening block, on this goroutine, within the connect
+	// timeout.
+	if err := readUntil(conn, br, consume, func() bool { return opened }); err != nil {
+		return fmt.Errorf("sse waiting for the opening block: %w", ended(err))
+	}
+	_ = conn.SetDeadline(time.Time{})
+	connected()
+	if err := env.loops.serve(ctx, conn, consume); err != nil {
+		return fmt.Errorf("sse read: %w", ended(err))
+	}
+	return nil
 }

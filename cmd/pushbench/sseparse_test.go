@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -21,16 +20,25 @@ func (g got) String() string {
 	return fmt.Sprintf("{id %q set %v event %q data %q has %v}", g.id, g.idSet, g.event, g.data, g.hasData)
 }
 
-// readAll parses every event of r with a bufio buffer of size.
+// readAll parses every event of r, read size bytes at a time.
 func readAll(r io.Reader, size int) ([]got, error) {
-	p := newSSEReader(bufio.NewReaderSize(r, size))
+	var p sseParser
 	var out []got
+	buf := make([]byte, size)
 	for {
-		ev, err := p.Next()
+		n, err := r.Read(buf)
+		if ferr := p.feed(buf[:n], func(ev *sseEvent) error {
+			out = append(out, got{string(ev.ID), string(ev.Event), string(ev.Data), ev.IDSet, ev.HasData})
+			return nil
+		}); ferr != nil {
+			return out, ferr
+		}
+		if err == io.EOF {
+			return out, p.end()
+		}
 		if err != nil {
 			return out, err
 		}
-		out = append(out, got{string(ev.ID), string(ev.Event), string(ev.Data), ev.IDSet, ev.HasData})
 	}
 }
 
@@ -95,7 +103,7 @@ var sseCases = []struct {
 	},
 }
 
-func TestSSEReader(t *testing.T) {
+func TestSSEParser(t *testing.T) {
 	for _, tc := range sseCases {
 		t.Run(tc.name, func(t *testing.T) {
 			readers := map[string]func() io.Reader{
@@ -135,10 +143,10 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// TestSSEReaderArbitrarySplits reads one stream cut at random places
+// TestSSEParserArbitrarySplits reads one stream cut at random places
 // (across the field name, the colon, the CR and LF, the blank line) and
 // requires the same events every time.
-func TestSSEReaderArbitrarySplits(t *testing.T) {
+func TestSSEParserArbitrarySplits(t *testing.T) {
 	var b strings.Builder
 	var want []got
 	for i := range 200 {
@@ -188,48 +196,55 @@ func TestSSEReaderArbitrarySplits(t *testing.T) {
 	}
 }
 
-// endless repeats one block forever.
-type endless struct {
-	block string
-	off   int
-}
-
-func (e *endless) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		c := copy(p[n:], e.block[e.off:])
-		n += c
-		e.off = (e.off + c) % len(e.block)
-	}
-	return n, nil
-}
-
-func TestSSEReaderDoesNotAllocate(t *testing.T) {
-	p := newSSEReader(bufio.NewReaderSize(&endless{block: "id: abcdef\ndata: {\"channel\":\"c\",\"id\":\"1\",\"data\":{}}\n\n: hb\n\n"}, 4096))
-	for range 10 { // grow the buffers
-		if _, err := p.Next(); err != nil {
-			t.Fatal(err)
+func TestSSEParserDoesNotAllocate(t *testing.T) {
+	var p sseParser
+	block := []byte("id: abcdef\ndata: {\"channel\":\"c\",\"id\":\"1\",\"data\":{}}\n\n: hb\n\n")
+	events := 0
+	emit := func(*sseEvent) error { events++; return nil }
+	for i := range 10 { // grow the buffers, cut in two at varying places
+		if p.feed(block[:i], emit) != nil || p.feed(block[i:], emit) != nil {
+			t.Fatal("feed failed")
 		}
 	}
 	allocs := testing.AllocsPerRun(1000, func() {
-		if _, err := p.Next(); err != nil {
-			t.Fatal(err)
+		if p.feed(block[:7], emit) != nil || p.feed(block[7:], emit) != nil {
+			t.Fatal("feed failed")
 		}
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per event, want 0", allocs)
 	}
+	if events != 10+1+1000 { // AllocsPerRun runs it once more first
+		t.Errorf("%d events, want 1011", events)
+	}
 }
 
-func BenchmarkSSEReader(b *testing.B) {
-	block := "id: eyJlIjoiYWJjIiwibyI6MTIzfQ\ndata: {\"channel\":\"bench:shared\",\"id\":\"42\",\"data\":{\"r\":1,\"w\":0,\"s\":42,\"t\":1764150000000000000,\"p\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"},\"createdAt\":\"2025-11-26T10:00:00.000Z\"}\n\n"
-	p := newSSEReader(bufio.NewReaderSize(&endless{block: block}, 4096))
+// TestSSEParserEmitError: an error of emit stops the parse and is
+// returned.
+func TestSSEParserEmitError(t *testing.T) {
+	var p sseParser
+	stop := errors.New("stop")
+	n := 0
+	err := p.feed([]byte("data: a\n\ndata: b\n\n"), func(*sseEvent) error { n++; return stop })
+	if err != stop || n != 1 {
+		t.Fatalf("err %v after %d events, want stop after 1", err, n)
+	}
+}
+
+func BenchmarkSSEParser(b *testing.B) {
+	block := []byte("id: eyJlIjoiYWJjIiwibyI6MTIzfQ\ndata: {\"channel\":\"bench:shared\",\"id\":\"42\",\"data\":{\"r\":1,\"w\":0,\"s\":42,\"t\":1764150000000000000,\"p\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"},\"createdAt\":\"2025-11-26T10:00:00.000Z\"}\n\n")
+	var p sseParser
 	var d delivery
+	emit := func(ev *sseEvent) error {
+		if !parseDelivery(ev.Data, &d) {
+			return errors.New("not a delivery")
+		}
+		return nil
+	}
 	b.SetBytes(int64(len(block)))
 	b.ReportAllocs()
 	for b.Loop() {
-		ev, err := p.Next()
-		if err != nil || !parseDelivery(ev.Data, &d) {
+		if err := p.feed(block, emit); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -30,14 +33,45 @@ type subEnv struct {
 	wsURL       string // ws://host:port/graphql
 	paths       []clientPath
 	pollTimeout int // seconds the server may hold a poll
+	loops       *feedLoops
 }
 
 // clientPath is one source address's clients: subscriber i connects
 // through paths[i % len(paths)].
 type clientPath struct {
-	sseClient  *http.Client
+	dial       func(ctx context.Context, network, addr string) (net.Conn, error)
 	pollClient *http.Client
-	wsDialer   wsDialer
+}
+
+// exchange dials a connection of its own, writes req on it and reads the
+// response, all within cctx's deadline (which stays set on the connection);
+// a status other than want is an error of op (httpError). The connection
+// closes when ctx is done, and with done.
+func (p *clientPath) exchange(ctx, cctx context.Context, req *http.Request, op string, want int) (conn net.Conn, br *bufio.Reader, res *http.Response, done func(), err error) {
+	conn, err = p.dial(cctx, "tcp", req.URL.Host)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("%s dial: %w", op, err)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	done = func() { stop(); conn.Close() }
+	if dl, ok := cctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if err := req.Write(conn); err != nil {
+		done()
+		return nil, nil, nil, nil, fmt.Errorf("%s request: %w", op, err)
+	}
+	br = bufio.NewReaderSize(conn, 4096)
+	if res, err = http.ReadResponse(br, req); err != nil {
+		done()
+		return nil, nil, nil, nil, fmt.Errorf("%s response: %w", op, err)
+	}
+	if res.StatusCode != want {
+		body, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+		done()
+		return nil, nil, nil, nil, httpError(op, res.StatusCode, body)
+	}
+	return conn, br, res, done, nil
 }
 
 func (e *subEnv) path(s *subscriber) *clientPath { return &e.paths[s.idx%len(e.paths)] }
