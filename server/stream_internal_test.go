@@ -227,3 +227,32 @@ func TestDeadlineConnCork(t *testing.T) {
 		t.Fatalf("write after a failure: %v", err)
 	}
 }
+
+// TestWSNothingAfterClose: once the close frame is next (closeWrites), a
+// message is refused and nothing reaches the socket; before, a message goes
+// out as one unmasked text frame.
+func TestWSNothingAfterClose(t *testing.T) {
+	raw, client := tcpPair(t)
+	c := &wsConn{dconn: newDeadlineConn(raw, time.Minute)}
+	if err := c.write([]byte(`{"type":"ping"}`)); err != nil {
+		t.Fatal(err)
+	}
+	want := append([]byte{0x81, 15}, `{"type":"ping"}`...)
+	got := make([]byte, len(want))
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(client, got); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("frame %q %v, want %q", got, err, want)
+	}
+	c.closeWrites()
+	if err := c.write([]byte(`{"type":"next"}`)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("a message after closeWrites: %v, want net.ErrClosed", err)
+	}
+	// What reaches the socket next is the close frame, here a marker.
+	if _, err := c.dconn.Write([]byte("CLOSE")); err != nil {
+		t.Fatal(err)
+	}
+	got = make([]byte, 5)
+	if _, err := io.ReadFull(client, got); err != nil || string(got) != "CLOSE" {
+		t.Fatalf("after closeWrites the socket got %q %v", got, err)
+	}
+}
