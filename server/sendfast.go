@@ -116,15 +116,15 @@ func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 // fast serves the request on the fast path, or reports false having
 // written nothing.
 func (t *sendTransport) fast(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, raw []byte) bool {
-	var body sendBody
-	if json.Unmarshal(raw, &body) != nil || len(body.Extensions) > 0 || len(body.Variables) != 1 {
+	query, operation, inputOf, ok := sendRequestOf(raw)
+	if !ok {
 		return false
 	}
-	plan := t.plans.of(r.Context(), exec, body.Query, body.OperationName)
+	plan := t.plans.of(r.Context(), exec, query, operation)
 	if plan == nil {
 		return false
 	}
-	input, ok := sendInputOf(body.Variables[plan.variable])
+	input, ok := inputOf(plan.variable)
 	if !ok {
 		return false
 	}
@@ -148,6 +148,20 @@ func (t *sendTransport) fast(w http.ResponseWriter, r *http.Request, exec graphq
 		sendResponses.Put(out)
 	}
 	return true
+}
+
+// sendRequestOf reads a body of the plain shape: the query, the operation
+// name, and the input of the variable named; scanSend when it is sure,
+// encoding/json otherwise.
+func sendRequestOf(raw []byte) (query, operation string, inputOf func(variable string) (model.SendInput, bool), ok bool) {
+	if q, op, v, in, ok := scanSend(raw); ok {
+		return q, op, func(name string) (model.SendInput, bool) { return in, name == v }, true
+	}
+	var body sendBody
+	if json.Unmarshal(raw, &body) != nil || len(body.Extensions) > 0 || len(body.Variables) != 1 {
+		return "", "", nil, false
+	}
+	return body.Query, body.OperationName, func(name string) (model.SendInput, bool) { return sendInputOf(body.Variables[name]) }, true
 }
 
 // sendFastServed counts the sends the fast path answered (tests tell the
