@@ -288,12 +288,9 @@ func validatePublish(req *PublishRequest) error {
 	if !validIdempotencyKey(req.IdempotencyKey) {
 		return fmt.Errorf("%w: at most %d bytes without control characters", ErrInvalidIdempotencyKey, maxIdemKeyLength)
 	}
-	if !json.Valid(req.Data) {
-		return ErrInvalidData
-	}
 	var buf bytes.Buffer
 	buf.Grow(len(req.Data))
-	if err := json.Compact(&buf, req.Data); err != nil {
+	if err := json.Compact(&buf, req.Data); err != nil { // checks it, too
 		return ErrInvalidData
 	}
 	req.Data = buf.Bytes()

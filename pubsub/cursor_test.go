@@ -179,3 +179,17 @@ func TestSoloCursor(t *testing.T) {
 		t.Fatal("With kept the solo cursor's encoding")
 	}
 }
+
+// TestValidatePublishData: data must be one JSON value; it is stored
+// compacted.
+func TestValidatePublishData(t *testing.T) {
+	for _, bad := range []string{"", " ", "{", `{"a":}`, "1 2", "nul", `"\x01"`, "[1,]", `{"a":1}x`} {
+		if err := ValidatePublish(PublishRequest{Channel: "c", Data: []byte(bad)}); !errors.Is(err, ErrInvalidData) {
+			t.Errorf("data %q: %v, want ErrInvalidData", bad, err)
+		}
+	}
+	req := PublishRequest{Channel: "c", Data: []byte(" { \"a\" : [ 1 , \"x y\" ] }\n")}
+	if err := validatePublish(&req); err != nil || string(req.Data) != `{"a":[1,"x y"]}` {
+		t.Fatalf("compacted %q, %v", req.Data, err)
+	}
+}
