@@ -240,9 +240,12 @@ func TestSlowClient(t *testing.T) {
 				}
 			}
 
-			// The server gave up on the slow client: reading now drains
-			// what the socket buffers hold, then finds the connection
-			// closed, short of the n messages.
+			// The slow client still reads nothing until the server gives
+			// up on it (its write timeout; the fast client may have had
+			// everything sooner). Reading now drains what the socket
+			// buffers hold, then finds the connection closed, short of
+			// the n messages.
+			waitMetrics(t, e.url, map[string]float64{`pushgate_dropped_total{reason="slow_client"}`: 1})
 			got, err := drain()
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				t.Fatalf("slow client still connected after %d messages", got)

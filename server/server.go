@@ -179,22 +179,45 @@ func mustTokenVerifier(tokens TokenConfig, jwtSecret string) TokenVerifier {
 // ends held polls), calls Shutdown (which ends WebSocket and SSE streams), then
 // Wait, so that every client got its close frame or the end of its stream
 // before the process exits.
-type Streams struct{ wg sync.WaitGroup }
+type Streams struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{} // closed when n drops to 0 (made by a Wait)
+}
 
-// open counts a stream until the returned function is called.
+// open counts a stream until the returned function is called (once).
+// Unlike a WaitGroup's Add, it may run while Wait does.
 func (s *Streams) open() (closed func()) {
-	s.wg.Add(1)
-	return s.wg.Done
+	s.mu.Lock()
+	s.n++
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.n--
+			if s.n == 0 && s.zero != nil {
+				close(s.zero)
+				s.zero = nil
+			}
+			s.mu.Unlock()
+		})
+	}
 }
 
 // Wait returns once every stream has closed, or ctx's error when it ends
 // first.
 func (s *Streams) Wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
+	s.mu.Lock()
+	if s.n == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	if s.zero == nil {
+		s.zero = make(chan struct{})
+	}
+	done := s.zero
+	s.mu.Unlock()
 	select {
 	case <-done:
 		return nil
