@@ -142,30 +142,8 @@ func (s *Subscription) Cursor() Cursor { return s.cursor }
 // ended (ErrClosed after Close or broker close, the context's error when the
 // subscription's context ended) or when ctx is done.
 func (s *Subscription) Next(ctx context.Context) (Event, error) {
-	for {
-		if it, ok := s.queue.take(true); ok {
-			return s.event(it), nil
-		}
-		var done bool
-		var err error
-		select {
-		case <-s.queue.ready:
-		case <-s.done:
-			done = true
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
-		s.queue.waited(&s.queue.readers)
-		switch {
-		case done:
-			if it, ok := s.queue.pop(); ok {
-				return s.event(it), nil
-			}
-			return Event{}, s.Err()
-		case err != nil:
-			return Event{}, err
-		}
-	}
+	ev, _, err := s.NextUntil(ctx, nil)
+	return ev, err
 }
 
 // TryNext returns the next event if one is queued, without waiting.
@@ -184,9 +162,9 @@ func (s *Subscription) NextUntil(ctx context.Context, stop <-chan time.Time) (ev
 			return s.event(it), true, nil
 		}
 		var stopped, done bool
-		select {
+		select { // counted among the queue's readers (take)
 		case <-s.queue.ready:
-		case <-stop:
+		case <-stop: // nil: never
 			stopped = true
 		case <-s.done:
 			done = true
