@@ -595,10 +595,7 @@ func (q *eventQueue) put(it item, wait bool) bool {
 	wake := q.readers > 0
 	q.mu.Unlock()
 	if wake {
-		select {
-		case q.ready <- struct{}{}:
-		default:
-		}
+		poke(q.ready)
 	}
 	return true
 }
@@ -627,12 +624,17 @@ func (q *eventQueue) take(wait bool) (item, bool) {
 	wake := q.writers > 0
 	q.mu.Unlock()
 	if wake {
-		select {
-		case q.space <- struct{}{}:
-		default:
-		}
+		poke(q.space)
 	}
 	return it, true
+}
+
+// poke leaves a token on ch unless one is there.
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
 
 // waited ends the wait of a put or take that was counted (count is
