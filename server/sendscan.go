@@ -26,7 +26,6 @@ import (
 func scanSend(raw []byte) (query, operation, variable string, input model.SendInput, ok bool) {
 	s := jscan{b: raw}
 	var haveQuery, haveOp, haveVars bool
-	var inputRaw []byte
 	if !s.object(func(key []byte) bool {
 		switch string(key) {
 		case "query":
@@ -57,26 +56,21 @@ func scanSend(raw []byte) (query, operation, variable string, input model.SendIn
 			return s.object(func(name []byte) bool {
 				n++
 				variable = string(name)
-				start := s.i
-				if n > 1 || !s.skip() {
-					return false
-				}
-				inputRaw = raw[start:s.i]
-				return true
+				var ok bool
+				input, ok = s.sendInput()
+				return ok && n == 1
 			}) && n == 1
 		}
 		return false // extensions, and anything else
 	}) || !s.end() || !haveQuery || !haveVars {
 		return "", "", "", model.SendInput{}, false
 	}
-	input, ok = scanSendInput(inputRaw)
-	return query, operation, variable, input, ok
+	return query, operation, variable, input, true
 }
 
-// scanSendInput reads a SendInput object of the plain case (sendInputOf).
-func scanSendInput(raw []byte) (model.SendInput, bool) {
+// sendInput reads a SendInput object of the plain case (sendInputOf).
+func (s *jscan) sendInput() (model.SendInput, bool) {
 	var in model.SendInput
-	s := jscan{b: raw}
 	var seen [4]bool
 	if !s.object(func(key []byte) bool {
 		field := -1
@@ -103,7 +97,7 @@ func scanSendInput(raw []byte) (model.SendInput, bool) {
 			if s.peek() == 'n' { // null: gqlgen's path answers
 				return false
 			}
-			data, ok := s.canon(make([]byte, 0, len(raw)), 0)
+			data, ok := s.canon(nil, 0)
 			in.Data = json.RawMessage(data)
 			return ok
 		}
@@ -117,7 +111,7 @@ func scanSendInput(raw []byte) (model.SendInput, bool) {
 			in.IdempotencyKey = &v
 		}
 		return ok
-	}) || !s.end() || !seen[0] || !seen[1] {
+	}) || !seen[0] || !seen[1] {
 		return model.SendInput{}, false
 	}
 	return in, true
@@ -127,9 +121,8 @@ func scanSendInput(raw []byte) (model.SendInput, bool) {
 // (a comma, a closing bracket, the end), so a literal or number that runs
 // on ("nullx", "12a") fails there.
 type jscan struct {
-	b   []byte
-	i   int
-	lax bool // skip: any well-formed string will do
+	b []byte
+	i int
 }
 
 func (s *jscan) space() {
@@ -169,13 +162,7 @@ func (s *jscan) object(member func(key []byte) bool) bool {
 		return true
 	}
 	for {
-		var key []byte
-		var ok bool
-		if s.lax {
-			key, _, ok = s.rawString()
-		} else {
-			key, ok = s.plainString()
-		}
+		key, ok := s.plainString()
 		if !ok || s.peek() != ':' {
 			return false
 		}
@@ -256,15 +243,6 @@ func (s *jscan) stringValue() (string, bool) {
 	return v, true
 }
 
-// skip reads any value, checking its form but for the escapes of its
-// strings (the input it skips is scanned again, strictly).
-func (s *jscan) skip() bool {
-	s.lax = true
-	_, ok := s.canon(nil, 0)
-	s.lax = false
-	return ok
-}
-
 // maxCanonDepth bounds the nesting scanned; deeper data takes the
 // encoding/json path.
 const maxCanonDepth = 32
@@ -343,14 +321,10 @@ func (s *jscan) canon(out []byte, depth int) ([]byte, bool) {
 	return append(out, s.b[start:s.i]...), true
 }
 
-// scalar reads a string (plain, unless lax), number or literal.
+// scalar reads a plain string, a number or a literal.
 func (s *jscan) scalar() bool {
 	switch c := s.peek(); {
 	case c == '"':
-		if s.lax {
-			_, _, ok := s.rawString()
-			return ok
-		}
 		_, ok := s.plainString()
 		return ok
 	case c == '-' || c >= '0' && c <= '9':
