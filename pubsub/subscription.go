@@ -29,7 +29,6 @@ type Subscription struct {
 	chans    map[string]*subChan
 	catching bool
 	err      error
-	ended    bool
 	// resuming: the cursor named a channel and the first catch-up has not
 	// ended (Observer.Resumed); resumeReset: it queued a Reset meanwhile.
 	resuming    bool
@@ -37,10 +36,10 @@ type Subscription struct {
 
 	// notify, when set, is called after an event is queued (SetNotify).
 	notify atomic.Pointer[func()]
-	// over is set as done is closed: a notified consumer checks it on
-	// every notification, which an atomic next to notify makes cheaper
-	// than a look at the channel.
-	over atomic.Bool
+	// ended is set, under mu, as done is closed: a notified consumer checks
+	// it on every notification, which an atomic next to notify makes
+	// cheaper than a look at the channel.
+	ended atomic.Bool
 
 	// Consumer side, owned by Next.
 	cursor Cursor
@@ -235,7 +234,7 @@ func (s *Subscription) event(it item) Event {
 func (s *Subscription) Done() <-chan struct{} { return s.done }
 
 // Ended reports whether the subscription has ended (Done is closed).
-func (s *Subscription) Ended() bool { return s.over.Load() }
+func (s *Subscription) Ended() bool { return s.ended.Load() }
 
 // Err returns why the subscription ended, or nil while it runs.
 func (s *Subscription) Err() error {
@@ -249,13 +248,12 @@ func (s *Subscription) Close() { s.end(ErrClosed) }
 
 func (s *Subscription) end(err error) {
 	s.mu.Lock()
-	if s.ended {
+	if s.ended.Load() {
 		s.mu.Unlock()
 		return
 	}
-	s.ended = true
+	s.ended.Store(true)
 	s.err = err
-	s.over.Store(true)
 	close(s.done)
 	stop := s.stopFn
 	s.mu.Unlock()
@@ -306,7 +304,7 @@ func (s *Subscription) offerLocked(sc *subChan, it item) (queued bool) {
 	m := it.msg
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ended {
+	if s.ended.Load() {
 		return false
 	}
 	if !sc.live {
@@ -353,9 +351,9 @@ func (s *Subscription) catchUp() {
 				break
 			}
 		}
-		if sc == nil || s.ended {
+		if sc == nil || s.ended.Load() {
 			s.catching = false
-			resumed := s.resuming && !s.ended
+			resumed := s.resuming && !s.ended.Load()
 			s.resuming = false
 			withReset := s.resumeReset
 			s.mu.Unlock()

@@ -107,19 +107,22 @@ type deadlineConn struct {
 	slow     atomic.Bool // a goroutine finishes a write: later writes join backlog; set under mu
 	backlog  []byte
 	inflight int   // of the backlog, the bytes the goroutine is writing
-	failed   error // of a write; later writes fail with it
+	failed   error // of a write, or net.ErrClosed; later writes fail with it
 	// fd, when not -1, is the socket's descriptor, written to directly
-	// (writeNow) while it is open: closed is set, under mu, before the
-	// socket is closed, so that a write never goes to a descriptor the
-	// kernel has handed to another connection.
-	fd     int
-	closed bool
+	// (writeNow) until failed is set, which happens under mu before the
+	// socket is closed: a write never goes to a descriptor the kernel has
+	// handed to another connection.
+	fd int
 }
 
-// Close closes the socket once no direct write is under way.
+// Close closes the socket once no direct write is under way; later writes
+// fail with net.ErrClosed.
 func (c *deadlineConn) Close() error {
 	c.mu.Lock()
-	c.closed = true
+	if c.failed == nil {
+		c.failed = net.ErrClosed
+	}
+	c.drained.Broadcast()
 	c.mu.Unlock()
 	return c.Conn.Close()
 }
@@ -173,7 +176,7 @@ func (c *deadlineConn) writeLocked(p []byte) (int, error) {
 	// the runtime's poller and deadline timer (which cost 0.5 µs of the 8
 	// a delivery takes); the rest waits for the socket.
 	n := 0
-	if c.fd >= 0 && !c.closed {
+	if c.fd >= 0 { // open: failed is nil here
 		var err error
 		if n, err = writeNow(c.Conn, c.fd, p); err != nil {
 			c.failLocked(err)
@@ -216,7 +219,6 @@ func (c *deadlineConn) failLocked(err error) {
 		// socket, not kept sending in the kernel.
 		_ = tc.SetLinger(0)
 	}
-	c.closed = true
 	_ = c.Conn.Close()
 	c.drained.Broadcast()
 }

@@ -529,6 +529,12 @@ func (c *wsConn) write(b []byte) error {
 		}
 	}
 	c.wmu.Unlock()
+	return c.writeFailed(err)
+}
+
+// writeFailed notes a failed write (nil: none), saying so when the client
+// was too slow for it.
+func (c *wsConn) writeFailed(err error) error {
 	if err != nil {
 		if c.dconn.timedOut.Load() {
 			err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
@@ -568,16 +574,7 @@ func (c *wsConn) closeWrites() {
 // reports whether they went out.
 func (c *wsConn) cork() { c.dconn.cork() }
 
-func (c *wsConn) uncork() error {
-	err := c.dconn.uncork()
-	if err != nil {
-		if c.dconn.timedOut.Load() {
-			err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
-		}
-		c.acct.writeFailed(err)
-	}
-	return err
-}
+func (c *wsConn) uncork() error { return c.writeFailed(c.dconn.uncork()) }
 
 func (c *wsConn) writeMsg(m wsMessage) {
 	b, err := json.Marshal(m)
