@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -254,5 +255,69 @@ func TestWSNothingAfterClose(t *testing.T) {
 	got = make([]byte, 5)
 	if _, err := io.ReadFull(client, got); err != nil || string(got) != "CLOSE" {
 		t.Fatalf("after closeWrites the socket got %q %v", got, err)
+	}
+}
+
+// countFlusher counts its flushes; the first ones push more streams, as a
+// fan-out does while the writers work.
+type countFlusher struct {
+	n    *atomic.Int64
+	more func()
+}
+
+func (f countFlusher) flush() {
+	f.n.Add(1)
+	if f.more != nil {
+		f.more()
+	}
+}
+
+// TestStreamWriters: every stream handed to the writers is flushed once, on
+// at most max goroutines that end when the queue is empty, whether the
+// streams come before or while the writers work.
+func TestStreamWriters(t *testing.T) {
+	for _, max := range []int{1, 2, 3} {
+		ws := &streamWriters{max: max}
+		var flushed atomic.Int64
+		var running, peak atomic.Int64
+		const n = 1000
+		for i := range n {
+			var more func()
+			if i%10 == 0 {
+				more = func() { ws.push(countFlusher{n: &flushed}) } // one more each
+			}
+			ws.push(countFlusher{n: &flushed, more: func() {
+				if r := running.Add(1); r > peak.Load() {
+					peak.Store(r)
+				}
+				if more != nil {
+					more()
+				}
+				running.Add(-1)
+			}})
+		}
+		want := int64(n + n/10)
+		deadline := time.Now().Add(10 * time.Second)
+		for flushed.Load() < want && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		for {
+			ws.mu.Lock()
+			active := ws.active
+			ws.mu.Unlock()
+			if active == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		ws.mu.Lock()
+		active, queued := ws.active, len(ws.queue)
+		ws.mu.Unlock()
+		if got := flushed.Load(); got != want || active != 0 || queued != 0 {
+			t.Fatalf("max %d: %d flushes of %d, %d writers left, %d queued", max, got, want, active, queued)
+		}
+		if p := peak.Load(); p > int64(max) {
+			t.Fatalf("max %d: %d writers at once", max, p)
+		}
 	}
 }
