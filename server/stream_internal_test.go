@@ -169,20 +169,7 @@ func TestDeadlineConnBacklogBounded(t *testing.T) {
 // at the last uncork, in order; once a write failed, every later write and
 // uncork reports it.
 func TestDeadlineConnCork(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	raw, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw, client := tcpPair(t)
 	c := newDeadlineConn(raw, time.Second)
 
 	c.cork()
