@@ -358,12 +358,15 @@ func (p *bufferPool) put(b *writeBuffer) {
 type writeTurn struct {
 	queued atomic.Bool
 	mu     sync.Mutex
+	last   atomic.Int64 // when the last turn was taken (monoNow); 0: never
 }
 
-// hand gives f to ws unless it is in their queue already.
+// hand gives f to ws unless it is in their queue already: at once, or
+// after ws.delay when the stream's last turn was less than that ago.
 func (t *writeTurn) hand(ws *streamWriters, f flusher) {
 	if t.queued.CompareAndSwap(false, true) {
-		ws.push(f)
+		last := t.last.Load()
+		ws.push(f, last != 0 && monoNow()-last < int64(ws.delay))
 	}
 }
 
@@ -371,8 +374,14 @@ func (t *writeTurn) hand(ws *streamWriters, f flusher) {
 // hands it back on release.
 func (t *writeTurn) take() bool {
 	t.queued.Store(false)
+	t.last.Store(monoNow())
 	return t.mu.TryLock()
 }
+
+// monoNow is the monotonic clock in nanoseconds, from 1.
+func monoNow() int64 { return int64(time.Since(monoStart)) + 1 }
+
+var monoStart = time.Now()
 
 // release ends a turn, or any write under mu; again: the stream is to be
 // handed to the writers again.
@@ -383,12 +392,27 @@ func (t *writeTurn) release(sub *pubsub.Subscription, conn *deadlineConn) (again
 
 // streamWriters write the streams handed to them (SSE streams, WebSocket
 // feeds), on at most max goroutines that exist only while there is work.
+//
+// A stream handed again within delay of its last turn waits out the delay
+// (in later) instead of being written at once: a stream that many messages
+// a second reach then takes them in a few writes instead of one system call
+// (and one wake-up of its reader) each, while a stream written less often
+// than every delay, as nearly all are, is written at once. One channel
+// sent to as fast as possible, one SSE reader: 1 write per message before,
+// about one per 15 at 30k messages/s after.
 type streamWriters struct {
 	max    int
+	delay  time.Duration
 	mu     sync.Mutex
 	queue  []flusher
 	active int
+	later  []flusher   // streams waiting out the delay
+	timer  *time.Timer // moves later to queue; running while later is not empty
 }
+
+// writeDelay is the streamWriters' delay: at most this much latency is
+// added, and only to a stream written to more than once in it.
+const writeDelay = 500 * time.Microsecond
 
 // flusher is a stream with something queued: flush writes it.
 type flusher interface{ flush() }
@@ -399,13 +423,44 @@ type flusher interface{ flush() }
 // µs of CPU per delivery with one writer, 9.9-10.1 with two (which contend
 // with each other and with everything else for both cores).
 func newStreamWriters() *streamWriters {
-	return &streamWriters{max: max(1, runtime.GOMAXPROCS(0)/2)}
+	return &streamWriters{max: max(1, runtime.GOMAXPROCS(0)/2), delay: writeDelay}
 }
 
-func (ws *streamWriters) push(c flusher) {
+// push queues c, or with later, has it wait out the delay first.
+func (ws *streamWriters) push(c flusher, later bool) {
 	ws.mu.Lock()
+	if later {
+		ws.later = append(ws.later, c)
+		if len(ws.later) == 1 {
+			if ws.timer == nil {
+				ws.timer = time.AfterFunc(ws.delay, ws.due)
+			} else {
+				ws.timer.Reset(ws.delay)
+			}
+		}
+		ws.mu.Unlock()
+		return
+	}
 	ws.queue = append(ws.queue, c)
-	start := ws.active < ws.max
+	ws.startLocked()
+}
+
+// due queues the streams that waited out the delay.
+func (ws *streamWriters) due() {
+	ws.mu.Lock()
+	ws.queue = append(ws.queue, ws.later...)
+	clear(ws.later)
+	ws.later = ws.later[:0]
+	if cap(ws.later) > 1024 {
+		ws.later = nil // a burst's
+	}
+	ws.startLocked()
+}
+
+// startLocked starts a writer when the queue has work and fewer than max
+// run, and unlocks mu.
+func (ws *streamWriters) startLocked() {
+	start := len(ws.queue) > 0 && ws.active < ws.max
 	if start {
 		ws.active++
 	}

@@ -264,14 +264,14 @@ func (f countFlusher) flush() {
 // streams come before or while the writers work.
 func TestStreamWriters(t *testing.T) {
 	for _, max := range []int{1, 2, 3} {
-		ws := &streamWriters{max: max}
+		ws := &streamWriters{max: max, delay: time.Millisecond}
 		var flushed atomic.Int64
 		var running, peak atomic.Int64
 		const n = 1000
 		for i := range n {
 			var more func()
 			if i%10 == 0 {
-				more = func() { ws.push(countFlusher{n: &flushed}) } // one more each
+				more = func() { ws.push(countFlusher{n: &flushed}, false) } // one more each
 			}
 			ws.push(countFlusher{n: &flushed, more: func() {
 				if r := running.Add(1); r > peak.Load() {
@@ -281,7 +281,7 @@ func TestStreamWriters(t *testing.T) {
 					more()
 				}
 				running.Add(-1)
-			}})
+			}}, i%3 == 0) // a third wait out the delay first
 		}
 		want := int64(n + n/10)
 		deadline := time.Now().Add(10 * time.Second)
@@ -298,7 +298,7 @@ func TestStreamWriters(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 		ws.mu.Lock()
-		active, queued := ws.active, len(ws.queue)
+		active, queued := ws.active, len(ws.queue)+len(ws.later)
 		ws.mu.Unlock()
 		if got := flushed.Load(); got != want || active != 0 || queued != 0 {
 			t.Fatalf("max %d: %d flushes of %d, %d writers left, %d queued", max, got, want, active, queued)
@@ -306,5 +306,53 @@ func TestStreamWriters(t *testing.T) {
 		if p := peak.Load(); p > int64(max) {
 			t.Fatalf("max %d: %d writers at once", max, p)
 		}
+	}
+}
+
+// TestWriteTurnDelay: a stream handed again within the writers' delay of
+// its last turn waits in later until the delay is out, then is flushed
+// once; one whose last turn is older is queued at once.
+func TestWriteTurnDelay(t *testing.T) {
+	ws := &streamWriters{max: 1, delay: time.Hour}
+	var turn writeTurn
+	var flushed atomic.Int64
+	f := countFlusher{n: &flushed}
+	turn.hand(ws, f) // never taken: at once
+	waitFor(t, func() bool { return flushed.Load() == 1 })
+	if !turn.take() {
+		t.Fatal("take failed")
+	}
+	turn.mu.Unlock()
+	turn.hand(ws, f) // just taken: later
+	turn.hand(ws, f) // queued already: nothing
+	ws.mu.Lock()
+	later, queued := len(ws.later), len(ws.queue)
+	ws.mu.Unlock()
+	if later != 1 || queued != 0 || flushed.Load() != 1 {
+		t.Fatalf("handed within the delay: %d later, %d queued, %d flushed; want 1, 0, 1", later, queued, flushed.Load())
+	}
+	ws.timer.Reset(0) // the delay is out
+	waitFor(t, func() bool { return flushed.Load() == 2 })
+	ws.mu.Lock()
+	later = len(ws.later)
+	ws.mu.Unlock()
+	if later != 0 {
+		t.Fatalf("%d still later after the delay", later)
+	}
+	turn.take()
+	turn.mu.Unlock()
+	turn.last.Add(-int64(2 * time.Hour)) // the last turn is older than the delay
+	turn.hand(ws, f)
+	waitFor(t, func() bool { return flushed.Load() == 3 })
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
