@@ -24,7 +24,7 @@ test: redis-server
 # Each fuzz target runs briefly on top of its committed seed corpus
 # (testdata/fuzz/<Target>/); `make fuzz FUZZTIME=5m` digs deeper.
 FUZZTIME ?= 3s
-FUZZ_TARGETS = ./pubsub:FuzzParseCursor ./pubsub:FuzzValidChannel ./server:FuzzVerifyToken ./server:FuzzScanSend
+FUZZ_TARGETS = ./pubsub:FuzzParseCursor ./pubsub:FuzzValidChannel ./pubsub:FuzzCompactData ./server:FuzzVerifyToken ./server:FuzzScanSend
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

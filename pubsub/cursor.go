@@ -288,11 +288,10 @@ func validatePublish(req *PublishRequest) error {
 	if !validIdempotencyKey(req.IdempotencyKey) {
 		return fmt.Errorf("%w: at most %d bytes without control characters", ErrInvalidIdempotencyKey, maxIdemKeyLength)
 	}
-	var buf bytes.Buffer
-	buf.Grow(len(req.Data))
-	if err := json.Compact(&buf, req.Data); err != nil { // checks it, too
-		return ErrInvalidData
+	data, err := compactData(req.Data) // checks it, too
+	if err != nil {
+		return err
 	}
-	req.Data = buf.Bytes()
+	req.Data = data
 	return nil
 }

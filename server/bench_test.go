@@ -154,3 +154,55 @@ func BenchmarkSend(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "sends/s")
 }
+
+// BenchmarkSendHandler: the send mutation through the whole handler chain
+// (middleware, routing, the send fast path, the memory store), in process,
+// without the network: pushgate's own share of a send's CPU and garbage.
+func BenchmarkSendHandler(b *testing.B) {
+	br := pubsub.NewMemory(pubsub.Options{})
+	b.Cleanup(func() { _ = br.Close() })
+	cfg := server.Config{APIKeys: []server.APIKey{{Name: "bench", Secret: "benchkey"}},
+		Limits: server.Limits{SendRatePerKey: server.Rate{PerSecond: -1}, ConnectRatePerIP: server.Rate{PerSecond: -1}}}
+	h := server.New(cfg, br, zerolog.New(io.Discard))
+	body := []byte(`{"query":"mutation($in: SendInput!) { send(input: $in) { message { id } } }","variables":{"in":{"channel":"bench","data":` + string(benchPayload) + `}}}`)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		rd := bytes.NewReader(body)
+		req := httptest.NewRequest(http.MethodPost, "/graphql", rd)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer benchkey")
+		req.RemoteAddr = "127.0.0.1:40000"
+		w := &discardWriter{h: http.Header{}}
+		for pb.Next() {
+			rd.Reset(body)
+			r := *req
+			r.Body = io.NopCloser(rd)
+			clear(w.h)
+			w.status = 0
+			h.ServeHTTP(w, &r)
+			if w.status != http.StatusOK {
+				b.Errorf("status %d", w.status)
+				return
+			}
+		}
+	})
+}
+
+// discardWriter is a ResponseWriter that keeps only the status.
+type discardWriter struct {
+	h      http.Header
+	status int
+}
+
+func (w *discardWriter) Header() http.Header { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return len(p), nil
+}
+func (w *discardWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+}
