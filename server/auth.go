@@ -218,8 +218,13 @@ func withCredential(ctx context.Context, cred string) context.Context {
 
 // credential returns the request's API key or token ("" when none).
 func credential(ctx context.Context) string {
-	s, _ := ctx.Value(credentialKey{}).(string)
-	return s
+	if s, ok := ctx.Value(credentialKey{}).(string); ok {
+		return s // replaced (a WebSocket's connection_init)
+	}
+	if st := requestOf(ctx); st != nil {
+		return st.cred
+	}
+	return ""
 }
 
 // bearer returns the credential of an Authorization value, with or without

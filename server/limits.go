@@ -287,9 +287,10 @@ func (l *limits) graphql(next http.Handler) http.Handler {
 			defer release()
 			next.ServeHTTP(w, r)
 		default:
-			note := new(retryNote)
-			next.ServeHTTP(&retryAfterWriter{ResponseWriter: w, note: note},
-				r.WithContext(context.WithValue(r.Context(), retryNoteKey{}, note)))
+			if st := requestOf(r.Context()); st != nil {
+				st.retryAfter = true
+			}
+			next.ServeHTTP(w, r)
 		}
 	})
 }
@@ -655,44 +656,11 @@ func (ws *wsLimits) close() {
 	}
 }
 
-// retryNote carries a GraphQL rate limit's wait from the operation to the
-// HTTP response (Retry-After, and 429 for
-// application/graphql-response+json, whose request errors are 4xx).
-type retryNote struct{ seconds atomic.Int64 }
-
-type retryNoteKey struct{}
-
+// noteRetry has a GraphQL rate limit's wait sent in the HTTP response
+// (requestWriter): Retry-After, and 429 for
+// application/graphql-response+json, whose request errors are 4xx.
 func noteRetry(ctx context.Context, wait time.Duration) {
-	if n, _ := ctx.Value(retryNoteKey{}).(*retryNote); n != nil {
-		n.seconds.Store(int64(retrySeconds(wait)))
+	if st := requestOf(ctx); st != nil {
+		st.retry.Store(int64(retrySeconds(wait)))
 	}
-}
-
-type retryAfterWriter struct {
-	http.ResponseWriter
-	note        *retryNote
-	wroteHeader bool
-}
-
-func (w *retryAfterWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-func (w *retryAfterWriter) WriteHeader(status int) {
-	if !w.wroteHeader {
-		w.wroteHeader = true
-		if s := w.note.seconds.Load(); s > 0 {
-			h := w.Header()
-			h.Set("Retry-After", strconv.FormatInt(s, 10))
-			if status == http.StatusOK && strings.HasPrefix(h.Get("Content-Type"), "application/graphql-response+json") {
-				status = http.StatusTooManyRequests
-			}
-		}
-	}
-	w.ResponseWriter.WriteHeader(status)
-}
-
-func (w *retryAfterWriter) Write(p []byte) (int, error) {
-	if !w.wroteHeader {
-		w.WriteHeader(http.StatusOK)
-	}
-	return w.ResponseWriter.Write(p)
 }

@@ -370,43 +370,34 @@ func pprofHandler(auth *Auth) http.Handler {
 
 // HTTP requests are counted by the pattern of the route that served them,
 // never by path. The pattern is known once the mux has matched, deep in
-// the handler chain, while the count is made around it: routeNote carries
-// it back out.
-type routeNote struct{ pattern string }
+// the handler chain, while the count is made around it: the request
+// (requestOf) carries it back out.
 
-type routeNoteKey struct{}
-
-// notePattern records the pattern the mux matched in the request's note.
+// notePattern records the pattern the mux matched in the request.
 func notePattern(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mux.ServeHTTP(w, r)
-		if n, _ := r.Context().Value(routeNoteKey{}).(*routeNote); n != nil {
-			n.pattern = r.Pattern // set by the mux on r
+		if st := requestOf(r.Context()); st != nil {
+			st.route = r.Pattern // set by the mux on r
 		}
 	})
 }
 
-// instrument counts every request by route and status class, and times
-// those that are not streams.
-func (m *Metrics) instrument(next http.Handler) http.Handler {
-	count := hlog.AccessHandler(func(r *http.Request, status, _ int, d time.Duration) {
-		route := "unmatched" // refused before routing (413), or a mux redirect
-		if n, _ := r.Context().Value(routeNoteKey{}).(*routeNote); n != nil && n.pattern != "" {
-			route = n.pattern
-		}
-		if status == 0 {
-			status = http.StatusOK
-		}
-		m.httpRequests.WithLabelValues(route, strconv.Itoa(status/100)+"xx").Inc()
-		streaming := status == http.StatusSwitchingProtocols || route == "GET /events" ||
-			strings.Contains(r.Header.Get("Accept"), "text/event-stream")
-		if !streaming {
-			m.httpDuration.WithLabelValues(route).Observe(d.Seconds())
-		}
-	})(next)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		count.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeNoteKey{}, &routeNote{})))
-	})
+// count counts a request that ended by route and status class, and times
+// it unless it was a stream.
+func (m *Metrics) count(r *http.Request, route string, status int, d time.Duration) {
+	if route == "" {
+		route = "unmatched" // refused before routing (413), or a mux redirect
+	}
+	if status == 0 {
+		status = http.StatusOK
+	}
+	m.httpRequests.WithLabelValues(route, strconv.Itoa(status/100)+"xx").Inc()
+	streaming := status == http.StatusSwitchingProtocols || route == "GET /events" ||
+		strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+	if !streaming {
+		m.httpDuration.WithLabelValues(route).Observe(d.Seconds())
+	}
 }
 
 // stream is the account of one streaming connection (WebSocket, SSE,

@@ -1,58 +1,135 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/xid"
 	"github.com/rs/zerolog"
-	"github.com/rs/zerolog/hlog"
 
 	"github.com/pushgate/pushgate/graph"
 )
 
+// request is what the layers below requestContext know of one request,
+// in one allocation: its logger (with the request's id), its credential,
+// the route that served it, a GraphQL rate limit's wait, and the writer
+// that records the status and size for the metrics and the access log.
+type request struct {
+	w          requestWriter
+	log        zerolog.Logger
+	id         string       // the request's id
+	cred       string       // the request's credential (requestCredential)
+	route      string       // the mux pattern that served it (notePattern)
+	retry      atomic.Int64 // seconds a GraphQL rate limit asks to wait (noteRetry)
+	retryAfter bool         // the response carries retry (a GraphQL request, not a stream)
+}
+
+type requestKey struct{}
+
+// requestOf returns ctx's request, or nil outside requestContext.
+func requestOf(ctx context.Context) *request {
+	st, _ := ctx.Value(requestKey{}).(*request)
+	return st
+}
+
 // requestContext gives every request, in one copy of the request, the
 // context that the layers below read: a logger with the request's id (also
 // sent back as X-Request-Id), its credential (requestCredential), and, unless it
-// is a stream, no cancellation at shutdown (drainable).
-func requestContext(log zerolog.Logger, next http.Handler) http.Handler {
+// is a stream, no cancellation at shutdown (drainable). When the request
+// ends (for a WebSocket, when the connection closes) it is counted by
+// route and status class (m), timed unless it is a stream, and logged in
+// one access log line at info level. The log line has the path without
+// the query, which may carry a token.
+func requestContext(log zerolog.Logger, m *Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
-		id := xid.New()
-		sid := id.String()
-		l := log.With().Str("req_id", sid).Logger()
-		ctx = hlog.CtxWithID(l.WithContext(ctx), id)
-		w.Header().Set("X-Request-Id", sid)
+		start := time.Now()
+		st := &request{cred: requestCredential(r)}
+		st.w = requestWriter{ResponseWriter: w, req: st}
+		st.id = xid.New().String()
+		// The id is added by a hook when a line is written, instead of to
+		// a copy of the logger's context (With copies it into 500 bytes).
+		st.log = log.Hook(requestIDHook{st})
+		w.Header().Set("X-Request-Id", st.id)
+		ctx := context.WithValue(r.Context(), requestKey{}, st)
+		ctx = st.log.WithContext(ctx)
 		if !isStream(r) {
 			ctx = drainable(ctx)
 		}
-		if cred := requestCredential(r); cred != "" {
-			ctx = withCredential(ctx, cred)
-		}
-		next.ServeHTTP(w, r.WithContext(ctx))
+		r = r.WithContext(ctx)
+		next.ServeHTTP(&st.w, r)
+		d := time.Since(start)
+		m.count(r, st.route, st.w.status, d)
+		st.log.Info().
+			Str("method", r.Method).
+			Str("path", r.URL.Path).
+			Int("status", st.w.status).
+			Int64("size", st.w.size).
+			Dur("duration", d).
+			Msg("request")
 	})
 }
 
-// accessLog logs one line per request when it ends (for a WebSocket, when
-// the connection closes). It logs the path without the query, which may
-// carry a token.
-func accessLog(next http.Handler) http.Handler {
-	return hlog.AccessHandler(func(r *http.Request, status, size int, d time.Duration) {
-		hlog.FromRequest(r).Info().
-			Str("method", r.Method).
-			Str("path", r.URL.Path).
-			Int("status", status).
-			Int("size", size).
-			Dur("duration", d).
-			Msg("request")
-	})(next)
+// requestIDHook adds the request's id to every line of its logger.
+type requestIDHook struct{ st *request }
+
+func (h requestIDHook) Run(e *zerolog.Event, _ zerolog.Level, _ string) { e.Str("req_id", h.st.id) }
+
+// requestWriter records the response's status and size, and adds a
+// GraphQL rate limit's Retry-After (with 429 for
+// application/graphql-response+json, whose request errors are 4xx).
+type requestWriter struct {
+	http.ResponseWriter
+	req    *request
+	status int // the first status written; 0: none
+	size   int64
+}
+
+func (w *requestWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *requestWriter) WriteHeader(status int) {
+	if w.status != 0 {
+		return // as net/http would, but without its complaint in the log
+	}
+	if w.req.retryAfter {
+		if s := w.req.retry.Load(); s > 0 {
+			h := w.Header()
+			h.Set("Retry-After", strconv.FormatInt(s, 10))
+			if status == http.StatusOK && strings.HasPrefix(h.Get("Content-Type"), "application/graphql-response+json") {
+				status = http.StatusTooManyRequests
+			}
+		}
+	}
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *requestWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.size += int64(n)
+	return n, err
+}
+
+func (w *requestWriter) Flush() { _ = w.FlushError() }
+
+func (w *requestWriter) FlushError() error {
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *requestWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(w.ResponseWriter).Hijack()
 }
 
 // limitBody refuses bodies over limit with 413: at once when

@@ -152,11 +152,7 @@ func New(cfg Config, broker pubsub.Broker, log zerolog.Logger) http.Handler {
 	}
 	mux := http.NewServeMux()
 	addRoutes(mux, cfg, broker, auth, newPresence(cfg, broker, auth, log))
-	h := notePattern(mux)
-	h = limitBody(cfg.MaxBodyBytes, h)
-	h = accessLog(h)
-	h = cfg.Metrics.instrument(h)
-	return requestContext(log, h)
+	return requestContext(log, cfg.Metrics, limitBody(cfg.MaxBodyBytes, notePattern(mux)))
 }
 
 // mustTokenVerifier returns the verifier of tokens, whose secret defaults
