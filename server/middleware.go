@@ -68,12 +68,17 @@ func requestContext(log zerolog.Logger, m *Metrics, next http.Handler) http.Hand
 		r = r.WithContext(ctx)
 		next.ServeHTTP(&st.w, r)
 		d := time.Since(start)
-		m.count(r, st.route, st.w.status, d)
+		status, size := st.w.status, st.w.size
+		// A stream outlives its handler (SSE, hijacked), and with it its
+		// context and st: st must not keep net/http's response and its
+		// buffers (11 KB per idle SSE connection).
+		st.w = requestWriter{}
+		m.count(r, st.route, status, d)
 		st.log.Info().
 			Str("method", r.Method).
 			Str("path", r.URL.Path).
-			Int("status", st.w.status).
-			Int64("size", st.w.size).
+			Int("status", status).
+			Int64("size", size).
 			Dur("duration", d).
 			Msg("request")
 	})

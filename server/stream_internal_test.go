@@ -2,12 +2,17 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // tcpPair returns both ends of a loopback TCP connection.
@@ -354,5 +359,24 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("timed out")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestRequestStateDropsWriter: a request's state, which a stream's
+// context keeps after its handler returned (SSE), keeps neither net/http's
+// response nor its buffers.
+func TestRequestStateDropsWriter(t *testing.T) {
+	var ctx context.Context
+	h := requestContext(zerolog.Nop(), NewMetrics(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx = r.Context()
+		w.WriteHeader(http.StatusAccepted)
+		if st := requestOf(ctx); st == nil || st.w.ResponseWriter == nil {
+			t.Fatal("no request state while the handler runs")
+		}
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/events", nil))
+	st := requestOf(ctx)
+	if st == nil || st.w.ResponseWriter != nil || st.w.req != nil {
+		t.Fatalf("after the handler: %+v", st)
 	}
 }
