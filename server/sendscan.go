@@ -276,6 +276,11 @@ func (s *jscan) canon(out []byte, depth int) ([]byte, bool) {
 			return nil, false
 		}
 		slices.SortFunc(members, func(a, b member) int { return bytes.Compare(a.key, b.key) })
+		size := 2 // the object's size (a byte over, for no last comma): out grows once
+		for _, m := range members {
+			size += len(m.key) + 4 + len(m.value) // "key":value,
+		}
+		out = slices.Grow(out, size)
 		out = append(out, '{')
 		for i, m := range members {
 			if i > 0 {
