@@ -276,6 +276,10 @@ func bench(ctx context.Context, cfg *config, stderr io.Writer) (*report, error) 
 			if cfg.rate > 0 {
 				start = sendStart.Add(time.Duration(float64(w) / cfg.rate * float64(time.Second)))
 			}
+			if cfg.rate <= 0 {
+				senders[w].flood(runCtx, env.loops, stopAt)
+				return
+			}
 			senders[w].pace(runCtx, perSender, start, stopAt)
 		}()
 	}

@@ -135,6 +135,20 @@ func TestEndToEndPerSubscriberBroadcast(t *testing.T) {
 	}
 }
 
+// TestEndToEndFlood: as fast as possible (the senders in the feed loops),
+// over every transport.
+func TestEndToEndFlood(t *testing.T) {
+	t.Parallel()
+	r, err := runJSON(t, time.Minute, "-sse", "3", "-ws", "3", "-poll", "2", "-rate", "0", "-senders", "4", "-duration", "500ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, r, 8)
+	if r.Send.Calls < 100 || r.Delivery.Expected != 8*r.Send.OK {
+		t.Errorf("%d calls, %d ok, expected %d deliveries", r.Send.Calls, r.Send.OK, r.Delivery.Expected)
+	}
+}
+
 func TestEndToEndIdle(t *testing.T) {
 	t.Parallel()
 	r, err := runJSON(t, time.Minute, "-idle", "-sse", "30", "-ws", "10", "-anonymous", "-settle", "300ms")

@@ -45,13 +45,7 @@ func (k *keepAlive) post(ctx context.Context, body []byte, out *bytes.Buffer) (i
 	if err := k.connect(ctx); err != nil {
 		return 0, err
 	}
-	k.req = append(k.req[:0], "POST "...)
-	k.req = append(k.req, k.path...)
-	k.req = append(k.req, " HTTP/1.1\r\n"...)
-	k.req = append(k.req, k.header...)
-	k.req = strconv.AppendInt(k.req, int64(len(body)), 10)
-	k.req = append(k.req, "\r\n\r\n"...)
-	k.req = append(k.req, body...)
+	k.req = k.appendRequest(k.req[:0], body)
 	_ = k.conn.SetDeadline(time.Now().Add(k.timeout))
 	status, keep, err := k.exchange(out)
 	if err != nil || !keep {
@@ -61,6 +55,17 @@ func (k *keepAlive) post(ctx context.Context, body []byte, out *bytes.Buffer) (i
 		return 0, ctx.Err()
 	}
 	return status, err
+}
+
+// appendRequest appends the POST of body.
+func (k *keepAlive) appendRequest(b, body []byte) []byte {
+	b = append(b, "POST "...)
+	b = append(b, k.path...)
+	b = append(b, " HTTP/1.1\r\n"...)
+	b = append(b, k.header...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(b, "\r\n\r\n"...)
+	return append(b, body...)
 }
 
 func (k *keepAlive) exchange(out *bytes.Buffer) (status int, keep bool, err error) {

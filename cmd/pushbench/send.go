@@ -66,6 +66,12 @@ type sender struct {
 	body   []byte
 	resp   bytes.Buffer
 	conn   *keepAlive
+
+	// The call begun (begin) and not ended yet.
+	inflight bool
+	g        int
+	cur      int64
+	start    time.Time
 }
 
 func newSender(w int, plan *sendPlan) *sender {
@@ -139,23 +145,35 @@ func (p *pacer) next(now time.Time) time.Time {
 
 // call makes one call to the next group.
 func (s *sender) call(ctx context.Context) {
+	s.begin()
+	s.end(s.post(ctx))
+}
+
+// begin starts the next call: to the next group, with the next sequence.
+func (s *sender) begin() {
 	p := s.plan
-	g := int((p.next.Add(1) - 1) % uint64(len(p.groups)))
-	seq := s.seq[g]
-	s.seq[g]++
+	s.g = int((p.next.Add(1) - 1) % uint64(len(p.groups)))
+	s.cur = s.seq[s.g]
+	s.seq[s.g]++
 	p.calls.Add(1)
-	start := time.Now()
-	s.body = appendCallBody(s.body[:0], p, g, s.w, seq, start.UnixNano())
-	err := s.post(ctx)
-	p.lat.RecordDuration(time.Since(start))
+	s.start = time.Now()
+	s.body = appendCallBody(s.body[:0], p, s.g, s.w, s.cur, s.start.UnixNano())
+	s.inflight = true
+}
+
+// end records the outcome of the call begun.
+func (s *sender) end(err error) {
+	p := s.plan
+	s.inflight = false
+	p.lat.RecordDuration(time.Since(s.start))
 	if err != nil {
-		s.failed[g] = append(s.failed[g], seq)
+		s.failed[s.g] = append(s.failed[s.g], s.cur)
 		p.countError(errorKind(err))
 		return
 	}
 	p.ok.Add(1)
-	p.messages.Add(int64(len(p.groups[g])))
-	p.expected.Add(p.perCall[g])
+	p.messages.Add(int64(len(p.groups[s.g])))
+	p.expected.Add(p.perCall[s.g])
 }
 
 func (s *sender) post(ctx context.Context) error {
@@ -163,11 +181,16 @@ func (s *sender) post(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return s.check(status, s.resp.Bytes())
+}
+
+// check returns the error of an answer: an HTTP status or GraphQL errors,
+// or no data.
+func (s *sender) check(status int, body []byte) error {
 	op := "send"
 	if s.plan.broadcast {
 		op = "broadcast"
 	}
-	body := s.resp.Bytes()
 	var errs []byte
 	var hasData bool
 	ok := eachMember(body, func(key, value []byte) bool {
