@@ -41,7 +41,7 @@ func (s *sender) floodConn(ctx context.Context, loops *feedLoops, stop time.Time
 	}
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	timeout := s.conn.timeout // a call's, as keepAlive's deadline
+	timeout := s.conn.timeout                   // a call's, as keepAlive's deadline
 	watchdog := time.AfterFunc(timeout, cancel) // restarted by every call
 	defer watchdog.Stop()
 	f := &floodFeed{s: s, stop: stop, watchdog: watchdog, timeout: timeout}
