@@ -55,6 +55,7 @@ type config struct {
 	jwtFlags       server.TokenConfig
 	TrustedProxies []netip.Prefix
 	MaxBodyBytes   int64
+	GCMinHeapMB    int
 	Heartbeat      time.Duration
 	Limits         server.Limits
 	MetricsToken   string
@@ -201,6 +202,16 @@ var options = []option{
 			n, err := positiveInt(v, 64<<20)
 			c.MaxBodyBytes = int64(n)
 			return err
+		}},
+	{flag: "gc-min-heap-mb", env: "PUSHGATE_GC_MIN_HEAP_MB", def: "64",
+		usage: "the heap the garbage collector lets grow to before it collects, at least, in MiB: while the live heap is below half of it, GOGC is raised so that the goal is this (0: the runtime's default; ignored when GOGC is set)",
+		set: func(c *config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 1<<20 {
+				return errors.New("must be a number of MiB from 0 to 1048576")
+			}
+			c.GCMinHeapMB = n
+			return nil
 		}},
 	{flag: "sse-heartbeat", env: "PUSHGATE_SSE_HEARTBEAT", def: "15s", usage: "how often an idle SSE stream gets a comment line",
 		set: func(c *config, v string) (err error) { c.Heartbeat, err = positiveDuration(v); return err }},

@@ -17,6 +17,7 @@ import (
 // withDefaults sets, on c, the defaults of the flags beyond the basic ones.
 func withDefaults(c config) config {
 	c.MaxBodyBytes = 1 << 20
+	c.GCMinHeapMB = 64
 	c.Heartbeat = 15 * time.Second
 	c.Limits = server.Limits{
 		MaxSubscriptionsPerConnection: 100, MaxConnectionsPerSubject: 100, MaxConnectionsPerIP: 1000,
@@ -159,7 +160,7 @@ func TestParseLimitAndTokenFlags(t *testing.T) {
 		"--allowed-origin", "https://a.example", "--allowed-origin", "https://*.b.example",
 		"--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "192.168.1.1",
 		"--jwt-secret", "s", "--jwt-issuer", "iss", "--jwt-audience", "aud", "--jwt-leeway", "0s",
-		"--introspection=false", "--sse-heartbeat", "5s", "--max-body-bytes", "2048",
+		"--introspection=false", "--sse-heartbeat", "5s", "--max-body-bytes", "2048", "--gc-min-heap-mb", "0",
 	}, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -175,12 +176,13 @@ func TestParseLimitAndTokenFlags(t *testing.T) {
 	if c.JWT.Secret != "s" || c.JWT.Issuer != "iss" || c.JWT.Audience != "aud" || c.JWT.Leeway != -1 {
 		t.Fatalf("jwt = %+v", c.JWT)
 	}
-	if c.Heartbeat != 5*time.Second || c.MaxBodyBytes != 2048 {
-		t.Fatalf("heartbeat %v body %d", c.Heartbeat, c.MaxBodyBytes)
+	if c.Heartbeat != 5*time.Second || c.MaxBodyBytes != 2048 || c.GCMinHeapMB != 0 {
+		t.Fatalf("heartbeat %v body %d gc min heap %d", c.Heartbeat, c.MaxBodyBytes, c.GCMinHeapMB)
 	}
 	for _, bad := range [][]string{
 		{"--max-connections-per-ip", "0"}, {"--connect-rate-per-ip", "fast"}, {"--connect-rate-per-ip", "5/0"},
 		{"--trusted-proxy", "nope"}, {"--jwks-url", "ftp://x"}, {"--jwt-leeway", "1h"}, {"--introspection=maybe"},
+		{"--gc-min-heap-mb", "-1"}, {"--gc-min-heap-mb", "64MB"}, {"--gc-min-heap-mb", "2000000"},
 	} {
 		flagName, _, _ := strings.Cut(bad[0], "=")
 		if _, err := parseConfig(bad, func(string) string { return "" }, io.Discard); err == nil || !strings.Contains(err.Error(), flagName) {

@@ -36,6 +36,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer stop()
 
 	log := zerolog.New(stdout).Level(cfg.LogLevel).With().Timestamp().Logger()
+	if getenv("GOGC") == "" {
+		gc := startGCTuner(uint64(cfg.GCMinHeapMB) << 20)
+		defer gc.stop()
+	}
 
 	// One set of metrics: the broker's observer, the Redis client's hook
 	// and the server count into it.
