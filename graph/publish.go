@@ -41,10 +41,10 @@ func (r *Resolver) publishRequests(channels []string, data json.RawMessage, even
 }
 
 // publish appends reqs in order. It is not abandoned when the client goes
-// away: once a send reached the store its outcome must be known.
+// away: once a send reached the store its outcome must be known (a store
+// that does I/O bounds each append: pubsub.Options.PublishTimeout).
 func (r *Resolver) publish(ctx context.Context, reqs []pubsub.PublishRequest) ([]pubsub.PublishResult, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.PublishTimeout)
-	defer cancel()
+	ctx = context.WithoutCancel(ctx)
 	out := make([]pubsub.PublishResult, 0, len(reqs))
 	for i, req := range reqs {
 		res, err := r.broker.Publish(ctx, req)

@@ -7,7 +7,6 @@ package graph
 
 import (
 	"context"
-	"time"
 
 	"github.com/pushgate/pushgate/pubsub"
 )
@@ -39,10 +38,6 @@ type Options struct {
 	// MaxMessageSizeOf, when set, returns the bound of a channel (its
 	// namespace's) instead; a result <= 0 means MaxMessageSize.
 	MaxMessageSizeOf func(channel string) int
-	// PublishTimeout bounds one append to the store (default 10 s). A send
-	// that reached the server is not abandoned when its client goes away,
-	// so its outcome is never left half-known to the store.
-	PublishTimeout time.Duration
 	// Joined, when set, is called once a feed subscription runs, with its
 	// channels; the function it returns is called when the subscription
 	// ends (presence).
@@ -76,9 +71,6 @@ type Resolver struct {
 func NewResolver(broker pubsub.Broker, access Access, opts Options) *Resolver {
 	if opts.MaxMessageSize <= 0 {
 		opts.MaxMessageSize = DefaultMaxMessageSize
-	}
-	if opts.PublishTimeout <= 0 {
-		opts.PublishTimeout = 10 * time.Second
 	}
 	return &Resolver{broker: broker, access: access, opts: opts}
 }

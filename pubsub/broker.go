@@ -29,6 +29,10 @@ type Options struct {
 	// Observer is told of resets, resumes and store errors, for metrics
 	// (nil: nothing is observed).
 	Observer Observer
+	// PublishTimeout bounds one append to a store that does I/O (Redis),
+	// whatever the caller's context allows (default 10 s). The memory
+	// store's appends do not wait.
+	PublishTimeout time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -46,6 +50,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
+	}
+	if o.PublishTimeout <= 0 {
+		o.PublishTimeout = 10 * time.Second
 	}
 	return o
 }

@@ -429,6 +429,8 @@ return {epoch, top, first, last, entries}
 `)
 
 func (s *redisStore) append(ctx context.Context, req PublishRequest) (PublishResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
+	defer cancel()
 	size, ttl := s.opts.retention(req.Channel)
 	base := s.base(req.Channel)
 	keys := []string{base + ":m", base + ":s"}

@@ -66,6 +66,7 @@ type Metrics struct {
 
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
+	httpRoutes   sync.Map // route -> *routeMetrics, the children of the two
 }
 
 // transportKind is a label value of the streaming transports.
@@ -392,12 +393,45 @@ func (m *Metrics) count(r *http.Request, route string, status int, d time.Durati
 	if status == 0 {
 		status = http.StatusOK
 	}
-	m.httpRequests.WithLabelValues(route, strconv.Itoa(status/100)+"xx").Inc()
+	rm := m.routeMetrics(route)
+	if class := status / 100; class < len(rm.requests) {
+		c := rm.requests[class].Load()
+		if c == nil {
+			cc := m.httpRequests.WithLabelValues(route, strconv.Itoa(class)+"xx")
+			c = &cc
+			rm.requests[class].Store(c)
+		}
+		(*c).Inc()
+	} else {
+		m.httpRequests.WithLabelValues(route, strconv.Itoa(class)+"xx").Inc()
+	}
 	streaming := status == http.StatusSwitchingProtocols || route == "GET /events" ||
 		strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 	if !streaming {
-		m.httpDuration.WithLabelValues(route).Observe(d.Seconds())
+		o := rm.duration.Load()
+		if o == nil { // made on first use: a route never timed has no series
+			oo := m.httpDuration.WithLabelValues(route)
+			o = &oo
+			rm.duration.Store(o)
+		}
+		(*o).Observe(d.Seconds())
 	}
+}
+
+// routeMetrics are a route's children of httpRequests (by status class)
+// and httpDuration, looked up once instead of by label values on every
+// request.
+type routeMetrics struct {
+	requests [6]atomic.Pointer[prometheus.Counter] // by status / 100
+	duration atomic.Pointer[prometheus.Observer]
+}
+
+func (m *Metrics) routeMetrics(route string) *routeMetrics {
+	if rm, ok := m.httpRoutes.Load(route); ok {
+		return rm.(*routeMetrics)
+	}
+	rm, _ := m.httpRoutes.LoadOrStore(route, new(routeMetrics))
+	return rm.(*routeMetrics)
 }
 
 // stream is the account of one streaming connection (WebSocket, SSE,
