@@ -181,7 +181,7 @@ type sseConn struct {
 // kick hands the stream to the writers: the subscription calls it when it
 // queues an event, on the queuing goroutine.
 func (c *sseConn) kick() {
-	c.turn.hand(c.writers, c)
+	c.turn.hand(c.writers, c, c.sub.Pending())
 	// The broker closed. When the request's context ended (shutdown), the
 	// stream's end says so instead.
 	if c.sub.Ended() && c.ctx.Err() == nil {

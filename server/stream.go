@@ -362,11 +362,17 @@ type writeTurn struct {
 }
 
 // hand gives f to ws unless it is in their queue already: at once, or
-// after ws.delay when the stream's last turn was less than that ago.
-func (t *writeTurn) hand(ws *streamWriters, f flusher) {
+// after ws.delay when the stream's last turn was less than that ago. With
+// pending events enough to fill half a write (maxCoalesce), nothing waits:
+// a stream that waited would take no more per write, and its queue, which
+// falls back to reading the store when full, would fill.
+func (t *writeTurn) hand(ws *streamWriters, f flusher, pending int) {
+	full := pending >= maxCoalesce/2
 	if t.queued.CompareAndSwap(false, true) {
 		last := t.last.Load()
-		ws.push(f, last != 0 && monoNow()-last < int64(ws.delay))
+		ws.push(f, !full && last != 0 && monoNow()-last < int64(ws.delay))
+	} else if full {
+		ws.due() // f may be waiting out the delay
 	}
 }
 
@@ -445,9 +451,13 @@ func (ws *streamWriters) push(c flusher, later bool) {
 	ws.startLocked()
 }
 
-// due queues the streams that waited out the delay.
+// due queues the streams that wait out the delay, now.
 func (ws *streamWriters) due() {
 	ws.mu.Lock()
+	if len(ws.later) == 0 {
+		ws.mu.Unlock()
+		return
+	}
 	ws.queue = append(ws.queue, ws.later...)
 	clear(ws.later)
 	ws.later = ws.later[:0]

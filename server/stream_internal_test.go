@@ -316,20 +316,21 @@ func TestStreamWriters(t *testing.T) {
 
 // TestWriteTurnDelay: a stream handed again within the writers' delay of
 // its last turn waits in later until the delay is out, then is flushed
-// once; one whose last turn is older is queued at once.
+// once; one whose last turn is older, or with half a write pending, is
+// queued at once.
 func TestWriteTurnDelay(t *testing.T) {
 	ws := &streamWriters{max: 1, delay: time.Hour}
 	var turn writeTurn
 	var flushed atomic.Int64
 	f := countFlusher{n: &flushed}
-	turn.hand(ws, f) // never taken: at once
+	turn.hand(ws, f, 0) // never taken: at once
 	waitFor(t, func() bool { return flushed.Load() == 1 })
 	if !turn.take() {
 		t.Fatal("take failed")
 	}
 	turn.mu.Unlock()
-	turn.hand(ws, f) // just taken: later
-	turn.hand(ws, f) // queued already: nothing
+	turn.hand(ws, f, 0) // just taken: later
+	turn.hand(ws, f, 0) // queued already: nothing
 	ws.mu.Lock()
 	later, queued := len(ws.later), len(ws.queue)
 	ws.mu.Unlock()
@@ -347,8 +348,26 @@ func TestWriteTurnDelay(t *testing.T) {
 	turn.take()
 	turn.mu.Unlock()
 	turn.last.Add(-int64(2 * time.Hour)) // the last turn is older than the delay
-	turn.hand(ws, f)
+	turn.hand(ws, f, 0)
 	waitFor(t, func() bool { return flushed.Load() == 3 })
+
+	// Half a write pending: no waiting, neither handed anew nor when
+	// waiting already.
+	turn.take()
+	turn.mu.Unlock()
+	turn.hand(ws, f, maxCoalesce/2)
+	waitFor(t, func() bool { return flushed.Load() == 4 })
+	turn.take()
+	turn.mu.Unlock()
+	turn.hand(ws, f, 1) // waits
+	ws.mu.Lock()
+	later = len(ws.later)
+	ws.mu.Unlock()
+	if later != 1 {
+		t.Fatalf("%d later, want 1", later)
+	}
+	turn.hand(ws, f, maxCoalesce/2) // the queue filled meanwhile
+	waitFor(t, func() bool { return flushed.Load() == 5 })
 }
 
 func waitFor(t *testing.T, cond func() bool) {

@@ -353,7 +353,7 @@ func (c *wsConn) runFeed(ctx context.Context, cancel context.CancelFunc, id stri
 // kick hands the feed to the writers: the subscription calls it when it
 // queues an event, on the queuing goroutine, and once more when it ends.
 func (f *wsFeed) kick() {
-	f.turn.hand(f.c.t.writers, f)
+	f.turn.hand(f.c.t.writers, f, f.sub.Pending())
 	if f.sub.Ended() {
 		f.cancel()
 	}
