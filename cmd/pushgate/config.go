@@ -56,6 +56,7 @@ type config struct {
 	TrustedProxies []netip.Prefix
 	MaxBodyBytes   int64
 	GCMinHeapMB    int
+	GoMaxProcs     int // -1: auto (goMaxProcs)
 	Heartbeat      time.Duration
 	Limits         server.Limits
 	MetricsToken   string
@@ -211,6 +212,20 @@ var options = []option{
 				return errors.New("must be a number of MiB from 0 to 1048576")
 			}
 			c.GCMinHeapMB = n
+			return nil
+		}},
+	{flag: "gomaxprocs", env: "PUSHGATE_GOMAXPROCS", def: "auto",
+		usage: "Go processors: auto: two more than the CPUs when the process may use them all (no CPU quota), else Go's default; 0: Go's default; or a number. Ignored when GOMAXPROCS is set",
+		set: func(c *config, v string) error {
+			if v == "auto" {
+				c.GoMaxProcs = -1
+				return nil
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 1024 {
+				return errors.New("must be auto or a number from 0 to 1024")
+			}
+			c.GoMaxProcs = n
 			return nil
 		}},
 	{flag: "sse-heartbeat", env: "PUSHGATE_SSE_HEARTBEAT", def: "15s", usage: "how often an idle SSE stream gets a comment line",

@@ -18,6 +18,7 @@ import (
 func withDefaults(c config) config {
 	c.MaxBodyBytes = 1 << 20
 	c.GCMinHeapMB = 64
+	c.GoMaxProcs = -1
 	c.Heartbeat = 15 * time.Second
 	c.Limits = server.Limits{
 		MaxSubscriptionsPerConnection: 100, MaxConnectionsPerSubject: 100, MaxConnectionsPerIP: 1000,
@@ -160,7 +161,7 @@ func TestParseLimitAndTokenFlags(t *testing.T) {
 		"--allowed-origin", "https://a.example", "--allowed-origin", "https://*.b.example",
 		"--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "192.168.1.1",
 		"--jwt-secret", "s", "--jwt-issuer", "iss", "--jwt-audience", "aud", "--jwt-leeway", "0s",
-		"--introspection=false", "--sse-heartbeat", "5s", "--max-body-bytes", "2048", "--gc-min-heap-mb", "0",
+		"--introspection=false", "--sse-heartbeat", "5s", "--max-body-bytes", "2048", "--gc-min-heap-mb", "0", "--gomaxprocs", "3",
 	}, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -176,13 +177,14 @@ func TestParseLimitAndTokenFlags(t *testing.T) {
 	if c.JWT.Secret != "s" || c.JWT.Issuer != "iss" || c.JWT.Audience != "aud" || c.JWT.Leeway != -1 {
 		t.Fatalf("jwt = %+v", c.JWT)
 	}
-	if c.Heartbeat != 5*time.Second || c.MaxBodyBytes != 2048 || c.GCMinHeapMB != 0 {
-		t.Fatalf("heartbeat %v body %d gc min heap %d", c.Heartbeat, c.MaxBodyBytes, c.GCMinHeapMB)
+	if c.Heartbeat != 5*time.Second || c.MaxBodyBytes != 2048 || c.GCMinHeapMB != 0 || c.GoMaxProcs != 3 {
+		t.Fatalf("heartbeat %v body %d gc min heap %d gomaxprocs %d", c.Heartbeat, c.MaxBodyBytes, c.GCMinHeapMB, c.GoMaxProcs)
 	}
 	for _, bad := range [][]string{
 		{"--max-connections-per-ip", "0"}, {"--connect-rate-per-ip", "fast"}, {"--connect-rate-per-ip", "5/0"},
 		{"--trusted-proxy", "nope"}, {"--jwks-url", "ftp://x"}, {"--jwt-leeway", "1h"}, {"--introspection=maybe"},
 		{"--gc-min-heap-mb", "-1"}, {"--gc-min-heap-mb", "64MB"}, {"--gc-min-heap-mb", "2000000"},
+		{"--gomaxprocs", "-1"}, {"--gomaxprocs", "many"}, {"--gomaxprocs", "5000"},
 	} {
 		flagName, _, _ := strings.Cut(bad[0], "=")
 		if _, err := parseConfig(bad, func(string) string { return "" }, io.Discard); err == nil || !strings.Contains(err.Error(), flagName) {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -36,6 +37,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer stop()
 
 	log := zerolog.New(stdout).Level(cfg.LogLevel).With().Timestamp().Logger()
+	if getenv("GOMAXPROCS") == "" {
+		if n := goMaxProcs(cfg.GoMaxProcs, runtime.GOMAXPROCS(0), runtime.NumCPU()); n != runtime.GOMAXPROCS(0) {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(n))
+		}
+	}
 	if getenv("GOGC") == "" {
 		gc := startGCTuner(uint64(cfg.GCMinHeapMB) << 20)
 		defer gc.stop()
