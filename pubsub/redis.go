@@ -166,6 +166,7 @@ func NewRedis(ctx context.Context, client redis.UniversalClient, opts RedisOptio
 		kick:         make(chan struct{}, 1),
 		stop:         make(chan struct{}),
 	}
+	s.batch = publishBatcher{client: client, timeout: o.PublishTimeout}
 	if err := s.ping(ctx); err != nil {
 		return nil, err
 	}
@@ -236,6 +237,7 @@ type redisStore struct {
 	opts         Options
 	prefix       string
 	hub          *hub
+	batch        publishBatcher // the publish scripts without WaitReplicas
 
 	mu      sync.Mutex
 	watches map[string]*watchState // by PUB/SUB channel name
@@ -518,7 +520,9 @@ func (s *redisStore) runPublishOnce(ctx context.Context, keys []string, args []a
 	run := func(cmd, script string) ([]any, error) {
 		c := noRetryCmd{redis.NewCmd(ctx, scriptArgs(cmd, script)...)}
 		if s.waitReplicas == 0 {
-			_ = s.client.Process(ctx, c)
+			if err := s.batch.do(ctx, c); err != nil {
+				return nil, err
+			}
 			return c.Slice()
 		}
 		return s.publishAndWait(ctx, keys[0], c)

@@ -1,0 +1,126 @@
+package pubsub
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// publishBatcher sends the publish scripts of concurrent sends to Redis
+// together: the commands queued while a pipeline is on its way go in the
+// next one, one write and one read for all of them, on both sides, instead
+// of a round trip, a wake-up of redis-server and of the caller each. The
+// first caller to find fewer than maxBatchLeaders pipelines in flight
+// leads: it sends what is queued, its own command included, from its own
+// goroutine, and goes on while its command is queued; once it is done, a
+// goroutine of its own takes over what is left. Each command keeps its own
+// reply and error. Commands of one caller stay in order (it waits for each),
+// and concurrent sends have no order to keep.
+type publishBatcher struct {
+	client  redis.Cmdable
+	timeout time.Duration // of one pipeline
+	mu      sync.Mutex
+	queue   []*batchCall
+	leaders int
+}
+
+type batchCall struct {
+	cmd  redis.Cmder
+	done chan struct{} // closed once cmd has its reply or error
+}
+
+const (
+	// maxBatchLeaders is how many pipelines may be in flight at once: one
+	// on its way while Redis runs the other keeps Redis busy.
+	maxBatchLeaders = 2
+	// maxBatch bounds the commands of one pipeline.
+	maxBatch = 64
+)
+
+// do runs cmd in a pipeline. It returns ctx's error when ctx ends while
+// cmd waits for a pipeline led by another caller: cmd's outcome is then
+// unknown, as when a reply is lost, and cmd must not be read.
+func (b *publishBatcher) do(ctx context.Context, cmd redis.Cmder) error {
+	c := &batchCall{cmd: cmd, done: make(chan struct{})}
+	b.mu.Lock()
+	b.queue = append(b.queue, c)
+	lead := b.leaders < maxBatchLeaders
+	if lead {
+		b.leaders++
+	}
+	b.mu.Unlock()
+	if lead {
+		b.lead(ctx, c) // bounded by the batcher's timeout, not by ctx
+		if isDone(c) {
+			return nil
+		}
+	}
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// lead sends the queue's commands, a pipeline at a time, until the queue is
+// empty, or until own is done: then a goroutine goes on in its place.
+func (b *publishBatcher) lead(ctx context.Context, own *batchCall) {
+	var batch []*batchCall
+	for {
+		b.mu.Lock()
+		n := min(len(b.queue), maxBatch)
+		if n == 0 {
+			b.leaders--
+			b.mu.Unlock()
+			return
+		}
+		if own != nil && isDone(own) {
+			b.mu.Unlock()
+			go b.lead(ctx, nil)
+			return
+		}
+		batch = append(batch[:0], b.queue[:n]...)
+		rest := copy(b.queue, b.queue[n:])
+		clear(b.queue[rest:])
+		b.queue = b.queue[:rest]
+		if cap(b.queue) > 1024 && rest == 0 {
+			b.queue = nil // a burst's
+		}
+		b.mu.Unlock()
+		b.exec(ctx, batch)
+		clear(batch)
+	}
+}
+
+func isDone(c *batchCall) bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// exec sends batch as one pipeline, within the batcher's timeout whatever
+// ctx allows (it is one caller's of many); each command gets its reply or
+// error.
+func (b *publishBatcher) exec(ctx context.Context, batch []*batchCall) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout)
+	defer cancel()
+	cmds := make([]redis.Cmder, len(batch))
+	for i, c := range batch {
+		cmds[i] = c.cmd
+	}
+	_, _ = b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, cmd := range cmds {
+			_ = p.Process(ctx, cmd)
+		}
+		return nil
+	})
+	for _, c := range batch {
+		close(c.done)
+	}
+}
