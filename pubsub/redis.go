@@ -333,8 +333,9 @@ if idem then
   end
 end
 
-local m = redis.call('HMGET', meta, 'epoch', 'r')
+local m = redis.call('HMGET', meta, 'epoch', 'r', 'a')
 local epoch, replid = m[1], nil
+local fresh = false -- the stream was made anew
 if ARGV[9] == '1' then
   replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or ''
   if epoch and m[2] and m[2] ~= replid then
@@ -350,6 +351,7 @@ if ARGV[9] == '1' then
       redis.call('XADD', stream, string.format('%d-0', n - i + 1), unpack(kept[i][2]))
     end
     redis.call('HSET', meta, 'epoch', epoch, 'top', n)
+    fresh = true
   end
 end
 if not epoch then
@@ -357,6 +359,7 @@ if not epoch then
   -- A stream without meta is stale; its IDs would block XADD from 1-0.
   redis.call('DEL', stream)
   redis.call('HSET', meta, 'epoch', epoch, 'top', 0)
+  fresh = true
 end
 if replid and m[2] ~= replid then
   redis.call('HSET', meta, 'r', replid)
@@ -365,20 +368,25 @@ local top = redis.call('HINCRBY', meta, 'top', 1)
 local stop, sms = string.format('%d', top), string.format('%d', ms)
 redis.call('XADD', stream, 'MAXLEN', '=', ARGV[2], stop .. '-0', 't', sms, 'e', ARGV[4], 'd', ARGV[5])
 
-local ttl = tonumber(ARGV[3])
-local cutoff = ms - ttl
-local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
-if head and not young(head, cutoff) then
-  local keep = firstYoung(stream, head, cutoff)
-  if keep then
-    redis.call('XTRIM', stream, 'MINID', '=', keep[1])
-  else
-    redis.call('DEL', stream)
+-- Trimming by age and extending the keys' lives is done at most once a
+-- second (meta's 'a'): reads skip messages older than the ttl themselves,
+-- and the keys outlive the ttl by a minute (expiryMargin).
+local checked = tonumber(m[3])
+if fresh or not checked or ms - checked >= 1000 or ms < checked then
+  local cutoff = ms - tonumber(ARGV[3])
+  local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+  if head and not young(head, cutoff) then
+    local keep = firstYoung(stream, head, cutoff)
+    if keep then
+      redis.call('XTRIM', stream, 'MINID', '=', keep[1])
+    else
+      redis.call('DEL', stream)
+    end
   end
+  redis.call('HSET', meta, 'a', sms)
+  redis.call('PEXPIRE', meta, ARGV[7])
+  redis.call('PEXPIRE', stream, ARGV[7])
 end
-
-redis.call('PEXPIRE', meta, ARGV[7])
-redis.call('PEXPIRE', stream, ARGV[7])
 if idem then
   redis.call('SET', idem, stop .. ':' .. sms .. ':' .. epoch, 'PX', ARGV[6])
 end
