@@ -83,16 +83,7 @@ func (s *dataScan) value(depth int) bool {
 	}
 	switch c := s.b[s.i]; {
 	case c == '{':
-		if depth >= maxDataDepth {
-			return false
-		}
-		s.i++
-		s.inner()
-		if s.i < len(s.b) && s.b[s.i] == '}' {
-			s.i++
-			return true
-		}
-		for {
+		return s.container('}', depth, func() bool {
 			if s.i >= len(s.b) || s.b[s.i] != '"' || !s.str() {
 				return false
 			}
@@ -102,53 +93,10 @@ func (s *dataScan) value(depth int) bool {
 			}
 			s.i++
 			s.inner()
-			if !s.value(depth + 1) {
-				return false
-			}
-			s.inner()
-			if s.i >= len(s.b) {
-				return false
-			}
-			switch s.b[s.i] {
-			case ',':
-				s.i++
-				s.inner()
-			case '}':
-				s.i++
-				return true
-			default:
-				return false
-			}
-		}
+			return s.value(depth + 1)
+		})
 	case c == '[':
-		if depth >= maxDataDepth {
-			return false
-		}
-		s.i++
-		s.inner()
-		if s.i < len(s.b) && s.b[s.i] == ']' {
-			s.i++
-			return true
-		}
-		for {
-			if !s.value(depth + 1) {
-				return false
-			}
-			s.inner()
-			if s.i >= len(s.b) {
-				return false
-			}
-			switch s.b[s.i] {
-			case ',':
-				s.i++
-				s.inner()
-			case ']':
-				s.i++
-				return true
-			default:
-				return false
-			}
-		}
+		return s.container(']', depth, func() bool { return s.value(depth + 1) })
 	case c == '"':
 		return s.str()
 	case c == '-' || c >= '0' && c <= '9':
@@ -161,6 +109,39 @@ func (s *dataScan) value(depth int) bool {
 		return s.word("null")
 	}
 	return false
+}
+
+// container reads an object or an array from its opening bracket: members
+// separated by commas, up to close.
+func (s *dataScan) container(close byte, depth int, member func() bool) bool {
+	if depth >= maxDataDepth {
+		return false
+	}
+	s.i++
+	s.inner()
+	if s.i < len(s.b) && s.b[s.i] == close {
+		s.i++
+		return true
+	}
+	for {
+		if !member() {
+			return false
+		}
+		s.inner()
+		if s.i >= len(s.b) {
+			return false
+		}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+			s.inner()
+		case close:
+			s.i++
+			return true
+		default:
+			return false
+		}
+	}
 }
 
 func (s *dataScan) word(w string) bool {
