@@ -414,6 +414,9 @@ type streamWriters struct {
 	active int
 	later  []flusher   // streams waiting out the delay
 	timer  *time.Timer // moves later to queue; running while later is not empty
+	// waiting is len(later) > 0, for due to read without the lock: a
+	// stream with half a write pending calls it on every event queued.
+	waiting atomic.Bool
 }
 
 // writeDelay is the streamWriters' delay: at most this much latency is
@@ -439,6 +442,7 @@ func (ws *streamWriters) push(c flusher, later bool) {
 	ws.mu.Lock()
 	if later {
 		ws.later = append(ws.later, c)
+		ws.waiting.Store(true)
 		if len(ws.later) == 1 {
 			if ws.timer == nil {
 				ws.timer = time.AfterFunc(ws.delay, ws.due)
@@ -455,11 +459,15 @@ func (ws *streamWriters) push(c flusher, later bool) {
 
 // due queues the streams that wait out the delay, now.
 func (ws *streamWriters) due() {
+	if !ws.waiting.Load() {
+		return
+	}
 	ws.mu.Lock()
 	if len(ws.later) == 0 {
 		ws.mu.Unlock()
 		return
 	}
+	ws.waiting.Store(false)
 	ws.queue = append(ws.queue, ws.later...)
 	clear(ws.later)
 	ws.later = ws.later[:0]
