@@ -21,6 +21,7 @@ type gcTuner struct {
 	minHeap uint64
 	mu      sync.Mutex
 	stopped bool
+	prev    int // the GOGC before, for stop
 	percent int // the GOGC set last
 	sample  []metrics.Sample
 }
@@ -37,6 +38,9 @@ func startGCTuner(minHeap uint64) *gcTuner {
 	if minHeap == 0 {
 		return t
 	}
+	gogc := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(gogc)
+	t.prev = int(gogc[0].Value.Uint64())
 	t.tune()
 	t.arm()
 	return t
@@ -92,7 +96,7 @@ func gcPercentFor(live, scannable, minHeap uint64) int {
 	return int(min(gcPercentCeil, max(gcPercentFloor, p)))
 }
 
-// stop ends the tuning and restores the default.
+// stop ends the tuning and restores the GOGC from before.
 func (t *gcTuner) stop() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -100,5 +104,5 @@ func (t *gcTuner) stop() {
 		return
 	}
 	t.stopped = true
-	debug.SetGCPercent(gcPercentFloor)
+	debug.SetGCPercent(t.prev)
 }

@@ -38,12 +38,12 @@ func TestGCPercentFor(t *testing.T) {
 }
 
 // TestGCTuner: a running tuner raises GOGC for the small heap of a test
-// process and keeps it raised across collections; stop restores the
-// default, and a tuner for 0 bytes changes nothing.
+// process and keeps it raised across collections; stop restores the GOGC
+// from before, and a tuner for 0 bytes changes nothing.
 func TestGCTuner(t *testing.T) {
-	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetGCPercent(debug.SetGCPercent(150))
 	startGCTuner(0).stop()
-	if p := debug.SetGCPercent(100); p != 100 {
+	if p := debug.SetGCPercent(150); p != 150 {
 		t.Fatalf("a tuner for 0 bytes set GOGC %d", p)
 	}
 	tu := startGCTuner(256 << 20)
@@ -60,7 +60,7 @@ func TestGCTuner(t *testing.T) {
 		t.Fatalf("the runtime has GOGC %d, the tuner set %d", got, p)
 	}
 	tu.stop()
-	if got := debug.SetGCPercent(100); got != 100 {
-		t.Fatalf("after stop GOGC is %d", got)
+	if got := debug.SetGCPercent(150); got != 150 {
+		t.Fatalf("after stop GOGC is %d, want the 150 from before", got)
 	}
 }
