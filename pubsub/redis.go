@@ -333,7 +333,7 @@ if idem then
   end
 end
 
-local m = redis.call('HMGET', meta, 'epoch', 'r', 'a')
+local m = redis.call('HMGET', meta, 'epoch', 'r', 'a', 'h')
 local epoch, replid = m[1], nil
 local fresh = false -- the stream was made anew
 if ARGV[9] == '1' then
@@ -368,21 +368,26 @@ local top = redis.call('HINCRBY', meta, 'top', 1)
 local stop, sms = string.format('%d', top), string.format('%d', ms)
 redis.call('XADD', stream, 'MAXLEN', '=', ARGV[2], stop .. '-0', 't', sms, 'e', ARGV[4], 'd', ARGV[5])
 
--- Trimming by age and extending the keys' lives is done at most once a
--- second (meta's 'a'): reads skip messages older than the ttl themselves,
--- and the keys outlive the ttl by a minute (expiryMargin).
-local checked = tonumber(m[3])
-if fresh or not checked or ms - checked >= 1000 or ms < checked then
-  local cutoff = ms - tonumber(ARGV[3])
+-- The oldest entry is read only when it may be past the ttl: meta's 'h'
+-- is the time of the oldest entry when it was last read, and the oldest
+-- entry only gets newer. The keys' lives are extended at most once a
+-- second (meta's 'a'): they outlive the ttl by a minute (expiryMargin).
+local cutoff = ms - tonumber(ARGV[3])
+local h = tonumber(m[4])
+if fresh or not h or h < cutoff then
   local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
   if head and not young(head, cutoff) then
-    local keep = firstYoung(stream, head, cutoff)
-    if keep then
-      redis.call('XTRIM', stream, 'MINID', '=', keep[1])
+    head = firstYoung(stream, head, cutoff)
+    if head then
+      redis.call('XTRIM', stream, 'MINID', '=', head[1])
     else
       redis.call('DEL', stream)
     end
   end
+  redis.call('HSET', meta, 'h', head and field(head[2], 't') or sms)
+end
+local extended = tonumber(m[3])
+if fresh or not extended or ms - extended >= 1000 or ms < extended then
   redis.call('HSET', meta, 'a', sms)
   redis.call('PEXPIRE', meta, ARGV[7])
   redis.call('PEXPIRE', stream, ARGV[7])
