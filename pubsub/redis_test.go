@@ -777,3 +777,48 @@ func TestRedisKeepsWatchedChannels(t *testing.T) {
 		t.Fatalf("unwatched channel's metadata kept: ttl %v", ttl)
 	}
 }
+
+// TestRedisPublishTimeout: with a client that heeds contexts (as
+// ParseRedisURL makes them), a publish that Redis does not answer fails
+// with ErrUnavailable once Options.PublishTimeout has passed, whatever the
+// caller's context allows, for the callers that send the pipelines and for
+// those whose scripts wait in them; Redis answering again, publishes
+// succeed.
+func TestRedisPublishTimeout(t *testing.T) {
+	srv := redistest.Start(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr(), ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = client.Close() })
+	ctx := context.Background() // no deadline of its own
+	b, err := pubsub.NewRedis(testCtx(t), client, pubsub.RedisOptions{Options: pubsub.Options{PublishTimeout: 300 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	if err := srv.Client(t).Do(ctx, "client", "pause", "1500").Err(); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 8)
+	for range cap(errs) {
+		go func() {
+			_, err := b.Publish(ctx, pubsub.PublishRequest{Channel: "paused", Data: numData(1)})
+			errs <- err
+		}()
+	}
+	for range cap(errs) {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, pubsub.ErrUnavailable) {
+				t.Fatalf("a publish Redis did not answer: %v, want ErrUnavailable", err)
+			}
+		case <-time.After(1200 * time.Millisecond): // before the pause ends
+			t.Fatal("a publish Redis did not answer still waits")
+		}
+	}
+	if err := srv.Client(t).Do(ctx, "client", "unpause").Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "publishes to succeed again", func() bool {
+		_, err := b.Publish(ctx, pubsub.PublishRequest{Channel: "paused", Data: numData(2)})
+		return err == nil
+	})
+}
