@@ -548,10 +548,13 @@ func (s *Subscription) send(sc *subChan, it item, p Position) error {
 // Its ring grows with what is queued, up to max, and shrinks back once
 // drained: an idle subscription holds a few slots, not max.
 type eventQueue struct {
-	mu      sync.Mutex
-	ring    []item
-	head, n int
-	max     int
+	mu   sync.Mutex
+	ring []item
+	head int
+	// n is how many are queued: changed under mu, read without it by len
+	// (a transport asks after every event queued).
+	n   atomic.Int32
+	max int
 	// readers and writers count the goroutines that wait on ready and
 	// space: a push or pop leaves a token only when one does (a consumer
 	// told by notify, the transports' case, waits on neither).
@@ -574,7 +577,8 @@ func (q *eventQueue) push(it item) bool { return q.put(it, false) }
 // the writers, waits on space, then calls waited.
 func (q *eventQueue) put(it item, wait bool) bool {
 	q.mu.Lock()
-	if q.n == len(q.ring) {
+	n := int(q.n.Load())
+	if n == len(q.ring) {
 		if len(q.ring) >= q.max {
 			if wait {
 				q.writers++
@@ -583,13 +587,13 @@ func (q *eventQueue) put(it item, wait bool) bool {
 			return false
 		}
 		ring := make([]item, min(q.max, max(idleQueue, 2*len(q.ring))))
-		for i := range q.n {
+		for i := range n {
 			ring[i] = q.ring[(q.head+i)%len(q.ring)]
 		}
 		q.ring, q.head = ring, 0
 	}
-	q.ring[(q.head+q.n)%len(q.ring)] = it
-	q.n++
+	q.ring[(q.head+n)%len(q.ring)] = it
+	q.n.Store(int32(n + 1))
 	wake := q.readers > 0
 	q.mu.Unlock()
 	if wake {
@@ -605,7 +609,8 @@ func (q *eventQueue) pop() (item, bool) { return q.take(false) }
 // the readers, waits on ready, then calls waited.
 func (q *eventQueue) take(wait bool) (item, bool) {
 	q.mu.Lock()
-	if q.n == 0 {
+	n := q.n.Load()
+	if n == 0 {
 		if wait {
 			q.readers++
 		}
@@ -615,8 +620,8 @@ func (q *eventQueue) take(wait bool) (item, bool) {
 	it := q.ring[q.head]
 	q.ring[q.head] = item{}
 	q.head = (q.head + 1) % len(q.ring)
-	q.n--
-	if q.n == 0 && len(q.ring) > idleQueue {
+	q.n.Store(n - 1)
+	if n == 1 && len(q.ring) > idleQueue {
 		q.ring, q.head = nil, 0 // a burst's
 	}
 	wake := q.writers > 0
@@ -643,8 +648,4 @@ func (q *eventQueue) waited(count *int) {
 	q.mu.Unlock()
 }
 
-func (q *eventQueue) len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.n
-}
+func (q *eventQueue) len() int { return int(q.n.Load()) }
