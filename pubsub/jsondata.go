@@ -3,6 +3,8 @@ package pubsub
 import (
 	"bytes"
 	"encoding/json"
+
+	"github.com/pushgate/pushgate/internal/jsonlex"
 )
 
 // Message data is stored as compact JSON, in memory the store owns. Data
@@ -37,61 +39,49 @@ const maxDataDepth = 10000
 // scanData reports whether data is one JSON value (ok) and whether it has
 // no whitespace outside strings (compact).
 func scanData(data []byte) (compact, ok bool) {
-	s := dataScan{b: data}
-	s.space()
-	lead := s.i
+	s := dataScan{Scanner: jsonlex.Scanner{B: data}}
+	s.Space()
+	lead := s.I
 	if !s.value(0) {
 		return false, false
 	}
-	end := s.i
-	s.space()
-	if s.i != len(s.b) {
+	end := s.I
+	s.Space()
+	if s.I != len(s.B) {
 		return false, false
 	}
-	return lead == 0 && end == len(s.b) && !s.spaced, true
+	return lead == 0 && end == len(s.B) && !s.spaced, true
 }
 
 type dataScan struct {
-	b      []byte
-	i      int
+	jsonlex.Scanner
 	spaced bool // whitespace was skipped between two tokens
-}
-
-func (s *dataScan) space() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
 }
 
 // inner skips whitespace inside a value (between its tokens).
 func (s *dataScan) inner() {
-	start := s.i
-	s.space()
-	if s.i > start {
+	start := s.I
+	s.Space()
+	if s.I > start {
 		s.spaced = true
 	}
 }
 
 func (s *dataScan) value(depth int) bool {
-	if s.i >= len(s.b) {
+	if s.I >= len(s.B) {
 		return false
 	}
-	switch c := s.b[s.i]; {
+	switch c := s.B[s.I]; {
 	case c == '{':
 		return s.container('}', depth, func() bool {
-			if s.i >= len(s.b) || s.b[s.i] != '"' || !s.str() {
+			if s.I >= len(s.B) || s.B[s.I] != '"' || !s.str() {
 				return false
 			}
 			s.inner()
-			if s.i >= len(s.b) || s.b[s.i] != ':' {
+			if s.I >= len(s.B) || s.B[s.I] != ':' {
 				return false
 			}
-			s.i++
+			s.I++
 			s.inner()
 			return s.value(depth + 1)
 		})
@@ -100,13 +90,13 @@ func (s *dataScan) value(depth int) bool {
 	case c == '"':
 		return s.str()
 	case c == '-' || c >= '0' && c <= '9':
-		return s.number()
+		return s.Number()
 	case c == 't':
-		return s.word("true")
+		return s.Literal("true")
 	case c == 'f':
-		return s.word("false")
+		return s.Literal("false")
 	case c == 'n':
-		return s.word("null")
+		return s.Literal("null")
 	}
 	return false
 }
@@ -117,10 +107,10 @@ func (s *dataScan) container(close byte, depth int, member func() bool) bool {
 	if depth >= maxDataDepth {
 		return false
 	}
-	s.i++
+	s.I++
 	s.inner()
-	if s.i < len(s.b) && s.b[s.i] == close {
-		s.i++
+	if s.I < len(s.B) && s.B[s.I] == close {
+		s.I++
 		return true
 	}
 	for {
@@ -128,15 +118,15 @@ func (s *dataScan) container(close byte, depth int, member func() bool) bool {
 			return false
 		}
 		s.inner()
-		if s.i >= len(s.b) {
+		if s.I >= len(s.B) {
 			return false
 		}
-		switch s.b[s.i] {
+		switch s.B[s.I] {
 		case ',':
-			s.i++
+			s.I++
 			s.inner()
 		case close:
-			s.i++
+			s.I++
 			return true
 		default:
 			return false
@@ -144,47 +134,39 @@ func (s *dataScan) container(close byte, depth int, member func() bool) bool {
 	}
 }
 
-func (s *dataScan) word(w string) bool {
-	if len(s.b)-s.i < len(w) || string(s.b[s.i:s.i+len(w)]) != w {
-		return false
-	}
-	s.i += len(w)
-	return true
-}
-
 // str reads a string from its opening quote.
 func (s *dataScan) str() bool {
-	s.i++
-	for s.i < len(s.b) {
-		c := s.b[s.i]
+	s.I++
+	for s.I < len(s.B) {
+		c := s.B[s.I]
 		switch {
 		case c == '"':
-			s.i++
+			s.I++
 			return true
 		case c == '\\':
-			if s.i+1 >= len(s.b) {
+			if s.I+1 >= len(s.B) {
 				return false
 			}
-			switch s.b[s.i+1] {
+			switch s.B[s.I+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				s.i += 2
+				s.I += 2
 			case 'u':
-				if len(s.b)-s.i < 6 {
+				if len(s.B)-s.I < 6 {
 					return false
 				}
-				for _, h := range s.b[s.i+2 : s.i+6] {
+				for _, h := range s.B[s.I+2 : s.I+6] {
 					if !isHex(h) {
 						return false
 					}
 				}
-				s.i += 6
+				s.I += 6
 			default:
 				return false
 			}
 		case c < 0x20:
 			return false
 		default:
-			s.i++
+			s.I++
 		}
 	}
 	return false
@@ -192,41 +174,4 @@ func (s *dataScan) str() bool {
 
 func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-// number reads -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?.
-func (s *dataScan) number() bool {
-	if s.b[s.i] == '-' {
-		s.i++
-	}
-	switch {
-	case s.i < len(s.b) && s.b[s.i] == '0':
-		s.i++
-	case s.digits() == 0:
-		return false
-	}
-	if s.i < len(s.b) && s.b[s.i] == '.' {
-		s.i++
-		if s.digits() == 0 {
-			return false
-		}
-	}
-	if s.i < len(s.b) && (s.b[s.i] == 'e' || s.b[s.i] == 'E') {
-		s.i++
-		if s.i < len(s.b) && (s.b[s.i] == '+' || s.b[s.i] == '-') {
-			s.i++
-		}
-		if s.digits() == 0 {
-			return false
-		}
-	}
-	return true
-}
-
-func (s *dataScan) digits() int {
-	start := s.i
-	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
-		s.i++
-	}
-	return s.i - start
 }

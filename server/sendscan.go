@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pushgate/pushgate/graph/model"
+	"github.com/pushgate/pushgate/internal/jsonlex"
 )
 
 // A single-pass reader of a send's request body, for the plain case only:
@@ -24,7 +25,7 @@ import (
 // scanSend reads a body of the plain shape {"query": ..., "operationName":
 // ..., "variables": {"<name>": {<SendInput>}}}; ok false: not sure.
 func scanSend(raw []byte) (query, operation, variable string, input model.SendInput, ok bool) {
-	s := jscan{b: raw}
+	s := jscan{jsonlex.Scanner{B: raw}}
 	var haveQuery, haveOp, haveVars bool
 	if !s.object(func(key []byte) bool {
 		switch string(key) {
@@ -120,34 +121,20 @@ func (s *jscan) sendInput() (model.SendInput, bool) {
 // jscan reads JSON from b at i. Its callers check what follows each value
 // (a comma, a closing bracket, the end), so a literal or number that runs
 // on ("nullx", "12a") fails there.
-type jscan struct {
-	b []byte
-	i int
-}
-
-func (s *jscan) space() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
+type jscan struct{ jsonlex.Scanner }
 
 func (s *jscan) peek() byte {
-	s.space()
-	if s.i < len(s.b) {
-		return s.b[s.i]
+	s.Space()
+	if s.I < len(s.B) {
+		return s.B[s.I]
 	}
 	return 0
 }
 
 // end: nothing but space follows.
 func (s *jscan) end() bool {
-	s.space()
-	return s.i == len(s.b)
+	s.Space()
+	return s.I == len(s.B)
 }
 
 // object reads an object, calling member at each key with the scanner on
@@ -156,9 +143,9 @@ func (s *jscan) object(member func(key []byte) bool) bool {
 	if s.peek() != '{' {
 		return false
 	}
-	s.i++
+	s.I++
 	if s.peek() == '}' {
-		s.i++
+		s.I++
 		return true
 	}
 	for {
@@ -166,15 +153,15 @@ func (s *jscan) object(member func(key []byte) bool) bool {
 		if !ok || s.peek() != ':' {
 			return false
 		}
-		s.i++
+		s.I++
 		if !member(key) {
 			return false
 		}
 		switch s.peek() {
 		case ',':
-			s.i++
+			s.I++
 		case '}':
-			s.i++
+			s.I++
 			return true
 		default:
 			return false
@@ -184,12 +171,8 @@ func (s *jscan) object(member func(key []byte) bool) bool {
 
 // literal reads word if it is next.
 func (s *jscan) literal(word string) bool {
-	s.space()
-	if !bytes.HasPrefix(s.b[s.i:], []byte(word)) {
-		return false
-	}
-	s.i += len(word)
-	return true
+	s.Space()
+	return s.Literal(word)
 }
 
 // rawString reads a string, returning what is between its quotes and
@@ -198,11 +181,11 @@ func (s *jscan) rawString() (body []byte, escaped bool, ok bool) {
 	if s.peek() != '"' {
 		return nil, false, false
 	}
-	for j := s.i + 1; j < len(s.b); j++ {
-		switch c := s.b[j]; {
+	for j := s.I + 1; j < len(s.B); j++ {
+		switch c := s.B[j]; {
 		case c == '"':
-			body = s.b[s.i+1 : j]
-			s.i = j + 1
+			body = s.B[s.I+1 : j]
+			s.I = j + 1
 			return body, escaped, true
 		case c == '\\':
 			escaped = true
@@ -228,7 +211,7 @@ var lineSep, paraSep = []byte("\u2028"), []byte("\u2029")
 
 // stringValue reads a string value as encoding/json decodes it.
 func (s *jscan) stringValue() (string, bool) {
-	start := s.i
+	start := s.I
 	body, escaped, ok := s.rawString()
 	switch {
 	case !ok:
@@ -237,7 +220,7 @@ func (s *jscan) stringValue() (string, bool) {
 		return string(body), true
 	}
 	var v string
-	if json.Unmarshal(s.b[start:s.i], &v) != nil {
+	if json.Unmarshal(s.B[start:s.I], &v) != nil {
 		return "", false
 	}
 	return v, true
@@ -265,9 +248,9 @@ func (s *jscan) canon(out []byte, depth int) ([]byte, bool) {
 			if c := s.peek(); c == '{' || c == '[' {
 				v, ok = s.canon(nil, depth+1)
 			} else { // a scalar is written as it was read
-				start := s.i
+				start := s.I
 				if ok = s.scalar(); ok {
-					v = s.b[start:s.i]
+					v = s.B[start:s.I]
 				}
 			}
 			members = append(members, member{key, v})
@@ -296,10 +279,10 @@ func (s *jscan) canon(out []byte, depth int) ([]byte, bool) {
 		}
 		return append(out, '}'), true
 	case c == '[':
-		s.i++
+		s.I++
 		out = append(out, '[')
 		if s.peek() == ']' {
-			s.i++
+			s.I++
 			return append(out, ']'), true
 		}
 		for {
@@ -309,21 +292,21 @@ func (s *jscan) canon(out []byte, depth int) ([]byte, bool) {
 			}
 			switch s.peek() {
 			case ',':
-				s.i++
+				s.I++
 				out = append(out, ',')
 			case ']':
-				s.i++
+				s.I++
 				return append(out, ']'), true
 			default:
 				return nil, false
 			}
 		}
 	}
-	start := s.i
+	start := s.I
 	if !s.scalar() {
 		return nil, false
 	}
-	return append(out, s.b[start:s.i]...), true
+	return append(out, s.B[start:s.I]...), true
 }
 
 // scalar reads a plain string, a number or a literal.
@@ -333,45 +316,7 @@ func (s *jscan) scalar() bool {
 		_, ok := s.plainString()
 		return ok
 	case c == '-' || c >= '0' && c <= '9':
-		return s.number()
+		return s.Number()
 	}
 	return s.literal("true") || s.literal("false") || s.literal("null")
-}
-
-// number reads a JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
-func (s *jscan) number() bool {
-	b, i := s.b, s.i
-	digits := func() bool {
-		j := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		return i > j
-	}
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case !digits():
-		return false
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if !digits() {
-			return false
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if !digits() {
-			return false
-		}
-	}
-	s.i = i
-	return true
 }
