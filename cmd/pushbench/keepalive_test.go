@@ -36,12 +36,7 @@ func TestKeepAlive(t *testing.T) {
 		w.WriteHeader(http.StatusAccepted)
 		_, _ = w.Write(bytes.Repeat(body, 1000)) // longer than one read
 	}))
-	ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	ts.Start()
+	startCountingConns(ts, &conns)
 	defer ts.Close()
 	defer close(block)
 
@@ -75,4 +70,14 @@ func TestKeepAlive(t *testing.T) {
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("a cancelled call: %v", err)
 	}
+}
+
+// startCountingConns starts ts counting the connections it accepts in n.
+func startCountingConns(ts *httptest.Server, n *atomic.Int64) {
+	ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			n.Add(1)
+		}
+	}
+	ts.Start()
 }

@@ -94,12 +94,7 @@ func TestFlood(t *testing.T) {
 		}
 		_, _ = w.Write([]byte(`{"data":{"send":{"message":{"id":"` + strings.Repeat("1", 20000) + `"}}}}`))
 	}))
-	ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	ts.Start()
+	startCountingConns(ts, &conns)
 	defer ts.Close()
 	defer close(silent)
 
