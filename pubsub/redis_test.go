@@ -822,3 +822,42 @@ func TestRedisPublishTimeout(t *testing.T) {
 		return err == nil
 	})
 }
+
+// TestRedisPublishExtendsKeys: publishes extend the channel's keys' lives
+// to the ttl and a minute, at most once a second: a publish within a
+// second of the last extension leaves them, the next one after extends
+// them again.
+func TestRedisPublishExtendsKeys(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	const ttl = time.Hour
+	b := newRedisBroker(t, srv, pubsub.Options{HistoryTTL: ttl})
+	ctx := testCtx(t)
+	start := time.Now()
+	publishN(t, b, "life", 1, 1) // extends
+	keys := []string{key("life", ":m"), key("life", ":s")}
+	shorten := func() {
+		for _, k := range keys {
+			if err := admin.PExpire(ctx, k, 30*time.Second).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	check := func(what string, extended bool) {
+		t.Helper()
+		for _, k := range keys {
+			pttl, err := admin.PTTL(ctx, k).Result()
+			if err != nil || extended != (pttl > 30*time.Second) {
+				t.Fatalf("%s: PTTL %s = %v, %v; extended: %v", what, k, pttl, err, extended)
+			}
+		}
+	}
+	shorten()
+	publishN(t, b, "life", 2, 1)
+	if time.Since(start) < time.Second {
+		check("a publish within a second", false)
+	}
+	time.Sleep(time.Until(start.Add(1100 * time.Millisecond)))
+	publishN(t, b, "life", 3, 1)
+	check("the first publish a second later", true)
+}
