@@ -108,6 +108,7 @@ function miniApi(name) {
 }
 function netError(message, cause) {
   const e = new Error(message);
+  e.name = "PushgateError";
   e.code = "NETWORK";
   if (cause !== void 0) e.cause = cause;
   return e;

@@ -27,6 +27,7 @@ function miniApi(name) {
 
 export function netError(message, cause) {
   const e = new Error(message);
+  e.name = 'PushgateError';
   e.code = 'NETWORK';
   if (cause !== undefined) e.cause = cause;
   return e;
