@@ -547,6 +547,7 @@ function sseSession(ctx) {
   }
   function reopen(sub) {
     if (done || !streams.has(sub)) return;
+    ctx.stats.reconnects++;
     streams.set(sub, () => {
     });
     open(sub);
@@ -806,7 +807,6 @@ function createClient(o) {
   let ti = 0;
   let fails = 0;
   let attempt = 0;
-  let okAt = 0;
   let worked = {};
   let cur = null;
   let timer = null;
@@ -955,6 +955,7 @@ function createClient(o) {
   const ctx = {
     env,
     opts: o,
+    stats,
     wsUrl: base.replace(/^http/, "ws") + "/graphql",
     subs: () => Array.from(subs),
     has: (sub) => subs.has(sub),
@@ -978,10 +979,7 @@ function createClient(o) {
       if (s !== cur) return;
       fails = 0;
       worked[order[ti]] = true;
-      if (client.state.status !== "connected") {
-        okAt = Date.now();
-        setState("connected", order[ti]);
-      }
+      setState("connected", order[ti]);
       if (ti > 0 && !upTimer) {
         upTimer = setTimeout(() => {
           upTimer = null;
@@ -1010,7 +1008,7 @@ function createClient(o) {
         fails = 0;
         ti = (ti + 1) % order.length;
       }
-      if (how === "lost" && Date.now() - okAt > 5e3) attempt = 0;
+      if (how === "lost") attempt = 0;
       const d = how === "now" ? 0 : how === "slow" ? maxDelay : backoff();
       setState("connecting", order[ti]);
       timer = setTimeout(start, d);

@@ -88,7 +88,6 @@ export function createClient(o) {
   let ti = 0; // the transport: order[ti]
   let fails = 0; // attempts in a row on it that could not connect
   let attempt = 0; // of the backoff
-  let okAt = 0;
   let worked = {}; // transports that connected on this network
   let cur = null; // the session
   let timer = null;
@@ -261,6 +260,7 @@ export function createClient(o) {
   const ctx = {
     env,
     opts: o,
+    stats,
     wsUrl: base.replace(/^http/, 'ws') + '/graphql',
     subs: () => Array.from(subs),
     has: (sub) => subs.has(sub),
@@ -284,10 +284,7 @@ export function createClient(o) {
       if (s !== cur) return;
       fails = 0;
       worked[order[ti]] = true;
-      if (client.state.status !== 'connected') {
-        okAt = Date.now();
-        setState('connected', order[ti]);
-      }
+      setState('connected', order[ti]);
       // On a fallback: try the first transport again now and then.
       if (ti > 0 && !upTimer) {
         upTimer = setTimeout(() => {
@@ -317,7 +314,9 @@ export function createClient(o) {
         fails = 0;
         ti = (ti + 1) % order.length;
       }
-      if (how === 'lost' && Date.now() - okAt > 5000) attempt = 0;
+      // A connection that was up is tried again soon: backoff grows only
+      // over attempts that could not connect.
+      if (how === 'lost') attempt = 0;
       const d = how === 'now' ? 0 : how === 'slow' ? maxDelay : backoff();
       setState('connecting', order[ti]);
       timer = setTimeout(start, d);

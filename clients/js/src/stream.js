@@ -50,6 +50,7 @@ export function sseSession(ctx) {
 
   function reopen(sub) {
     if (done || !streams.has(sub)) return;
+    ctx.stats.reconnects++;
     streams.set(sub, () => {});
     open(sub);
   }
