@@ -19,12 +19,14 @@ import { seededRandom } from './helpers/random.js';
 const SEED = Number(process.env.SDK_SEED) || (Math.random() * 2 ** 32) >>> 0;
 let redis;
 let srv;
+const clients = []; // closed at the end, should the test fail half-way
 
 before(async () => {
   redis = await startRedis();
   srv = await startServer({ redisUrl: redis.url, extra: ['--history-size', '100000'] });
 });
 after(async () => {
+  for (const c of clients) c.close();
   await srv?.stop();
   await redis?.stop();
 });
@@ -49,6 +51,7 @@ function phone(kind, transport, i) {
     getToken: () => token(`phone${i}`, ['storm:*'], 3600),
     reconnect: { min: 200, max: 2000 },
   });
+  clients.push(client);
   client.on('state', (s) => states.push(`${s.status}/${s.transport}`));
   client.on('error', (e) => errors.push(`${e.code}: ${e.message}`));
   const handlers = {

@@ -69,7 +69,7 @@ export function createRuntime(kind = 'wx', opts = {}) {
   const storage = opts.storage || new Map();
   let offline = false;
   let blockSockets = false;
-  const stats = { seed, sockets: 0, maxOpen: 0, capRefusals: 0, singleInstance: 0, chunks: 0, largestChunk: 0, requests: 0, maxInflight: 0, handshakeProtocols: [] };
+  const stats = { seed, appCloses: [], sockets: 0, maxOpen: 0, capRefusals: 0, singleInstance: 0, chunks: 0, largestChunk: 0, requests: 0, maxInflight: 0, handshakeProtocols: [] };
 
   const callback = (o, name, res) => {
     try {
@@ -97,7 +97,7 @@ export function createRuntime(kind = 'wx', opts = {}) {
       stats.singleInstance++;
       return undefined;
     }
-    const task = new SocketTask(alipay);
+    const task = new SocketTask(alipay, stats);
     if (offline || blockSockets) {
       // A refused handshake (no network, or a proxy without WebSocket).
       later(() => {
@@ -293,8 +293,9 @@ export function createRuntime(kind = 'wx', opts = {}) {
 }
 
 class SocketTask {
-  constructor(alipay) {
+  constructor(alipay, stats) {
     this._alipay = alipay;
+    this._stats = stats;
     this._on = { open: [], message: [], close: [], error: [] };
     this._ws = null;
     this._closed = false;
@@ -316,6 +317,7 @@ class SocketTask {
   }
 
   close(o = {}) {
+    this._stats.appCloses.push(o.code);
     if (this._ws && this._ws.readyState <= WebSocket.OPEN) this._ws.close(o.code ?? 1000, o.reason ?? '');
     setImmediate(() => o?.success?.({ errMsg: 'closeSocket:ok' }));
   }

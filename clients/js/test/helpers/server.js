@@ -203,7 +203,7 @@ export class Server {
     for (;;) {
       try {
         const d = await this.gql(
-          'mutation($in: BroadcastInput!){ broadcast(input: $in){ messages { channel id } } }',
+          'mutation($in: BroadcastInput!){ broadcast(input: $in){ messages { channel id cursor } } }',
           { in: { channels, data, idempotencyKey: key } },
         );
         return d.broadcast.messages;
