@@ -359,9 +359,8 @@ function wsSession(ctx) {
       case "connection_ack":
         acked = true;
         clearTimeout(ackTimer);
-        ctx.ok(s);
         keepAlive();
-        ctx.subs().forEach(add);
+        Promise.all(ctx.subs().map(add)).then(() => !done && ctx.ok(s));
         break;
       case "ping":
         send(m.payload ? { type: "pong", payload: m.payload } : { type: "pong" });
@@ -409,7 +408,7 @@ function wsSession(ctx) {
   function add(sub) {
     if (!acked || done || ids.has(sub) || !ctx.has(sub)) return;
     ids.set(sub, "");
-    ctx.position(sub).then(() => {
+    return ctx.position(sub).then(() => {
       if (done || ids.get(sub) !== "" || !ctx.has(sub)) return;
       const id = String(++n);
       ops.set(id, sub);

@@ -61,9 +61,10 @@ export function wsSession(ctx) {
       case 'connection_ack':
         acked = true;
         clearTimeout(ackTimer);
-        ctx.ok(s);
         keepAlive();
-        ctx.subs().forEach(add);
+        // Connected once every subscription is on its way, its start
+        // position known: the state then means what it says.
+        Promise.all(ctx.subs().map(add)).then(() => !done && ctx.ok(s));
         break;
       case 'ping':
         send(m.payload ? { type: 'pong', payload: m.payload } : { type: 'pong' });
@@ -118,7 +119,7 @@ export function wsSession(ctx) {
   function add(sub) {
     if (!acked || done || ids.has(sub) || !ctx.has(sub)) return;
     ids.set(sub, '');
-    ctx.position(sub).then(() => {
+    return ctx.position(sub).then(() => {
       if (done || ids.get(sub) !== '' || !ctx.has(sub)) return;
       const id = String(++n);
       ops.set(id, sub);
