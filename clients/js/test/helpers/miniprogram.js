@@ -69,7 +69,7 @@ export function createRuntime(kind = 'wx', opts = {}) {
   const storage = opts.storage || new Map();
   let offline = false;
   let blockSockets = false;
-  const stats = { seed, appCloses: [], sockets: 0, maxOpen: 0, capRefusals: 0, singleInstance: 0, chunks: 0, largestChunk: 0, requests: 0, maxInflight: 0, handshakeProtocols: [] };
+  const stats = { seed, appCloses: [], closeCodes: [], sockets: 0, maxOpen: 0, capRefusals: 0, singleInstance: 0, chunks: 0, largestChunk: 0, requests: 0, maxInflight: 0, handshakeProtocols: [] };
 
   const callback = (o, name, res) => {
     try {
@@ -347,6 +347,7 @@ class SocketTask {
       if (this._closed) return;
       this._closed = true;
       release();
+      this._stats.closeCodes.push(code);
       this._emit('close', { code, reason: reason.toString('utf8') });
     });
   }
