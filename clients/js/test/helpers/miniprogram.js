@@ -281,9 +281,13 @@ export function createRuntime(kind = 'wx', opts = {}) {
       if (!isConnected) cutAll();
       for (const fn of [...listeners.net]) fn({ isConnected, networkType: isConnected ? 'wifi' : 'none' });
     },
-    /** Loads the SDK's mini-program build with only this runtime's API object in scope. */
-    load() {
-      const ctx = vm.createContext({ [kind]: api, setTimeout, clearTimeout, setInterval, clearInterval, console });
+    /**
+     * Loads the SDK's mini-program build with only this runtime's API
+     * object in scope, as the global `name` (uni-app and Douyin offer the
+     * same API as uni and tt).
+     */
+    load(name = kind) {
+      const ctx = vm.createContext({ [name]: api, setTimeout, clearTimeout, setInterval, clearInterval, console });
       const module = { exports: {} };
       vm.runInContext(`(function (module, exports) {${SDK}\n})`, ctx, { filename: 'miniprogram_dist/index.js' })(module, module.exports);
       return module.exports;
