@@ -121,6 +121,8 @@ function miniRuntime(name, api) {
   };
   return {
     name,
+    // uni-app in a browser (H5): the page's EventSource reads SSE.
+    EventSource: name === "uni" && typeof window === "object" && typeof EventSource === "function" ? EventSource : void 0,
     socket(url, protocols, h) {
       let task;
       const opts = {

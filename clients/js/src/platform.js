@@ -76,6 +76,8 @@ function miniRuntime(name, api) {
   };
   return {
     name,
+    // uni-app in a browser (H5): the page's EventSource reads SSE.
+    EventSource: name === 'uni' && typeof window === 'object' && typeof EventSource === 'function' ? EventSource : undefined,
     socket(url, protocols, h) {
       let task;
       const opts = {

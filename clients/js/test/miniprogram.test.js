@@ -123,6 +123,23 @@ test('fallbacks: no WebSocket through the proxy -> chunked SSE; no chunks either
   }
 });
 
+test('on a fallback, the first transport is tried again after upgradeAfter, and kept once it works', async () => {
+  const rt = createRuntime('wx');
+  rt.blockSockets(true);
+  const { client, seen } = start(rt, { reconnect: { min: 50, max: 200 }, upgradeAfter: 500 });
+  const box = inbox();
+  const ch = uniq();
+  client.subscribe(ch, box);
+  await until(() => client.state.transport === 'sse' && client.state.status === 'connected', 5000, () => seen.states.join(' '));
+  rt.blockSockets(false); // the proxy lets WebSockets through again
+  await until(() => client.state.transport === 'ws' && client.state.status === 'connected', 5000, () => seen.states.join(' '));
+  await send(ch, { back: 'on ws' });
+  await until(() => box.got.length === 1, 5000, 'the message');
+  await sleep(700);
+  assert.equal(client.state.transport, 'ws', 'stays on the first transport');
+  client.close();
+});
+
 test('the 5-socket cap: with 5 sockets held by the app, the client reads over SSE', async () => {
   const rt = createRuntime('wx');
   const held = [];

@@ -151,6 +151,31 @@ test('Node: without a WebSocket class SSE over a streamed fetch; with one, WebSo
   }
 });
 
+test('Node: a custom async store {get, set} keeps the cursor across clients', async () => {
+  const saved = new Map();
+  const storage = {
+    get: async (k) => saved.get(k),
+    set: async (k, v) => void saved.set(k, v),
+  };
+  const ch = uniq();
+  const a = createClient({ url: srv.url, WebSocket, storage });
+  clients.push(a);
+  const got = [];
+  a.subscribe(ch, { onMessage: (m) => got.push(m.data.n) });
+  await until(() => a.state.status === 'connected', 5000, 'connected');
+  await send(ch, 1);
+  await until(() => got.length === 1, 5000, 'one');
+  a.close();
+  await send(ch, 2);
+  const b = createClient({ url: srv.url, transports: ['poll'], storage });
+  clients.push(b);
+  b.subscribe(ch, { onMessage: (m) => got.push(m.data.n) });
+  await until(() => got.length === 2, 5000, () => JSON.stringify(got));
+  await sleep(200);
+  assert.deepEqual(got, [1, 2]);
+  b.close();
+});
+
 test('uni-app and Douyin: detected as uni and tt, read over one socket and over long-poll', async () => {
   for (const name of ['uni', 'tt']) {
     for (const transport of ['ws', 'poll']) {
