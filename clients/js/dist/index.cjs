@@ -1219,7 +1219,7 @@ function createClient(o) {
       setTimeout(() => {
         const a = acks;
         acks = null;
-        for (const ch in a) ack(ch, a[ch]).catch((e) => e.code !== "UNSUPPORTED" && emit("error", e));
+        if (!closed) for (const ch in a) ack(ch, a[ch]).catch((e) => e.code !== "UNSUPPORTED" && emit("error", e));
       }, 200);
     }
     acks[channel] = cursor;
