@@ -8,7 +8,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -26,7 +26,7 @@ let built = null;
  * new path would link it again (8 s); PUSHGATE_BIN names a prebuilt one.
  */
 export function buildServer() {
-  if (process.env.PUSHGATE_BIN) return process.env.PUSHGATE_BIN;
+  if (process.env.PUSHGATE_BIN) return resolvePath(process.env.PUSHGATE_BIN);
   if (built) return built;
   mkdirSync(BIN_DIR, { recursive: true });
   const bin = join(BIN_DIR, 'pushgate');
