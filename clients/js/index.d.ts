@@ -86,6 +86,11 @@ export interface ClientOptions {
   reconnect?: { min?: number; max?: number };
   /** Client ping interval on WebSocket (ms, default 15000); a socket silent for 2.5 intervals is dropped. */
   keepAlive?: number;
+  /**
+   * A chunked or fetched SSE stream silent this long (ms, default 45000:
+   * three of the server's default heartbeats) is dead and opened again.
+   */
+  sseTimeout?: number;
   /** Long-poll hold in seconds (default 25; the server allows 0..50, WeChat cuts requests at 60 s). */
   pollTimeout?: number;
   /** On a fallback transport, try the first one again after this long (ms, default 300000). */

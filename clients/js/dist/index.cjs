@@ -607,6 +607,10 @@ function sseSession(ctx) {
     let got = false;
     let head = "";
     const began = Date.now();
+    const silence = ctx.opts.sseTimeout || 45e3;
+    let heard = began;
+    let watch = null;
+    let abort = null;
     const parse = sseParser((ev) => {
       if (!live(sub, abort)) return;
       if (!got) {
@@ -615,8 +619,7 @@ function sseSession(ctx) {
       }
       event(sub, ev);
     });
-    let abort = null;
-    abort = ctx.env.stream(
+    const raw = ctx.env.stream(
       { url: ctx.url("/events", sub), header: ctx.header(token) },
       {
         status(code) {
@@ -624,11 +627,13 @@ function sseSession(ctx) {
         },
         chunk(d) {
           if (!live(sub, abort)) return;
+          heard = Date.now();
           const text = typeof d === "string" ? d : decode(new Uint8Array(d), true);
           if (head.length < 2048) head += text;
           if (!status || status === 200) parse(text);
         },
         end(err, code) {
+          clearInterval(watch);
           if (!live(sub, abort)) return;
           if (code) status = code;
           if (status && status !== 200) refused(sub, status, head);
@@ -638,8 +643,19 @@ function sseSession(ctx) {
         }
       }
     );
-    if (!abort) return ctx.unsupported("sse", s);
+    if (!raw) return ctx.unsupported("sse", s);
+    abort = () => {
+      clearInterval(watch);
+      raw();
+    };
     streams.set(sub, abort);
+    watch = setInterval(() => {
+      if (Date.now() - heard < silence) return;
+      abort();
+      if (!live(sub, abort)) return;
+      if (got) reopen(sub);
+      else end("fail", "GET /events: silent for " + silence + " ms");
+    }, silence / 3);
   }
   function openES(sub, token) {
     let opened = false;

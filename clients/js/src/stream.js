@@ -88,6 +88,13 @@ export function sseSession(ctx) {
     let got = false;
     let head = ''; // the first bytes, should the answer be an error
     const began = Date.now();
+    // The server writes a heartbeat on an idle stream (every 15 s by
+    // default): a stream silent for longer than sseTimeout is dead, though
+    // nothing closed it (a half-open connection).
+    const silence = ctx.opts.sseTimeout || 45000;
+    let heard = began;
+    let watch = null;
+    let abort = null;
     const parse = sseParser((ev) => {
       if (!live(sub, abort)) return;
       if (!got) {
@@ -96,8 +103,7 @@ export function sseSession(ctx) {
       }
       event(sub, ev);
     });
-    let abort = null;
-    abort = ctx.env.stream(
+    const raw = ctx.env.stream(
       { url: ctx.url('/events', sub), header: ctx.header(token) },
       {
         status(code) {
@@ -105,11 +111,13 @@ export function sseSession(ctx) {
         },
         chunk(d) {
           if (!live(sub, abort)) return;
+          heard = Date.now();
           const text = typeof d === 'string' ? d : decode(new Uint8Array(d), true);
           if (head.length < 2048) head += text;
           if (!status || status === 200) parse(text);
         },
         end(err, code) {
+          clearInterval(watch);
           if (!live(sub, abort)) return;
           if (code) status = code;
           if (status && status !== 200) refused(sub, status, head);
@@ -120,8 +128,19 @@ export function sseSession(ctx) {
         },
       },
     );
-    if (!abort) return ctx.unsupported('sse', s);
+    if (!raw) return ctx.unsupported('sse', s);
+    abort = () => {
+      clearInterval(watch);
+      raw();
+    };
     streams.set(sub, abort);
+    watch = setInterval(() => {
+      if (Date.now() - heard < silence) return;
+      abort();
+      if (!live(sub, abort)) return;
+      if (got) reopen(sub);
+      else end('fail', 'GET /events: silent for ' + silence + ' ms');
+    }, silence / 3);
   }
 
   function openES(sub, token) {

@@ -180,6 +180,25 @@ test('a socket that goes silent (half-open) is dropped after 2.5 ping intervals;
   client.close();
 });
 
+test('a chunked SSE stream that goes silent is opened again after sseTimeout; nothing is lost', async () => {
+  const rt = createRuntime('wx');
+  const { client } = start(rt, { transports: ['sse'], sseTimeout: 300 });
+  const box = inbox();
+  const ch = uniq();
+  client.subscribe(ch, box);
+  await until(() => client.state.status === 'connected', 5000, 'connected');
+  await send(ch, { n: 1 });
+  await until(() => box.got.length === 1, 5000, 'first');
+  const requests = rt.stats.requests;
+  rt.freeze();
+  await send(ch, { n: 2 }); // written into the silent stream
+  await until(() => rt.stats.requests > requests, 5000, 'a new stream');
+  await send(ch, { n: 3 });
+  await until(() => box.got.length === 3, 5000, () => JSON.stringify(box.data()));
+  assert.deepEqual(box.data(), [{ n: 1 }, { n: 2 }, { n: 3 }]);
+  client.close();
+});
+
 test('onAppHide closes cleanly; onAppShow and a network change reconnect at once, not after the backoff', async () => {
   for (const kind of ['wx', 'my']) {
     const rt = createRuntime(kind);

@@ -144,6 +144,7 @@ export function createRuntime(kind = 'wx', opts = {}) {
       callback(o, name, res);
     };
     const handle = {
+      frozen: false,
       cut: (why) => {
         settle('fail', requestFail(why));
         req?.destroy();
@@ -189,6 +190,7 @@ export function createRuntime(kind = 'wx', opts = {}) {
         if (all && pending.length) emit(pending.length);
       };
       res.on('data', (buf) => {
+        if (handle.frozen) return; // a half-open connection: nothing arrives
         if (!streaming) return parts.push(buf);
         pending = Buffer.concat([pending, buf]);
         drain(false);
@@ -258,9 +260,10 @@ export function createRuntime(kind = 'wx', opts = {}) {
     },
     /** Drops every socket and request at once; returns how many there were. */
     cut: cutAll,
-    /** Open sockets stop delivering (and sending) without closing. */
+    /** Open sockets and requests in flight stop delivering (and sending) without closing. */
     freeze() {
       for (const t of sockets) t._frozen = true;
+      for (const r of requests) r.frozen = true;
     },
     blockSockets(on) {
       blockSockets = on;
