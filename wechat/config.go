@@ -245,7 +245,9 @@ func (a *AppConfig) validate() error {
 	return nil
 }
 
-func (a *AppConfig) longTerm(template string) bool { return slices.Contains(a.LongTermTemplates, template) }
+func (a *AppConfig) longTerm(template string) bool {
+	return slices.Contains(a.LongTermTemplates, template)
+}
 
 // aesKeyBytes decodes an EncodingAESKey: 43 base64 characters, the
 // base64 of the 32-byte AES key without its trailing "=".
