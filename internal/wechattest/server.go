@@ -163,6 +163,7 @@ type Server struct {
 	calls         map[string]int
 	sent          []Message
 	msgSeq        int64
+	down          bool
 	closed        chan struct{}
 }
 
@@ -332,6 +333,14 @@ func (s *Server) addFault(api string, f fault, n int) {
 	}
 }
 
+// Clear drops the faults still injected for api and its latency.
+func (s *Server) Clear(api string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.faults, api)
+	delete(s.latency, api)
+}
+
 // SetLatency delays every answer of api by d (real time). The request is
 // then processed even if the client has given up, as a real server does.
 func (s *Server) SetLatency(api string, d time.Duration) {
@@ -340,15 +349,26 @@ func (s *Server) SetLatency(api string, d time.Duration) {
 	s.latency[api] = d
 }
 
-// Down closes the server's listening socket and its open connections:
-// connections are refused until Up.
+// Down takes the server down until Up, as a gateway whose backends are
+// gone: new connections are refused (the listening socket is closed) and
+// requests on connections already open are answered 503. (Closing those
+// connections instead would race with a client reusing one, whose request
+// then fails after it was written: a genuinely ambiguous outcome, which
+// InjectReset produces on purpose.)
 func (s *Server) Down() {
+	s.mu.Lock()
+	s.down = true
+	s.mu.Unlock()
 	s.ln.down()
-	s.srv.CloseClientConnections()
 }
 
 // Up listens again on the same address.
-func (s *Server) Up() { s.ln.up() }
+func (s *Server) Up() {
+	s.ln.up()
+	s.mu.Lock()
+	s.down = false
+	s.mu.Unlock()
+}
 
 // Calls returns the number of requests api received (failed ones too).
 func (s *Server) Calls(api string) int {
@@ -372,6 +392,17 @@ func (s *Server) AccessToken(appID string) string {
 	return s.app(appID).current
 }
 
+// Tokens returns every access token issued so far, valid or not.
+func (s *Server) Tokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.tokens))
+	for t := range s.tokens {
+		out = append(out, t)
+	}
+	return out
+}
+
 // ---- serving ----
 
 type handler func(w http.ResponseWriter, r *http.Request, body []byte)
@@ -385,7 +416,9 @@ func (s *Server) serve(api string, h handler) http.HandlerFunc {
 		s.calls[api]++
 		delay := s.latency[api]
 		var f *fault
-		if q := s.faults[api]; len(q) > 0 {
+		if s.down {
+			f = &fault{status: http.StatusServiceUnavailable}
+		} else if q := s.faults[api]; len(q) > 0 {
 			f = &q[0]
 			s.faults[api] = q[1:]
 		}

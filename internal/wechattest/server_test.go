@@ -269,10 +269,20 @@ func TestFaults(t *testing.T) {
 	if err == nil || !errors.Is(err, syscall.ECONNRESET) && !strings.Contains(err.Error(), "EOF") {
 		t.Fatalf("injected reset: %v", err)
 	}
+	// Down: an open connection gets 503, a new one is refused.
+	open := &http.Client{Transport: &http.Transport{}}
+	if resp, err := open.Get(s.URL + "/"); err == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
 	s.Down()
-	_, err = http.Post(s.URL+"/cgi-bin/stable_token", "application/json", strings.NewReader("{}"))
+	if resp, err := open.Post(s.URL+"/cgi-bin/stable_token", "application/json", strings.NewReader("{}")); err != nil || resp.StatusCode != 503 {
+		t.Fatalf("down, open connection: %v %v", resp, err)
+	}
+	fresh := &http.Client{Transport: &http.Transport{}}
+	_, err = fresh.Post(s.URL+"/cgi-bin/stable_token", "application/json", strings.NewReader("{}"))
 	if !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Fatalf("down: %v, want connection refused", err)
+		t.Fatalf("down, new connection: %v, want connection refused", err)
 	}
 	s.Up()
 	if a := token(t, s, false); a["access_token"] == nil {
