@@ -111,3 +111,18 @@ func TestSecretRedacted(t *testing.T) {
 		t.Fatal("an empty secret shows something")
 	}
 }
+
+// TestDefaultBackoff: exponential from 2 s to 5 minutes, each wait in the
+// upper half of its step.
+func TestDefaultBackoff(t *testing.T) {
+	for attempt, step := range map[int]time.Duration{
+		1: 2 * time.Second, 2: 4 * time.Second, 5: 32 * time.Second, 8: 256 * time.Second,
+		9: 5 * time.Minute, 40: 5 * time.Minute, 1000: 5 * time.Minute,
+	} {
+		for range 100 {
+			if d := DefaultBackoff(attempt); d < step/2 || d >= step {
+				t.Fatalf("attempt %d: %v, want [%v, %v)", attempt, d, step/2, step)
+			}
+		}
+	}
+}

@@ -367,6 +367,11 @@ func (s *Service) retry(ctx context.Context, ap *app, d *Delivery, o Outcome, be
 		return
 	}
 	now := s.clock.Now()
+	if o.Errcode == 0 && o.Errmsg == "" {
+		// A failure of pushgate's own (the store, presence) keeps WeChat's
+		// last answer on record.
+		o.Errcode, o.Errmsg = d.Outcome.Errcode, d.Outcome.Errmsg
+	}
 	due := now.Add(s.backoff(d.Retries + 1))
 	if !due.Before(d.Job.CreatedAt.Add(ap.cfg.NotifyMaxAge)) {
 		d.Outcome.Errcode, d.Outcome.Errmsg = o.Errcode, o.Errmsg
