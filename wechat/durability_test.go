@@ -112,8 +112,8 @@ func TestNotifyOutage(t *testing.T) {
 		e.wx.Up()
 		e.wx.InjectHTTP(wxSend, 503, 1000)
 		e.advanceUntil(time.Second, "60 s of outage", func() bool { return e.clock.Now().Sub(start) >= 60*time.Second })
-		if len(e.wx.Sent()) != 0 || e.wx.Calls(wxSend) == 0 {
-			t.Fatalf("during the outage: %d sent, %d calls", len(e.wx.Sent()), e.wx.Calls(wxSend))
+		if len(e.wx.Sent()) != 0 {
+			t.Fatalf("%d sent during the outage", len(e.wx.Sent()))
 		}
 		for i := range 6 {
 			o, err := a.Notification(context.Background(), "user:"+users[i%2], fmt.Sprint(i))
