@@ -74,32 +74,6 @@ func newDialer(allowRemote bool, source netip.Addr) *net.Dialer {
 	return d
 }
 
-// raiseNoFile raises the soft RLIMIT_NOFILE to at least need (up to the
-// hard limit) and returns the soft limit now in force; it fails when the
-// hard limit is below need.
-func raiseNoFile(need uint64) (uint64, error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, fmt.Errorf("getrlimit: %w", err)
-	}
-	if lim.Cur >= need {
-		return lim.Cur, nil
-	}
-	if lim.Max < need {
-		// Try anyway: root may raise the hard limit.
-		want := syscall.Rlimit{Cur: need, Max: need}
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
-			return lim.Cur, fmt.Errorf("need %d open files but the hard limit is %d (ulimit -Hn): use fewer connections or raise it", need, lim.Max)
-		}
-		return need, nil
-	}
-	lim.Cur = need
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, fmt.Errorf("setrlimit %d: %w", need, err)
-	}
-	return need, nil
-}
-
 // connsPerSource is how many subscribers share a source address when
 // -source-addrs is automatic: few enough that one address stays within a
 // server's per-IP limits (pushgate's defaults: 1000 open connections and
