@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -82,14 +83,16 @@ const connsPerSource = 50
 
 // sourceAddrs returns the local addresses subscribers connect from: n
 // loopback addresses 127.0.0.1, 127.0.0.2, ... (all of 127/8 is loopback on
-// Linux), so that many clients look like many clients to a server that
-// limits per IP. n = 0 chooses ceil(conns/connsPerSource) for an IPv4
-// loopback target, else the system's choice (no addresses).
+// Linux and Windows), so that many clients look like many clients to a
+// server that limits per IP. n = 0 chooses ceil(conns/connsPerSource) for
+// an IPv4 loopback target where all of 127/8 is loopback, else the
+// system's choice (no addresses): macOS and the BSDs configure 127.0.0.1
+// alone, and a dial from 127.0.0.2 fails there unless it was added.
 func sourceAddrs(host string, n, conns int) ([]netip.Addr, error) {
 	ip, err := netip.ParseAddr(host)
 	v4loop := err == nil && ip.Unmap().Is4() && ip.Unmap().IsLoopback()
 	switch {
-	case n == 0 && !v4loop:
+	case n == 0 && (!v4loop || (runtime.GOOS != "linux" && runtime.GOOS != "windows")):
 		return nil, nil
 	case n == 0:
 		n = min((conns+connsPerSource-1)/connsPerSource, maxSourceAddrs)
