@@ -1,6 +1,7 @@
 package pubsub
 
 import (
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -103,54 +104,49 @@ const (
 	urlSentinel
 )
 
+var redisSchemes = map[string]struct {
+	kind redisURLKind
+	tls  bool
+}{
+	"redis": {urlSingle, false}, "rediss": {urlSingle, true},
+	"redis+cluster": {urlCluster, false}, "rediss+cluster": {urlCluster, true},
+	"redis-sentinel": {urlSentinel, false}, "rediss-sentinel": {urlSentinel, true},
+	"redis+sentinel": {urlSentinel, false}, "rediss+sentinel": {urlSentinel, true},
+}
+
+// redisURLOptions are the options of docs/redis.md. go-redis parses more,
+// some of which break what pushgate relies on (reads from replicas, no
+// timeouts, its own retry backoff, and route_by_latency, which makes
+// NewFailoverClient panic), so a URL may set only these.
+var redisURLOptions = []string{"db", "cluster", "dial_timeout", "read_timeout", "write_timeout", "pool_timeout", "pool_size", "min_idle_conns", "max_retries", "dialer_retries", "max_redirects", "client_name", "protocol", "skip_verify", "sentinel_username", "sentinel_password"}
+
 func parseRedisURL(s string) (*redis.UniversalOptions, error) {
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
 		return nil, errors.New("no scheme: want redis://, rediss://, redis+cluster://, rediss+cluster://, redis-sentinel:// or rediss-sentinel://")
 	}
-	var kind redisURLKind
-	var useTLS bool
-	switch strings.ToLower(scheme) {
-	case "redis":
-	case "rediss":
-		useTLS = true
-	case "redis+cluster":
-		kind = urlCluster
-	case "rediss+cluster":
-		kind, useTLS = urlCluster, true
-	case "redis-sentinel", "redis+sentinel":
-		kind = urlSentinel
-	case "rediss-sentinel", "rediss+sentinel":
-		kind, useTLS = urlSentinel, true
-	default:
+	sch, ok := redisSchemes[strings.ToLower(scheme)]
+	if !ok {
 		return nil, fmt.Errorf("unknown scheme %q: want redis, rediss, redis+cluster, rediss+cluster, redis-sentinel or rediss-sentinel", scheme)
 	}
-
-	rawQuery := ""
-	if i := strings.IndexByte(rest, '?'); i >= 0 {
-		rest, rawQuery = rest[:i], rest[i+1:]
-	}
-	if i := strings.IndexByte(rest, '#'); i >= 0 {
+	kind := sch.kind
+	rest, rawQuery, _ := strings.Cut(rest, "?")
+	if strings.Contains(rest, "#") {
 		return nil, errors.New("a fragment (#...) is not allowed")
 	}
-	authority, path := rest, ""
-	if i := strings.IndexByte(rest, '/'); i >= 0 {
-		authority, path = rest[:i], rest[i+1:]
-	}
-	hostList := authority
+	authority, path, _ := strings.Cut(rest, "/")
+	path = strings.TrimSuffix(path, "/")
 	o := &redis.UniversalOptions{}
+	hostList := authority
 	if i := strings.LastIndexByte(authority, '@'); i >= 0 {
-		userinfo := authority[:i]
 		hostList = authority[i+1:]
-		user, pass, hasPass := strings.Cut(userinfo, ":")
+		user, pass, _ := strings.Cut(authority[:i], ":")
 		var err error
 		if o.Username, err = url.PathUnescape(user); err != nil {
 			return nil, errors.New("the user name is not valid percent-encoding")
 		}
-		if hasPass {
-			if o.Password, err = url.PathUnescape(pass); err != nil {
-				return nil, errors.New("the password is not valid percent-encoding")
-			}
+		if o.Password, err = url.PathUnescape(pass); err != nil {
+			return nil, errors.New("the password is not valid percent-encoding")
 		}
 	}
 
@@ -158,18 +154,39 @@ func parseRedisURL(s string) (*redis.UniversalOptions, error) {
 	if err != nil {
 		return nil, fmt.Errorf("query: %w", err)
 	}
-	opt := queryReader{q: q}
-	if v, ok := opt.take("cluster"); ok {
-		on, err := strconv.ParseBool(v)
-		if err != nil {
-			return nil, fmt.Errorf("option cluster=%q: want true or false", v)
+	var unknown []string
+	for name, vs := range q {
+		if len(vs) > 1 {
+			return nil, fmt.Errorf("option %s is given %d times", name, len(vs))
 		}
-		if on {
-			if kind != urlSingle {
-				return nil, fmt.Errorf("option cluster=true is for redis:// and rediss:// URLs, not %s://", scheme)
-			}
+		if !slices.Contains(redisURLOptions, name) {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		return nil, fmt.Errorf("unknown option %s (known: %s)", strings.Join(unknown, ", "), strings.Join(redisURLOptions, ", "))
+	}
+	if q.Has("cluster") {
+		on, err := strconv.ParseBool(q.Get("cluster"))
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("option cluster=%q: want true or false", q.Get("cluster"))
+		case on && kind != urlSingle:
+			return nil, fmt.Errorf("option cluster=true is for redis:// and rediss:// URLs, not %s://", scheme)
+		case on:
 			kind = urlCluster
 		}
+	}
+	switch {
+	case q.Has("max_redirects") && kind != urlCluster:
+		return nil, errors.New("option max_redirects is for a cluster only")
+	case q.Has("skip_verify") && !sch.tls:
+		return nil, errors.New("option skip_verify is for TLS (rediss) URLs only")
+	case q.Has("sentinel_username") && kind != urlSentinel:
+		return nil, errors.New("option sentinel_username is for redis-sentinel:// URLs only")
+	case q.Has("sentinel_password") && kind != urlSentinel:
+		return nil, errors.New("option sentinel_password is for redis-sentinel:// URLs only")
 	}
 
 	defaultPort := "6379"
@@ -193,101 +210,133 @@ func parseRedisURL(s string) (*redis.UniversalOptions, error) {
 		return nil, fmt.Errorf("%d hosts in a %s:// URL: add ?cluster=true (or use redis+cluster://) for a cluster's seed nodes, or use redis-sentinel://.../master-name for sentinels", len(o.Addrs), scheme)
 	}
 
+	// The path: a sentinel's master, else a database.
 	dbFromPath := false
-	switch kind {
-	case urlSentinel:
-		name, err := url.PathUnescape(strings.TrimSuffix(path, "/"))
+	if kind == urlSentinel {
+		name, err := url.PathUnescape(path)
 		if err != nil || name == "" || strings.Contains(name, "/") {
 			return nil, errors.New("want the master's name as the path, as in redis-sentinel://host:26379/mymaster")
 		}
 		o.MasterName = name
-	default:
-		if p := strings.TrimSuffix(path, "/"); p != "" {
-			db, err := strconv.Atoi(p)
-			if err != nil || db < 0 {
-				return nil, fmt.Errorf("path %q: want a database number, as in /0", "/"+path)
-			}
-			o.DB, dbFromPath = db, true
+	} else if path != "" {
+		if o.DB, err = strconv.Atoi(path); err != nil || o.DB < 0 {
+			return nil, fmt.Errorf("path %q: want a database number, as in /0", "/"+path)
 		}
-	}
-	if v, ok := opt.take("db"); ok {
-		db, err := strconv.Atoi(v)
-		if err != nil || db < 0 {
-			return nil, fmt.Errorf("option db=%q: want a database number", v)
-		}
-		if dbFromPath && db != o.DB {
-			return nil, fmt.Errorf("database %d in the path and db=%d in the query", o.DB, db)
-		}
-		o.DB = db
+		dbFromPath = true
 	}
 	if kind == urlCluster {
-		if o.DB != 0 {
-			return nil, fmt.Errorf("database %d: a cluster has only database 0", o.DB)
-		}
 		o.IsClusterMode = true
+		if db, err := strconv.Atoi(cmp.Or(q.Get("db"), "0")); o.DB != 0 {
+			return nil, fmt.Errorf("database %d: a cluster has only database 0", o.DB)
+		} else if err != nil || db != 0 {
+			return nil, fmt.Errorf("database %s: a cluster has only database 0", q.Get("db"))
+		}
 	}
 
-	o.DialTimeout = opt.duration("dial_timeout")
-	o.ReadTimeout = opt.duration("read_timeout")
-	o.WriteTimeout = opt.duration("write_timeout")
-	o.PoolTimeout = opt.duration("pool_timeout")
-	o.PoolSize = opt.int("pool_size", 1)
-	o.MinIdleConns = opt.int("min_idle_conns", 0)
-	o.MaxRetries = opt.int("max_retries", -1)
-	o.DialerRetries = opt.int("dialer_retries", 1)
-	if _, ok := opt.q["max_redirects"]; ok && kind != urlCluster {
-		return nil, errors.New("option max_redirects is for a cluster only")
+	pathDB := o.DB
+	if err := parseRedisOptions(o, kind, q); err != nil {
+		return nil, err
 	}
-	o.MaxRedirects = opt.int("max_redirects", -1)
-	o.ClientName, _ = opt.take("client_name")
-	if v, ok := opt.take("protocol"); ok {
-		switch v {
-		case "2", "3":
-			o.Protocol, _ = strconv.Atoi(v)
-		default:
-			opt.fail(fmt.Errorf("option protocol=%q: want 2 or 3", v))
-		}
+	if dbFromPath && o.DB != pathDB {
+		return nil, fmt.Errorf("database %d in the path and db=%d in the query", pathDB, o.DB)
 	}
-	skipVerify := false
-	if v, ok := opt.take("skip_verify"); ok {
-		if !useTLS {
-			opt.fail(errors.New("option skip_verify is for TLS (rediss) URLs only"))
-		} else if skipVerify, err = strconv.ParseBool(v); err != nil {
-			opt.fail(fmt.Errorf("option skip_verify=%q: want true or false", v))
+	// The ranges go-redis does not check.
+	const positive, atLeast = "a positive duration such as 500ms or 2s", "a whole number of at least "
+	for _, r := range []struct {
+		name string
+		ok   bool
+		want string
+	}{
+		{"db", o.DB >= 0, "a database number"},
+		{"dial_timeout", o.DialTimeout > 0, positive}, // go-redis: none at all
+		{"read_timeout", o.ReadTimeout > 0, positive},
+		{"write_timeout", o.WriteTimeout > 0, positive},
+		{"pool_timeout", o.PoolTimeout > 0, positive},
+		{"pool_size", o.PoolSize >= 1, atLeast + "1"},
+		{"min_idle_conns", o.MinIdleConns >= 0, atLeast + "0"},
+		{"max_retries", o.MaxRetries >= -1, atLeast + "-1"},
+		{"dialer_retries", o.DialerRetries >= 1, atLeast + "1"},
+		{"max_redirects", o.MaxRedirects >= -1, atLeast + "-1"},
+		{"protocol", o.Protocol == 2 || o.Protocol == 3, "2 or 3"},
+	} {
+		if q.Has(r.name) && !r.ok {
+			return nil, fmt.Errorf("option %s=%q: want %s", r.name, q.Get(r.name), r.want)
 		}
-	}
-	for _, name := range []string{"sentinel_username", "sentinel_password"} {
-		v, ok := opt.take(name)
-		if !ok {
-			continue
-		}
-		if kind != urlSentinel {
-			opt.fail(fmt.Errorf("option %s is for redis-sentinel:// URLs only", name))
-		}
-		if name == "sentinel_username" {
-			o.SentinelUsername = v
-		} else {
-			o.SentinelPassword = v
-		}
-	}
-	if opt.err != nil {
-		return nil, opt.err
-	}
-	if len(opt.q) > 0 {
-		unknown := make([]string, 0, len(opt.q))
-		for k := range opt.q {
-			unknown = append(unknown, k)
-		}
-		slices.Sort(unknown)
-		return nil, fmt.Errorf("unknown option %s (known: db, cluster, dial_timeout, read_timeout, write_timeout, pool_timeout, pool_size, min_idle_conns, max_retries, dialer_retries, max_redirects, client_name, protocol, skip_verify, sentinel_username, sentinel_password)", strings.Join(unknown, ", "))
 	}
 
-	if useTLS {
+	if sch.tls {
+		skipVerify := false
+		if q.Has("skip_verify") {
+			if skipVerify, err = strconv.ParseBool(q.Get("skip_verify")); err != nil {
+				return nil, fmt.Errorf("option skip_verify=%q: want true or false", q.Get("skip_verify"))
+			}
+		}
 		// ServerName stays empty: it is taken from each node's address.
 		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: skipVerify} //nolint:gosec // only on request
 	}
+	o.SentinelUsername, o.SentinelPassword = q.Get("sentinel_username"), q.Get("sentinel_password")
 	applyRedisDefaults(o)
 	return o, nil
+}
+
+// parseRedisOptions has go-redis read the options in q into o: the parser
+// of kind (redis.ParseURL, ParseClusterURL or ParseFailoverURL) reads them
+// from a URL of its own form, which holds no credentials (o has them), so
+// that its errors, which may repeat it, cannot either. o's DB is the
+// path's, which db= in q overrides.
+//
+// The rest is pushgate's, in parseRedisURL: its schemes and host lists,
+// the credentials (ParseFailoverURL's user info is the sentinels'), the
+// path as a master's name, TLS (go-redis's cluster parser has no
+// skip_verify, and all three pin the server name to the first host, which
+// the other nodes of a cluster or a sentinel's master do not answer to),
+// dialer_retries for one server (ParseURL does not read it), the ranges
+// (go-redis takes a duration of 0 or less as no timeout at all), the
+// refusal of an option given twice (go-redis takes the last), and the
+// defaults.
+func parseRedisOptions(o *redis.UniversalOptions, kind redisURLKind, q url.Values) error {
+	gq := url.Values{}
+	for name, vs := range q {
+		switch {
+		case name == "cluster" || name == "skip_verify" || name == "sentinel_username" || name == "sentinel_password":
+		case name == "db" && kind == urlCluster: // checked: 0
+		case name == "dialer_retries" && kind == urlSingle: // redis.ParseURL does not read it
+			n, err := strconv.Atoi(vs[0])
+			if err != nil {
+				return fmt.Errorf("invalid dialer_retries number: %w", err)
+			}
+			o.DialerRetries = n
+		default:
+			gq[name] = vs
+		}
+	}
+	u := (&url.URL{Scheme: "redis", Host: o.Addrs[0], Path: "/" + strconv.Itoa(o.DB), RawQuery: gq.Encode()}).String()
+	switch kind {
+	case urlSingle:
+		r, err := redis.ParseURL(u)
+		if err != nil {
+			return err
+		}
+		o.DB, o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = r.DB, r.DialTimeout, r.ReadTimeout, r.WriteTimeout, r.PoolTimeout
+		o.PoolSize, o.MinIdleConns, o.MaxRetries, o.ClientName, o.Protocol = r.PoolSize, r.MinIdleConns, r.MaxRetries, r.ClientName, r.Protocol
+	case urlCluster:
+		r, err := redis.ParseClusterURL(u)
+		if err != nil {
+			return err
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = r.DialTimeout, r.ReadTimeout, r.WriteTimeout, r.PoolTimeout
+		o.PoolSize, o.MinIdleConns, o.MaxRetries, o.ClientName, o.Protocol = r.PoolSize, r.MinIdleConns, r.MaxRetries, r.ClientName, r.Protocol
+		o.DialerRetries, o.MaxRedirects = r.DialerRetries, r.MaxRedirects
+	case urlSentinel:
+		r, err := redis.ParseFailoverURL(u)
+		if err != nil {
+			return err
+		}
+		o.DB, o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = r.DB, r.DialTimeout, r.ReadTimeout, r.WriteTimeout, r.PoolTimeout
+		o.PoolSize, o.MinIdleConns, o.MaxRetries, o.ClientName, o.Protocol = r.PoolSize, r.MinIdleConns, r.MaxRetries, r.ClientName, r.Protocol
+		o.DialerRetries = r.DialerRetries
+	}
+	return nil
 }
 
 // applyRedisDefaults fills what the URL left unset.
@@ -339,62 +388,6 @@ func parseHostPort(h, defaultPort string) (string, error) {
 		return "", fmt.Errorf("host %q: port %q is not a number in 1..65535", h, port)
 	}
 	return net.JoinHostPort(host, port), nil
-}
-
-// queryReader takes options out of a query, so that what is left is
-// unknown; the first error sticks.
-type queryReader struct {
-	q   url.Values
-	err error
-}
-
-func (r *queryReader) fail(err error) {
-	if r.err == nil {
-		r.err = err
-	}
-}
-
-func (r *queryReader) take(name string) (string, bool) {
-	vs, ok := r.q[name]
-	if !ok {
-		return "", false
-	}
-	delete(r.q, name)
-	if len(vs) != 1 {
-		r.fail(fmt.Errorf("option %s is given %d times", name, len(vs)))
-		return "", false
-	}
-	return vs[0], true
-}
-
-func (r *queryReader) duration(name string) time.Duration {
-	v, ok := r.take(name)
-	if !ok {
-		return 0
-	}
-	if n, err := strconv.Atoi(v); err == nil && n > 0 {
-		return time.Duration(n) * time.Second
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		r.fail(fmt.Errorf("option %s=%q: want a positive duration such as 500ms or 2s", name, v))
-		return 0
-	}
-	return d
-}
-
-// int reads a whole number of at least min (-1 is go-redis's "none").
-func (r *queryReader) int(name string, min int) int {
-	v, ok := r.take(name)
-	if !ok {
-		return 0
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < min {
-		r.fail(fmt.Errorf("option %s=%q: want a whole number of at least %d", name, v, min))
-		return 0
-	}
-	return n
 }
 
 // redactRedisURL hides the passwords of a Redis URL (for errors and logs):

@@ -1,6 +1,7 @@
 package pubsub_test
 
 import (
+	"crypto/tls"
 	"strings"
 	"testing"
 	"time"
@@ -135,7 +136,7 @@ func TestParseRedisURLErrors(t *testing.T) {
 		{"redis-sentinel://s1?cluster=true", "cluster=true is for redis:// and rediss://"},
 		{"redis-sentinel://s1:26379", "want the master's name"},
 		{"redis-sentinel://s1/a/b", "want the master's name"},
-		{"redis://h?read_timeout=soon", `read_timeout="soon"`},
+		{"redis://h?read_timeout=soon", `invalid read_timeout duration`}, // go-redis's words
 		{"redis://h?dial_timeout=-1s", "dial_timeout"},
 		{"redis://h?pool_size=0", `pool_size="0"`},
 		{"redis://h?max_retries=x", "max_retries"},
@@ -183,6 +184,40 @@ func TestParseRedisURLHidesPassword(t *testing.T) {
 		}
 		if got := pubsub.DescribeRedis(o); got != want {
 			t.Fatalf("DescribeRedis(%s) = %q, want %q", url, got, want)
+		}
+	}
+}
+
+// TestParseRedisURLBeyondGoRedis: what pushgate adds to go-redis's parsers
+// holds. TLS leaves the server name to each node's address (go-redis pins
+// it to the first host, which a cluster's other nodes and a sentinel's
+// master do not answer to) and takes skip_verify for a cluster too;
+// dialer_retries works for one server (redis.ParseURL does not read it);
+// go-redis's other options, some of which break pushgate or panic, are
+// refused.
+func TestParseRedisURLBeyondGoRedis(t *testing.T) {
+	for _, u := range []string{"rediss://h:1", "rediss+cluster://a:1,b:2?skip_verify=true", "rediss-sentinel://s1,s2/m?skip_verify=true"} {
+		o, err := pubsub.ParseRedisURL(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := o.TLSConfig; c == nil || c.ServerName != "" || c.MinVersion != tls.VersionTLS12 || c.InsecureSkipVerify != strings.Contains(u, "skip_verify") {
+			t.Fatalf("%s: TLS config %+v", u, c)
+		}
+	}
+	for u, want := range map[string]int{"redis://h?dialer_retries=3": 3, "redis+cluster://a?dialer_retries=4": 4, "redis-sentinel://s/m?dialer_retries=5": 5} {
+		o, err := pubsub.ParseRedisURL(u)
+		if err != nil || o.DialerRetries != want {
+			t.Fatalf("%s: DialerRetries %v, %v; want %d", u, o, err, want)
+		}
+	}
+	for _, u := range []string{
+		"redis+cluster://a?read_only=true", "redis+cluster://a?route_randomly=true", "redis-sentinel://s/m?route_by_latency=true",
+		"redis-sentinel://s/m?replica_only=true", "redis-sentinel://s/m?context_timeout_enabled=false", "redis://h?min_retry_backoff=1s",
+		"redis-sentinel://s/m?master_name=other", "redis-sentinel://s/m?password=x", "redis+cluster://a?addr=b:1",
+	} {
+		if _, err := pubsub.ParseRedisURL(u); err == nil || !strings.Contains(err.Error(), "unknown option") {
+			t.Fatalf("%s: %v, want unknown option", u, err)
 		}
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -258,8 +257,7 @@ func bench(ctx context.Context, cfg *config, stderr io.Writer) (*report, error) 
 		}
 		defer stopProfile()
 	}
-	var ru0, ru1 syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	cpu0, cpuErr0 := selfCPU()
 	sendStart := time.Now()
 	stopAt := sendStart.Add(cfg.duration)
 	senders := make([]*sender, cfg.senders)
@@ -301,7 +299,7 @@ func bench(ctx context.Context, cfg *config, stderr io.Writer) (*report, error) 
 	}
 	close(progressDone)
 	end := sample()
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu1, cpuErr1 := selfCPU()
 	stopSubs()
 	subsDone.Wait()
 
@@ -363,9 +361,14 @@ func bench(ctx context.Context, cfg *config, stderr io.Writer) (*report, error) 
 		rep.Server.RSSEnd = end.rss
 		rep.Server.RSSPeak = smp.peakRSS()
 	}
-	rep.Client.CPUSec = cpuSeconds(ru1) - cpuSeconds(ru0)
-	if d.Received > 0 {
-		rep.Client.CPUPerDelivUs = rep.Client.CPUSec / float64(d.Received) * 1e6
+	if err := errors.Join(cpuErr0, cpuErr1); err != nil {
+		rep.Client.Error = err.Error()
+		warn("pushbench's own CPU is not measured: %v", err)
+	} else {
+		rep.Client.CPUSec = cpu1 - cpu0
+		if d.Received > 0 {
+			rep.Client.CPUPerDelivUs = rep.Client.CPUSec / float64(d.Received) * 1e6
+		}
 	}
 	if d.Unique < d.Expected && d.Lost == 0 {
 		warn("%d deliveries still missing when the drain of %v ended", d.Expected-d.Unique, cfg.drain)
@@ -565,10 +568,6 @@ func errorsOf(msgs []string) []error {
 		errs[i] = errors.New(m)
 	}
 	return errs
-}
-
-func cpuSeconds(ru syscall.Rusage) float64 {
-	return float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
 }
 
 // randomRun returns the run's id, which every message carries: messages of

@@ -116,7 +116,7 @@ Flags:
 	fs.IntVar(&c.pollTimeout, "poll-timeout", 20, "seconds the server may hold a long-poll")
 	fs.IntVar(&c.pid, "pid", 0, "the server's PID, for its CPU and memory (default: the owner of -addr's listening socket, else /metrics)")
 	fs.IntVar(&c.maxConns, "max-conns", 20000, "refuse to open more subscriber connections than this")
-	fs.IntVar(&c.sourceAddrs, "source-addrs", 0, "connect subscribers from this many loopback addresses 127.0.0.1, .2, ... so that a server's per-IP limits see many clients (0: one per 50 subscribers with an IPv4 loopback target)")
+	fs.IntVar(&c.sourceAddrs, "source-addrs", 0, "connect subscribers from this many loopback addresses 127.0.0.1, .2, ... so that a server's per-IP limits see many clients (0: one per 50 subscribers with an IPv4 loopback target on Linux and Windows, else the system's choice)")
 	fs.BoolVar(&c.json, "json", false, "print one JSON object with every figure instead of the table")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress lines on stderr")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write pushbench's own CPU profile of the send phase to this file")

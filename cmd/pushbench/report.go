@@ -112,7 +112,8 @@ type serverReport struct {
 }
 
 type clientReport struct {
-	CPUSec        float64 `json:"cpuSec"` // pushbench itself over the send phase and drain
+	Error         string  `json:"error,omitempty"` // why CPUSec is not measured
+	CPUSec        float64 `json:"cpuSec"`          // pushbench itself over the send phase and drain
 	CPUPerDelivUs float64 `json:"cpuPerDeliveryUs"`
 }
 
@@ -234,7 +235,11 @@ func (r *report) writeTable(w io.Writer) error {
 			fmt.Sprintf("peak %s", fmtBytes(sv.RSSPeak)), fmt.Sprintf("end %s", fmtBytes(sv.RSSEnd)))
 		row("", fmt.Sprintf("%.1f KB per connection", sv.MemPerConnKB))
 	}
-	if r.Mode == "load" {
+	switch {
+	case r.Mode != "load":
+	case r.Client.Error != "":
+		row("pushbench cpu", "not measured: "+r.Client.Error)
+	default:
 		row("pushbench cpu", fmt.Sprintf("%.2fs", r.Client.CPUSec), fmt.Sprintf("%.2f µs/delivery", r.Client.CPUPerDelivUs))
 	}
 	if err := tw.Flush(); err != nil {

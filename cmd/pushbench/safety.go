@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -74,32 +75,6 @@ func newDialer(allowRemote bool, source netip.Addr) *net.Dialer {
 	return d
 }
 
-// raiseNoFile raises the soft RLIMIT_NOFILE to at least need (up to the
-// hard limit) and returns the soft limit now in force; it fails when the
-// hard limit is below need.
-func raiseNoFile(need uint64) (uint64, error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, fmt.Errorf("getrlimit: %w", err)
-	}
-	if lim.Cur >= need {
-		return lim.Cur, nil
-	}
-	if lim.Max < need {
-		// Try anyway: root may raise the hard limit.
-		want := syscall.Rlimit{Cur: need, Max: need}
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
-			return lim.Cur, fmt.Errorf("need %d open files but the hard limit is %d (ulimit -Hn): use fewer connections or raise it", need, lim.Max)
-		}
-		return need, nil
-	}
-	lim.Cur = need
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, fmt.Errorf("setrlimit %d: %w", need, err)
-	}
-	return need, nil
-}
-
 // connsPerSource is how many subscribers share a source address when
 // -source-addrs is automatic: few enough that one address stays within a
 // server's per-IP limits (pushgate's defaults: 1000 open connections and
@@ -108,14 +83,16 @@ const connsPerSource = 50
 
 // sourceAddrs returns the local addresses subscribers connect from: n
 // loopback addresses 127.0.0.1, 127.0.0.2, ... (all of 127/8 is loopback on
-// Linux), so that many clients look like many clients to a server that
-// limits per IP. n = 0 chooses ceil(conns/connsPerSource) for an IPv4
-// loopback target, else the system's choice (no addresses).
+// Linux and Windows), so that many clients look like many clients to a
+// server that limits per IP. n = 0 chooses ceil(conns/connsPerSource) for
+// an IPv4 loopback target where all of 127/8 is loopback, else the
+// system's choice (no addresses): macOS and the BSDs configure 127.0.0.1
+// alone, and a dial from 127.0.0.2 fails there unless it was added.
 func sourceAddrs(host string, n, conns int) ([]netip.Addr, error) {
 	ip, err := netip.ParseAddr(host)
 	v4loop := err == nil && ip.Unmap().Is4() && ip.Unmap().IsLoopback()
 	switch {
-	case n == 0 && !v4loop:
+	case n == 0 && (!v4loop || (runtime.GOOS != "linux" && runtime.GOOS != "windows")):
 		return nil, nil
 	case n == 0:
 		n = min((conns+connsPerSource-1)/connsPerSource, maxSourceAddrs)

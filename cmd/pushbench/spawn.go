@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,6 +39,9 @@ func spawnServer(ctx context.Context, cfg *config, logf func(string, ...any)) (*
 	bin := cfg.spawnBin
 	if bin == "" {
 		bin = filepath.Join(dir, "pushgate")
+		if runtime.GOOS == "windows" {
+			bin += ".exe" // else Windows does not run it
+		}
 		logf("building pushgate")
 		if err := buildServer(ctx, bin); err != nil {
 			_ = os.RemoveAll(dir)
@@ -115,10 +119,7 @@ func startServer(ctx context.Context, cfg *config, bin, dir string) (*spawned, e
 	// when ctx ended early (SIGINT), after its figures were read.
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid:   true,            // a terminal's ^C reaches pushbench only; it stops the server itself
-		Pdeathsig: syscall.SIGTERM, // and the server does not outlive a killed pushbench
-	}
+	cmd.SysProcAttr = serverProcAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
@@ -168,12 +169,15 @@ func (s *spawned) stop() {
 	_ = os.RemoveAll(s.dir)
 }
 
-// kill ends the server: SIGTERM, SIGKILL after 10 s.
+// kill ends the server: SIGTERM, SIGKILL after 10 s (at once where
+// SIGTERM cannot be sent: Windows).
 func (s *spawned) kill() {
 	select {
 	case <-s.exited:
 	default:
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			_ = s.cmd.Process.Kill()
+		}
 		select {
 		case <-s.exited:
 		case <-time.After(10 * time.Second):
