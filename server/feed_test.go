@@ -397,7 +397,11 @@ func TestWebSocketChurn(t *testing.T) {
 	waitSubscribed(t, e, warm, "1", "churn")
 	_ = warm.conn.Close()
 	<-warm.done
-	time.Sleep(100 * time.Millisecond) // let the warm-up's server side wind down before counting
+	// The warm-up's server side has wound down before counting.
+	waitMetrics(t, e.url, map[string]float64{
+		`pushgate_connections{transport="websocket"}`:   0,
+		`pushgate_subscriptions{transport="websocket"}`: 0,
+	})
 	before := runtime.NumGoroutine()
 	for i := range 20 {
 		proto := protocols[i%2]
