@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -113,8 +114,12 @@ func TestEndToEndMixedShared(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkClean(t, r, 45)
-	if r.Send.Calls < 150 || r.Send.Calls > 210 {
-		t.Errorf("%d calls in 1 s at 200/s", r.Send.Calls)
+	// The pacer never runs ahead: call k of a sender is due k periods
+	// after its start, and none starts after the end, so at most one call
+	// more than the rate allows per sender (a slow machine makes fewer:
+	// how many is not this test's business, every one being delivered is).
+	if limit := int64(200) + int64(r.Senders); r.Send.Calls > limit || r.Send.Calls != r.Send.OK+r.Send.Failed {
+		t.Errorf("%d calls (%d ok, %d failed) in 1 s at 200/s, want at most %d", r.Send.Calls, r.Send.OK, r.Send.Failed, limit)
 	}
 	if r.Delivery.Expected != 45*r.Send.OK {
 		t.Errorf("expected %d deliveries, want 45 × %d", r.Delivery.Expected, r.Send.OK)
@@ -144,8 +149,8 @@ func TestEndToEndFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkClean(t, r, 8)
-	if r.Send.Calls < 100 || r.Delivery.Expected != 8*r.Send.OK {
-		t.Errorf("%d calls, %d ok, expected %d deliveries", r.Send.Calls, r.Send.OK, r.Delivery.Expected)
+	if r.Send.Calls != r.Send.OK+r.Send.Failed || r.Delivery.Expected != 8*r.Send.OK {
+		t.Errorf("%d calls, %d ok, %d failed, expected %d deliveries", r.Send.Calls, r.Send.OK, r.Send.Failed, r.Delivery.Expected)
 	}
 }
 
@@ -181,7 +186,15 @@ func TestInterruptStillReports(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Interrupted once something was delivered: a progress line (one a
+	// second) counts deliveries.
+	delivered := regexp.MustCompile(`deliveries [1-9]`)
+	for !delivered.MatchString(stderr.String()) {
+		if time.Since(start) > time.Minute {
+			t.Fatalf("nothing delivered: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	cancel()
 	select {
 	case err := <-done:
