@@ -29,3 +29,9 @@ func SetKeepWatchedEvery(d time.Duration) (restore func()) {
 func Sweep(b Broker, now time.Time) {
 	b.(*broker).st.(*memStore).sweep(now)
 }
+
+// ResyncPending reports whether a Redis broker holds resyncs to retry
+// (channels whose state could not be read when they were subscribed again).
+func ResyncPending(b Broker) bool {
+	return b.(*broker).st.(*redisStore).hasPending()
+}
