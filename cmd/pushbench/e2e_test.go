@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,10 +13,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pushgate/pushgate/internal/testbuild"
 )
 
 // The end-to-end tests run pushbench against a real pushgate: the binary
-// built from this module once, spawned by pushbench as -spawn does.
+// built from this module once, spawned by pushbench as -spawn does. Under
+// -race the binary is built with the race detector too, and every spawned
+// server writes its reports where TestMain looks for them (GORACE
+// log_path: pushbench removes a server's log with its directory).
 
 var (
 	buildOnce sync.Once
@@ -25,7 +31,21 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	raceDir, err := os.MkdirTemp("", "pushbench-race-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// Read by the servers at their start; this process read GORACE at its own.
+	os.Setenv("GORACE", "log_path="+filepath.Join(raceDir, "report"))
 	code := m.Run()
+	reports, _ := filepath.Glob(filepath.Join(raceDir, "report.*"))
+	for _, r := range reports {
+		b, _ := os.ReadFile(r)
+		fmt.Fprintf(os.Stderr, "a spawned pushgate's race detector reported (%s):\n%s\n", filepath.Base(r), b)
+		code = 1
+	}
+	_ = os.RemoveAll(raceDir)
 	if buildDir != "" {
 		_ = os.RemoveAll(buildDir)
 	}
@@ -46,7 +66,7 @@ func pushgateBin(t *testing.T) string {
 		serverBin = filepath.Join(buildDir, "pushgate")
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		buildErr = buildServer(ctx, serverBin)
+		buildErr = buildServer(ctx, serverBin, testbuild.BuildFlags()...)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
