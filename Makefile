@@ -1,9 +1,11 @@
 # pushgate: `make run` starts a development server, `make test` runs every
-# test (installing redis-server first when it is missing).
+# test (installing redis-server first when it is missing): the Go tests with
+# -race, the interop suites against race-built servers, then the fuzz targets
+# briefly.
 
 GO ?= go
 
-.PHONY: run test fuzz bench generate lint build redis-server
+.PHONY: run test fuzz flake bench generate lint build redis-server
 
 run:
 	@echo "pushgate development server on http://localhost:8080 (memory store)"
@@ -19,6 +21,7 @@ run:
 
 test: redis-server
 	$(GO) test -race ./...
+	$(MAKE) --no-print-directory interop RACE=1
 	$(MAKE) --no-print-directory fuzz
 
 # Each fuzz target runs briefly on top of its committed seed corpus
@@ -31,6 +34,15 @@ fuzz:
 		echo "fuzz $$name ($(FUZZTIME))"; \
 		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
 	done
+
+# A flake hunt: the packages that spawn servers, every test COUNT times
+# (RACE=1: with -race), or one test: make flake RUN=TestX PKG=./server COUNT=200.
+FLAKE_PKGS = ./server ./pubsub ./e2e
+COUNT ?= 20
+FLAKE_TIMEOUT ?= 4h
+flake: redis-server
+	$(GO) test $(if $(filter 1,$(RACE)),-race) -count=$(COUNT) -timeout=$(FLAKE_TIMEOUT) \
+		$(if $(RUN),-run '$(RUN)') $(or $(PKG),$(FLAKE_PKGS))
 
 # Go micro-benchmarks (broker publish and fan-out on memory and Redis, SSE
 # fan-out and long-poll over loopback), then the pushbench scenarios of the
@@ -64,6 +76,8 @@ lint:
 build:
 	$(GO) build -o bin/ ./cmd/...
 
+# RACE=1 (as make test sets it) builds the servers the suite spawns with -race.
 .PHONY: interop
 interop: ## Test against real clients (Node.js 20, npm): graphql-ws, subscriptions-transport-ws, graphql-sse, EventSource, graphql-http audit, wx APIs
-	cd interop && npm ci --no-audit --no-fund && node --test --test-concurrency=1 ./*.test.mjs
+	cd interop && npm ci --no-audit --no-fund && \
+		PUSHGATE_RACE=$(RACE) node --test --test-concurrency=1 ./*.test.mjs

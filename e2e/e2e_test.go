@@ -16,9 +16,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pushgate/pushgate/internal/testbuild"
 )
 
-// binary is the pushgate binary built once for the package.
+// binary is the pushgate binary built once for the package, with the race
+// detector when the tests run with it (startNode then fails a test whose
+// node reported a race).
 var binary string
 
 func TestMain(m *testing.M) {
@@ -28,7 +32,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "pushgate")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/pushgate")
+	args := append(append([]string{"build"}, testbuild.BuildFlags()...), "-o", binary, "../cmd/pushgate")
+	build := exec.Command("go", args...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build pushgate:", err)
@@ -79,8 +84,11 @@ func startNode(t *testing.T, name string, extra ...string) *node {
 	n.start()
 	t.Cleanup(func() {
 		n.kill(syscall.SIGKILL)
+		b, _ := os.ReadFile(log.Name())
+		if report := testbuild.RaceReport(string(b)); report != "" {
+			t.Errorf("%s: the race detector reported:\n%s", name, report)
+		}
 		if t.Failed() {
-			b, _ := os.ReadFile(log.Name())
 			t.Logf("%s log:\n%s", name, tail(b, 4000))
 		}
 		log.Close()

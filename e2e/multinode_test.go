@@ -27,12 +27,16 @@ type subscriber struct {
 
 	// steady: never reconnect voluntarily (only when the stream ends).
 	steady bool
+	// exact: message k of every channel must carry {"i": k-1} (each
+	// channel's messages were sent one after another, each acknowledged
+	// before the next), so a message appended twice shifts every later one.
+	exact bool
 
 	mu         sync.Mutex
 	last       map[string]uint64 // channel -> newest id handled
 	seen       map[string]bool   // payloads handled ("<channel>/<n>")
 	duplicates int               // events at or below last: redelivered
-	gap        error             // first message that skipped an id
+	gap        error             // first message that skipped an id, or carried the wrong payload (exact)
 	reconnects int
 }
 
@@ -98,10 +102,13 @@ func (s *subscriber) handle(ev pushclient.Event) {
 		s.gap = fmt.Errorf("%s: channel %s jumped from %d to %d", s.name, m.Channel, last, off)
 	default:
 		s.last[m.Channel] = off
-		if s.seen != nil {
-			var d struct{ I int }
-			_ = json.Unmarshal(m.Data, &d)
-			s.seen[fmt.Sprintf("%s/%d", m.Channel, d.I)] = true
+		var d struct{ I *int }
+		_ = json.Unmarshal(m.Data, &d)
+		if s.exact && (d.I == nil || uint64(*d.I)+1 != off) && s.gap == nil {
+			s.gap = fmt.Errorf("%s: channel %s message %d carries %s, want {\"i\":%d}", s.name, m.Channel, off, m.Data, off-1)
+		}
+		if s.seen != nil && d.I != nil {
+			s.seen[fmt.Sprintf("%s/%d", m.Channel, *d.I)] = true
 		}
 	}
 }
@@ -207,7 +214,7 @@ func runNodes(t *testing.T, redisURL string, channels []string, perChannel int) 
 		group := channels[g*30 : min(len(channels), (g+1)*30)]
 		for i, tr := range []pushclient.Transport{pushclient.WebSocket, pushclient.SSE, pushclient.Poll} {
 			for j := 0; j < 2 && (j == 0 || len(channels) <= 30); j++ {
-				s := &subscriber{name: fmt.Sprintf("%s-%d-%d", tr, g, j), transport: tr, channels: group, last: map[string]uint64{}}
+				s := &subscriber{name: fmt.Sprintf("%s-%d-%d", tr, g, j), transport: tr, channels: group, exact: true, last: map[string]uint64{}}
 				subs = append(subs, s)
 				wg.Add(1)
 				go func() {
@@ -271,15 +278,51 @@ func runNodes(t *testing.T, redisURL string, channels []string, perChannel int) 
 	cancel()
 	wg.Wait()
 	checkSubscribers(t, subs)
-	// Exactly perChannel messages per channel: no retry appended twice.
-	for _, ch := range channels[:min(5, len(channels))] {
-		r, err := pushclient.PollOnce(context.Background(), nodes[0].url(), []string{ch}, startCursor(ch), "", 0)
+	for _, s := range subs {
+		for _, ch := range s.channels {
+			if s.last[ch] != want[ch] {
+				t.Errorf("%s: channel %s ends at message %d, want %d", s.name, ch, s.last[ch], want[ch])
+			}
+		}
+	}
+	// Exactly perChannel messages per channel, message k carrying
+	// {"i": k-1}: no retry appended twice, none lost.
+	for _, ch := range channels {
+		checkHistory(t, nodes[0].url(), ch, perChannel)
+	}
+}
+
+// checkHistory reads the whole history of ch by paging GET /poll (100
+// messages an answer) and fails unless it holds exactly n messages, ids 1..n
+// in order, message k carrying {"i": k-1}.
+func checkHistory(t *testing.T, base, ch string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cursor := startCursor(ch)
+	got := 0
+	for {
+		r, err := pushclient.PollOnce(ctx, base, []string{ch}, cursor, "", 0)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("history of %s after %d messages: %v", ch, got, err)
 		}
-		if n := min(perChannel, 100); len(r.Messages) != n || r.Messages[0].ID != "1" { // poll's default limit is 100
-			t.Fatalf("history of %s: %d messages from %v", ch, len(r.Messages), r.Messages[:min(3, len(r.Messages))])
+		if r.Reset != nil { // from the start: the first message was trimmed, so more than the history size (1000) was appended
+			t.Fatalf("history of %s after %d messages: reset %+v", ch, got, *r.Reset)
 		}
+		if len(r.Messages) == 0 {
+			break
+		}
+		for _, m := range r.Messages {
+			got++
+			var d struct{ I *int }
+			if err := json.Unmarshal(m.Data, &d); err != nil || d.I == nil || m.ID != itoa(got) || *d.I != got-1 {
+				t.Fatalf("history of %s: message %d is id %s, data %s; want id %d, data {\"i\":%d}", ch, got, m.ID, m.Data, got, got-1)
+			}
+		}
+		cursor = r.Cursor
+	}
+	if got != n {
+		t.Fatalf("history of %s: %d messages, want %d", ch, got, n)
 	}
 }
 

@@ -14,9 +14,13 @@ import (
 
 // TestSIGTERMGracefulShutdown: the pushgate process, sent SIGTERM with a
 // WebSocket and an SSE subscriber connected, closes the WebSocket with 1012
-// (service restart), ends the SSE stream and exits with status 0 promptly.
+// (service restart), ends the SSE stream and exits with status 0 promptly:
+// without waiting out its grace period for the streams to end by
+// themselves.
 func TestSIGTERMGracefulShutdown(t *testing.T) {
-	n := startNode(t, "sigterm", "--allow-anonymous")
+	// A grace period longer than kill waits before SIGKILL (30 s): exiting
+	// with status 0 means the node ended its streams itself.
+	n := startNode(t, "sigterm", "--allow-anonymous", "--shutdown-timeout", "5m")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ch := []string{"bye"}
@@ -51,9 +55,6 @@ func TestSIGTERMGracefulShutdown(t *testing.T) {
 	n.mu.Unlock()
 	if state == nil || !state.Exited() || state.ExitCode() != 0 {
 		t.Fatalf("after SIGTERM the process ended with %v, want exit status 0", state)
-	}
-	if took > 5*time.Second {
-		t.Fatalf("shutdown took %v", took)
 	}
 	_, err = ws.Next(ctx)
 	var ce *websocket.CloseError

@@ -5,6 +5,8 @@
 // startServer() in before() and server.stop() in after(). The binary is built
 // with `go build` from the repository root at most once per process; go's
 // build cache makes the later builds of a run a relink check (~0.3 s).
+// PUSHGATE_RACE=1 (set by `make test`) builds it with the race detector, and
+// a server that reports a race fails the file at stop().
 
 import { spawn, execFileSync } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
@@ -34,18 +36,26 @@ export const FEED = `subscription($ch: [String!]!, $c: String) {
 
 let built = null;
 
+/** Whether servers are built with the race detector (PUSHGATE_RACE=1). */
+export const RACE = process.env.PUSHGATE_RACE === '1';
+
+/** Opens every report of the race detector. */
+const RACE_MARKER = 'WARNING: DATA RACE';
+
 /**
  * Builds cmd/pushgate into interop/.bin/pushgate (once per process; the
- * PUSHGATE_BIN environment variable names a prebuilt binary instead).
+ * PUSHGATE_BIN environment variable names a prebuilt binary instead), with
+ * -race when RACE.
  */
 export function buildServer() {
   if (process.env.PUSHGATE_BIN) return process.env.PUSHGATE_BIN;
   if (built) return built;
   mkdirSync(BIN_DIR, { recursive: true });
-  const bin = join(BIN_DIR, 'pushgate');
+  const bin = join(BIN_DIR, RACE ? 'pushgate-race' : 'pushgate');
   // Build beside, then rename: a concurrent run never sees half a binary.
   const tmp = `${bin}.${process.pid}.tmp`;
-  execFileSync('go', ['build', '-o', tmp, './cmd/pushgate'], { cwd: REPO_ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+  const flags = RACE ? ['-race'] : [];
+  execFileSync('go', ['build', ...flags, '-o', tmp, './cmd/pushgate'], { cwd: REPO_ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
   renameSync(tmp, bin);
   built = bin;
   return bin;
@@ -121,9 +131,19 @@ async function launch(bin, port, extraArgs, name) {
   running.add(child);
   watchdog(child.pid);
   let tail = '';
+  let race = null; // the first race report: from its marker, what followed it
   const keep = (chunk) => {
     log.write(chunk);
-    tail = (tail + chunk.toString()).slice(-4000);
+    const text = chunk.toString();
+    if (race !== null) {
+      race = (race + text).slice(0, 8000);
+    } else {
+      // The marker may straddle two chunks: look in the tail with the new text.
+      const seen = tail.slice(-RACE_MARKER.length) + text;
+      const i = seen.indexOf(RACE_MARKER);
+      if (i >= 0) race = seen.slice(i, i + 8000);
+    }
+    tail = (tail + text).slice(-4000);
   };
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
@@ -148,11 +168,11 @@ async function launch(bin, port, extraArgs, name) {
     }
     await sleep(50);
   }
-  return new Server({ base, port, child, exited, logPath, logTail: () => tail, log });
+  return new Server({ base, port, child, exited, logPath, logTail: () => tail, raceReport: () => race, log });
 }
 
 export class Server {
-  constructor({ base, port, child, exited, logPath, logTail, log }) {
+  constructor({ base, port, child, exited, logPath, logTail, raceReport, log }) {
     this.url = base; // http://127.0.0.1:PORT
     this.port = port;
     this.graphqlUrl = `${base}/graphql`;
@@ -161,6 +181,7 @@ export class Server {
     this.exited = exited;
     this.logPath = logPath;
     this.logTail = logTail;
+    this.raceReport = raceReport;
     this.log = log;
   }
 
@@ -168,7 +189,7 @@ export class Server {
    * Stops the server: SIGTERM, then SIGKILL after graceMs. (net/http's
    * Shutdown waits up to 5 s for connections on which no request was ever
    * sent, and fetch's pool sometimes opens one; graceful shutdown is not
-   * what this suite tests.)
+   * what this suite tests.) Throws if the server reported a data race.
    */
   async stop(graceMs = 2000) {
     if (this.child.exitCode === null && this.child.signalCode === null) {
@@ -178,6 +199,8 @@ export class Server {
       clearTimeout(timer);
     }
     this.log.end();
+    const report = this.raceReport();
+    if (report !== null) throw new Error(`pushgate (${this.logPath}) reported a data race:\n${report}`);
   }
 
   /**

@@ -23,3 +23,15 @@ func SetKeepWatchedEvery(d time.Duration) (restore func()) {
 	keepWatchedEvery = d
 	return func() { keepWatchedEvery = old }
 }
+
+// Sweep runs one round of a memory broker's janitor as if the clock read
+// now, so tests control time instead of waiting for it.
+func Sweep(b Broker, now time.Time) {
+	b.(*broker).st.(*memStore).sweep(now)
+}
+
+// ResyncPending reports whether a Redis broker holds resyncs to retry
+// (channels whose state could not be read when they were subscribed again).
+func ResyncPending(b Broker) bool {
+	return b.(*broker).st.(*redisStore).hasPending()
+}

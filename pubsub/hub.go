@@ -153,17 +153,6 @@ func (h *hub) lookup(channel string) *hubChan {
 	return hc
 }
 
-// watched returns the channels that have local subscribers.
-func (h *hub) watched() []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	out := make([]string, 0, len(h.chans))
-	for name := range h.chans {
-		out = append(out, name)
-	}
-	return out
-}
-
 // dispatch hands m to the local subscribers of its channel, first filling
 // any gap between the last dispatched message and m from the store.
 func (h *hub) dispatch(m *Message) {

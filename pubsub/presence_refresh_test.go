@@ -2,7 +2,8 @@ package pubsub_test
 
 import (
 	"context"
-	"sync/atomic"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,12 +13,22 @@ import (
 	"github.com/pushgate/pushgate/pubsub"
 )
 
-// beforePipeline runs a function once, right before the next pipeline
-// (a presence refresh round is one) goes to Redis, and tells when that
-// pipeline has been answered.
+// beforePipeline runs a function right before the next pipeline (a
+// presence refresh round is one) goes to Redis, and tells when that
+// pipeline has been answered; arm it again for the one after.
 type beforePipeline struct {
-	armed atomic.Pointer[func()]
-	done  chan struct{}
+	mu   sync.Mutex
+	f    func() // nil: nothing to run
+	done chan struct{}
+}
+
+// arm runs f (if not nil) before the next pipeline; the channel returned
+// is closed once that pipeline has been answered.
+func (h *beforePipeline) arm(f func()) <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.f, h.done = f, make(chan struct{})
+	return h.done
 }
 
 func (h *beforePipeline) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -26,18 +37,33 @@ func (h *beforePipeline) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 }
 func (h *beforePipeline) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		f := h.armed.Swap(nil)
-		if f == nil {
+		h.mu.Lock()
+		f, done := h.f, h.done
+		h.f, h.done = nil, nil
+		h.mu.Unlock()
+		if done == nil {
 			return next(ctx, cmds)
 		}
-		(*f)()
+		if f != nil {
+			f()
+		}
 		err := next(ctx, cmds)
-		close(h.done)
+		close(done)
 		return err
 	}
 }
 
 var _ redis.Hook = (*beforePipeline)(nil)
+
+// waitRound waits for an armed pipeline to be answered.
+func waitRound(t *testing.T, done <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(redisWait):
+		t.Fatalf("no refresh round: %s", what)
+	}
+}
 
 // TestRedisPresenceRefreshRacesLeave: a connection that leaves while its
 // node's refresh round is under way (the round copied the node's entries,
@@ -47,7 +73,7 @@ var _ redis.Hook = (*beforePipeline)(nil)
 func TestRedisPresenceRefreshRacesLeave(t *testing.T) {
 	srv := redistest.Start(t, redistest.WithArgs("--appendonly", "no"))
 	client := srv.Client(t)
-	hook := &beforePipeline{done: make(chan struct{})}
+	hook := &beforePipeline{}
 	client.AddHook(hook)
 	// Refresh rounds every second; an entry written by one lives 3 s.
 	const ttl = 3 * time.Second
@@ -59,28 +85,16 @@ func TestRedisPresenceRefreshRacesLeave(t *testing.T) {
 	leave := join(t, p, "room", "alice")
 	expectPresence(t, p, "room", 2, "alice", "bob")
 	// alice leaves after the round copied the entries, before it writes.
-	f := func() { leave() }
-	hook.armed.Store(&f)
-	select {
-	case <-hook.done:
-	case <-time.After(redisWait):
-		t.Fatal("no refresh round")
-	}
-	// The leave is done and announced; within a moment (well before the
-	// TTL could clear a stale entry) alice must be gone.
-	deadline := time.Now().Add(ttl / 2)
-	for {
-		st, err := p.Get(context.Background(), "room")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.Count == 1 && len(st.Subjects) == 1 && st.Subjects[0] == "bob" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("presence %+v %v after alice left during a refresh round, want only bob", st.Count, st.Subjects)
-		}
-		time.Sleep(10 * time.Millisecond)
+	waitRound(t, hook.arm(leave), "the round alice leaves in")
+	// That round ends by writing again what changed while it ran, and the
+	// next one starts only after it (one goroutine): once the next has
+	// written, alice must be gone. Not only from Get, whose entries expire
+	// with the clock, but from the hash, where a stale field stays as long
+	// as bob's refreshes keep the key, however slowly this test runs.
+	waitRound(t, hook.arm(nil), "the round after")
+	expectPresence(t, p, "room", 1, "bob")
+	if raw, err := client.HGet(context.Background(), "race:{room}:p", "alice").Result(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("alice's field after she left during a refresh round: %q, %v; want none", raw, err)
 	}
 	got := ev.take()
 	if len(got) != 3 || got[2] != "leave alice room" {

@@ -93,12 +93,21 @@ func TestConnectionChurnRedisLeaksNothing(t *testing.T) {
 	// Warm up with the same concurrency: the Redis pool, buffers and the
 	// HTTP client's idle connections reach their working size.
 	churn(total+1, total+400)
-	// Let the warm-up's subscriptions wind down before the baseline.
+	// Let the warm-up wind down before the baseline: no stream or
+	// subscription left on the server, no PUB/SUB subscription or
+	// presence entry left in Redis.
+	waitMetrics(t, e.url, map[string]float64{
+		`pushgate_connections{transport="websocket"}`:   0,
+		`pushgate_connections{transport="sse"}`:         0,
+		`pushgate_connections{transport="poll"}`:        0,
+		`pushgate_subscriptions{transport="websocket"}`: 0,
+		`pushgate_subscriptions{transport="sse"}`:       0,
+	})
 	eventually(t, "the warm-up to wind down", func() bool {
 		n, err := admin.PubSubChannels(ctx, pubsub.DefaultRedisPrefix+"{churn:*").Result()
-		return err == nil && len(n) == 0
+		keys, kerr := admin.Keys(ctx, pubsub.DefaultRedisPrefix+"{churn:*}:p").Result()
+		return err == nil && len(n) == 0 && kerr == nil && len(keys) == 0
 	})
-	time.Sleep(200 * time.Millisecond)
 	baseG, baseHeap := settle()
 
 	began := time.Now()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,11 +19,18 @@ import (
 	"github.com/pushgate/pushgate/server"
 )
 
-// shortToken mints a token for channels that expires in about two seconds
-// (exp has a precision of one second), and returns its exp.
+// shortLife is how long a shortToken lives, give or take the second exp
+// is rounded down to. Time is the behaviour here (a stream ends at exp):
+// at least 2 s leaves a loaded machine under -race ample time to connect,
+// subscribe and deliver before it, and the tests wait for the expiry
+// itself with waitTimeout, not for a time.
+const shortLife = 3 * time.Second
+
+// shortToken mints a token for channels that expires in shortLife (exp has
+// a precision of one second), and returns its exp.
 func shortToken(t *testing.T, channels []string) (string, time.Time) {
 	t.Helper()
-	exp := time.Now().Add(2 * time.Second).Truncate(time.Second)
+	exp := time.Now().Add(shortLife).Truncate(time.Second)
 	tok := mint(t, jwt.SigningMethodHS256, []byte(testJWTSecret), "", server.Claims{
 		Channels:         channels,
 		RegisteredClaims: jwt.RegisteredClaims{Subject: "u1", ExpiresAt: jwt.NewNumericDate(exp)},
@@ -47,6 +55,7 @@ func TestTokenExpiryWebSocket(t *testing.T) {
 	e := startEnv(t, expiryConfig(), memoryBroker(t, pubsub.Options{}))
 	for _, proto := range protocols {
 		t.Run(proto, func(t *testing.T) {
+			t.Parallel()
 			ch := "exp:ws-" + proto
 			tok, exp := shortToken(t, []string{"exp:*"})
 			c := e.dialWS(t, proto, "", nil)
@@ -244,7 +253,9 @@ func TestPollOutlivesToken(t *testing.T) {
 	e := startEnv(t, expiryConfig(), memoryBroker(t, pubsub.Options{}))
 	tok, exp := shortToken(t, []string{"exp:*"})
 	cursor := e.cursor(t, "exp:poll")
-	res := poll(t, e.url, url.Values{"channel": {"exp:poll"}, "cursor": {cursor}, "token": {tok}, "timeout": {"3"}}, waitTimeout)
+	// Holds longer than the token lives.
+	hold := strconv.Itoa(int(shortLife/time.Second) + 2)
+	res := poll(t, e.url, url.Values{"channel": {"exp:poll"}, "cursor": {cursor}, "token": {tok}, "timeout": {hold}}, waitTimeout)
 	if time.Now().Before(exp) || len(res.Messages) != 0 || res.Cursor != cursor {
 		t.Fatalf("got %+v at %v (exp %v)", res, time.Now(), exp)
 	}

@@ -204,10 +204,10 @@ func TestSlowClient(t *testing.T) {
 			const ch = "slow"
 			cursor := e.cursor(t, ch)
 
-			// The slow client subscribes, then reads nothing. (A tiny
-			// SO_RCVBUF would make the kernel trickle data through
-			// zero-window probes, hiding the server's close for minutes,
-			// so it keeps the default.)
+			// The slow client subscribes, is confirmed live, then reads
+			// nothing. (A tiny SO_RCVBUF would make the kernel trickle
+			// data through zero-window probes, hiding the server's close
+			// for minutes, so it keeps the default.)
 			var drain func() (int, error) // reads what is left: how many messages, and how it ended
 			if transport == "websocket" {
 				drain = slowWebSocket(t, e, ch, cursor)
@@ -215,28 +215,34 @@ func TestSlowClient(t *testing.T) {
 				drain = slowSSE(t, e, ch, cursor)
 			}
 
+			// The fast client starts from the same cursor, so its first
+			// event is the slow client's marker (from the store if it
+			// registered later): once it has it, its feed is registered.
 			fast := e.dialWS(t, transportWS, "", nil)
 			fast.init(map[string]any{"token": testKey})
 			fast.subscribe("f", []string{ch}, cursor)
+			if ev := fast.event("f"); ev.Typename != "Message" || string(ev.Data) != `"`+slowMarker+`"` {
+				t.Fatalf("fast client: first event %+v, want the marker", ev)
+			}
 
 			// ~7 MB: more than the socket buffers hold on loopback (a
 			// 4 MB send buffer at most, ~128 KB of receive buffer while
-			// the client does not read).
+			// the client does not read). Each message is published once
+			// the fast client has the one before: it is never more than
+			// one message behind, so the history (50) always covers it,
+			// and any Reset or gap is the server's fault, not the
+			// publisher's pace.
 			const n, size = 150, 48 << 10
 			payload := strings.Repeat("x", size)
-			go func() {
-				for i := range n {
-					if _, err := e.broker.Publish(context.Background(), pubsub.PublishRequest{
-						Channel: ch, Data: []byte(`"` + strconv.Itoa(i) + payload + `"`),
-					}); err != nil {
-						t.Errorf("publish: %v", err)
-						return
-					}
+			for i := range n {
+				if _, err := e.broker.Publish(context.Background(), pubsub.PublishRequest{
+					Channel: ch, Data: []byte(`"` + strconv.Itoa(i) + payload + `"`),
+				}); err != nil {
+					t.Fatalf("publish: %v", err)
 				}
-			}()
-			for i, ev := range fast.messages("f", n) {
-				if !strings.HasPrefix(string(ev.Data), `"`+strconv.Itoa(i)+"x") {
-					t.Fatalf("fast client: message %d is %.20s", i, ev.Data)
+				ev := fast.event("f")
+				if ev.Typename != "Message" || !strings.HasPrefix(string(ev.Data), `"`+strconv.Itoa(i)+"x") {
+					t.Fatalf("fast client: event %d is %s %.20s", i, ev.Typename, ev.Data)
 				}
 			}
 
@@ -258,7 +264,24 @@ func TestSlowClient(t *testing.T) {
 	}
 }
 
+// slowMarker is the data of the message a slow client helper sends to
+// confirm its subscription live before the test floods the channel.
+const slowMarker = "slow client subscribed"
+
+// sendMarker sends slowMarker to ch. A feed started from a cursor taken
+// before the send receives it however late the feed registers (from the
+// store, or live), and a feed that received it is registered, so reading up
+// to the marker confirms the subscription without guessing at timing.
+func sendMarker(t *testing.T, e *env, ch string) {
+	t.Helper()
+	e.send(t, ch, slowMarker)
+}
+
+// slowWebSocket subscribes a WebSocket client to ch from cursor, reads up to
+// the marker (sendMarker), then reads nothing more; the function returned
+// reads the rest: how many messages after the marker, and how it ended.
 func slowWebSocket(t *testing.T, e *env, ch, cursor string) func() (int, error) {
+	t.Helper()
 	slow, err := e.tryDialWS(transportWS, "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -272,6 +295,20 @@ func slowWebSocket(t *testing.T, e *env, ch, cursor string) func() (int, error) 
 		t.Fatalf("slow client: %+v %v", ack, err)
 	}
 	slow.subscribe("s", []string{ch}, cursor)
+	sendMarker(t, e, ch)
+	for {
+		var m wsMsg
+		if err := slow.conn.ReadJSON(&m); err != nil {
+			t.Fatalf("slow client, waiting for the marker: %v", err)
+		}
+		if m.Type == "ping" || m.Type == "pong" {
+			continue
+		}
+		if m.Type != "next" || m.ID != "s" || !strings.Contains(string(m.Payload), slowMarker) {
+			t.Fatalf("slow client: %+v before the marker", m)
+		}
+		break
+	}
 	return func() (int, error) {
 		_ = slow.conn.SetReadDeadline(time.Now().Add(waitTimeout))
 		for got := 0; ; got++ {
@@ -282,7 +319,9 @@ func slowWebSocket(t *testing.T, e *env, ch, cursor string) func() (int, error) 
 	}
 }
 
+// slowSSE is slowWebSocket over graphql-sse (distinct connections mode).
 func slowSSE(t *testing.T, e *env, ch, cursor string) func() (int, error) {
+	t.Helper()
 	body, _ := json.Marshal(map[string]any{"query": feedQuery, "variables": map[string]any{"channels": []string{ch}, "cursor": cursor}})
 	req, _ := http.NewRequest(http.MethodPost, e.url+"/graphql", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -295,12 +334,35 @@ func slowSSE(t *testing.T, e *env, ch, cursor string) func() (int, error) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { res.Body.Close() })
+	return slowStream(t, e, ch, res.Body)
+}
+
+// slowStream sends the marker (sendMarker) and reads the SSE body up to
+// it, then reads nothing more; the function returned reads the rest: how
+// many data lines after the marker, and how it ended (a timeoutError if
+// the stream was still open after waitTimeout).
+func slowStream(t *testing.T, e *env, ch string, body io.ReadCloser) func() (int, error) {
+	t.Helper()
+	sc := bufio.NewScanner(body)
+	sc.Buffer(nil, 1<<20)
+	sendMarker(t, e, ch)
+	timer := time.AfterFunc(waitTimeout, func() { body.Close() })
+	marked := false
+	for !marked && sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "data: ") {
+			if !strings.Contains(line, slowMarker) {
+				t.Fatalf("slow client: %.200s before the marker", line)
+			}
+			marked = true
+		}
+	}
+	if !timer.Stop() || !marked {
+		t.Fatalf("slow client: no marker: %v", sc.Err())
+	}
 	return func() (int, error) {
-		timer := time.AfterFunc(waitTimeout, func() { res.Body.Close() })
+		timer := time.AfterFunc(waitTimeout, func() { body.Close() })
 		defer timer.Stop()
 		got := 0
-		sc := bufio.NewScanner(res.Body)
-		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
 			if strings.HasPrefix(sc.Text(), "data: ") {
 				got++
@@ -335,7 +397,11 @@ func TestWebSocketChurn(t *testing.T) {
 	waitSubscribed(t, e, warm, "1", "churn")
 	_ = warm.conn.Close()
 	<-warm.done
-	time.Sleep(100 * time.Millisecond) // let the warm-up's server side wind down before counting
+	// The warm-up's server side has wound down before counting.
+	waitMetrics(t, e.url, map[string]float64{
+		`pushgate_connections{transport="websocket"}`:   0,
+		`pushgate_subscriptions{transport="websocket"}`: 0,
+	})
 	before := runtime.NumGoroutine()
 	for i := range 20 {
 		proto := protocols[i%2]

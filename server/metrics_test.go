@@ -329,7 +329,12 @@ func TestMetricsDrops(t *testing.T) {
 				default:
 					drain = slowEvents(t, e, ch, cursor)
 				}
-				// More than the socket buffers hold (see TestSlowClient).
+				// The slow helpers return once the subscription is
+				// confirmed live (slowMarker), so the publishes reach
+				// it: whatever its queue (64) takes live, then, once
+				// it overflows, a Reset and the 50 retained: 114
+				// messages, ~5.5 MB at least, more than the socket
+				// buffers hold (see TestSlowClient).
 				payload := strings.Repeat("x", 48<<10)
 				for i := range 150 {
 					if _, err := e.broker.Publish(context.Background(), pubsub.PublishRequest{
@@ -389,9 +394,10 @@ func TestMetricsDrops(t *testing.T) {
 	})
 }
 
-// slowEvents opens GET /events from cursor and reads only its headers;
-// the function returned reads the rest.
+// slowEvents is slowSSE over GET /events, on a raw connection whose
+// chunked body is decoded here.
 func slowEvents(t *testing.T, e *env, ch, cursor string) func() (int, error) {
+	t.Helper()
 	u, _ := url.Parse(e.url)
 	raw, err := net.Dial("tcp", u.Host)
 	if err != nil {
@@ -400,15 +406,19 @@ func slowEvents(t *testing.T, e *env, ch, cursor string) func() (int, error) {
 	t.Cleanup(func() { raw.Close() })
 	q := url.Values{"channel": {ch}, "cursor": {cursor}, "token": {testKey}}
 	fmt.Fprintf(raw, "GET /events?%s HTTP/1.1\r\nHost: %s\r\n\r\n", q.Encode(), u.Host)
+	_ = raw.SetReadDeadline(time.Now().Add(waitTimeout))
 	br := bufio.NewReader(raw)
-	if line, err := br.ReadString('\n'); err != nil || !strings.Contains(line, "200") {
-		t.Fatalf("GET /events: %q %v", line, err)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("GET /events: %v %v", res, err)
 	}
-	return func() (int, error) {
-		_ = raw.SetReadDeadline(time.Now().Add(waitTimeout))
-		n, err := io.Copy(io.Discard, br)
-		return int(n), err
-	}
+	_ = raw.SetReadDeadline(time.Time{})
+	// res.Body undoes the chunked framing and reads only from br, which
+	// reads no further than asked.
+	return slowStream(t, e, ch, struct {
+		io.Reader
+		io.Closer
+	}{res.Body, raw})
 }
 
 // TestMetricsGraphQLSSE: a graphql-sse feed is a stream and a

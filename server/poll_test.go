@@ -109,7 +109,8 @@ func TestPoll(t *testing.T) {
 		r, err := pollCtx(ctx, e.url, with("cursor", rest.Cursor, "timeout", "50"))
 		held <- result{r, err}
 	}()
-	time.Sleep(100 * time.Millisecond) // let the poll start holding (either way it must answer)
+	// Sent while it holds: the gauge counts a long-poll while it holds.
+	waitMetrics(t, e.url, map[string]float64{`pushgate_connections{transport="poll"}`: 1})
 	d := e.send(t, "p:1", "d")
 	r := <-held
 	if r.err != nil || len(r.r.Messages) != 1 || r.r.Messages[0].ID != d.ID || r.r.Cursor != d.Cursor {

@@ -101,19 +101,31 @@ func TestStreamLogsCloseReasons(t *testing.T) {
 		}
 	}
 
-	// A shutdown.
-	sse2, err := pushclient.OpenSSE(ctx, ts.URL, []string{"logs:2"}, "", testKey)
+	// A shutdown, of streams whose subscriptions have started: from a
+	// cursor before a message, each has that message.
+	top, err := pushclient.PollOnce(ctx, ts.URL, []string{"logs:2"}, "", testKey, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sse2, err := pushclient.OpenSSE(ctx, ts.URL, []string{"logs:2"}, top.Cursor, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sse2.Close()
-	ws2, err := pushclient.OpenWS(ctx, ts.URL, []string{"logs:2"}, "", testKey)
+	ws2, err := pushclient.OpenWS(ctx, ts.URL, []string{"logs:2"}, top.Cursor, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ws2.Close()
+	if _, err := broker.Publish(ctx, pubsub.PublishRequest{Channel: "logs:2", Data: []byte(`"started"`)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []pushclient.Stream{sse2, ws2} {
+		if ev, err := s.Next(ctx); err != nil || ev.Message == nil {
+			t.Fatalf("stream before the shutdown: %+v %v", ev, err)
+		}
+	}
 	eventually(t, "five streams open", func() bool { return strings.Count(logs.String(), `"stream open"`) >= 5 })
-	time.Sleep(100 * time.Millisecond) // the WebSocket's subscription starts
 	shutdownServer(t, ts, shutdown)
 	waitClosed(5)
 

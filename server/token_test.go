@@ -15,6 +15,8 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -571,19 +573,47 @@ func TestTokenConfigValidate(t *testing.T) {
 	}
 }
 
-// FuzzVerifyToken: Verify never panics, never accepts a token that is not
-// signed with a configured key (checked here independently of the JWT
-// library), and never echoes the token in its error.
+// FuzzVerifyToken: Verify never panics and never echoes the token in its
+// error. Two verifiers are fuzzed, one with the default leeway and no
+// issuer or audience, one with an issuer, an audience and no leeway; for
+// each, an oracle written from RFC 7519 with the standard library alone
+// (not the JWT library) holds: a token accepted is signed with a configured
+// key (its alg pinned to that key), has exp, is not past exp + leeway, not
+// before nbf - leeway nor iat - leeway, and has the issuer and the
+// audience asked for; and a token signed with a configured key whose
+// claims decode and are all right by a margin of two seconds is accepted.
+// The committed corpus is in testdata/fuzz/FuzzVerifyToken.
 func FuzzVerifyToken(f *testing.F) {
 	keys := startJWKS(f, rsaJWK("rsa-a", &rsaA.PublicKey), ecJWK("ec-a", &ecA.PublicKey))
 	secret := []byte(testJWTSecret)
-	v, err := server.NewTokenVerifier(server.TokenConfig{Secret: testJWTSecret, JWKSURL: keys.url})
-	if err != nil {
-		f.Fatal(err)
+	pub := map[string]crypto.PublicKey{"rsa-a": &rsaA.PublicKey, "ec-a": &ecA.PublicKey}
+	type verifierCase struct {
+		name     string
+		v        server.TokenVerifier
+		issuer   string
+		audience string
+		leeway   time.Duration
+	}
+	var verifiers []verifierCase
+	for _, c := range []struct {
+		cfg    server.TokenConfig
+		leeway time.Duration
+	}{
+		{server.TokenConfig{Secret: testJWTSecret, JWKSURL: keys.url}, server.DefaultTokenLeeway},
+		{server.TokenConfig{Secret: testJWTSecret, JWKSURL: keys.url, Issuer: testIssuer, Audience: testAudience, Leeway: -1}, 0},
+	} {
+		v, err := server.NewTokenVerifier(c.cfg)
+		if err != nil {
+			f.Fatal(err)
+		}
+		verifiers = append(verifiers, verifierCase{fmt.Sprintf("iss %q aud %q leeway %v", c.cfg.Issuer, c.cfg.Audience, c.leeway), v, c.cfg.Issuer, c.cfg.Audience, c.leeway})
+	}
+	at := func(year int) *jwt.NumericDate {
+		return jwt.NewNumericDate(time.Date(year, 1, 1, 0, 0, 0, 0, time.UTC))
 	}
 	forever := func(edit func(c *server.Claims)) server.Claims {
 		c := server.Claims{Channels: []string{"*"}, RegisteredClaims: jwt.RegisteredClaims{
-			Subject: "u1", ExpiresAt: jwt.NewNumericDate(time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)),
+			Subject: "u1", Issuer: testIssuer, Audience: jwt.ClaimStrings{testAudience}, ExpiresAt: at(2100),
 		}}
 		if edit != nil {
 			edit(&c)
@@ -591,33 +621,126 @@ func FuzzVerifyToken(f *testing.F) {
 		return c
 	}
 	pubDER, _ := x509.MarshalPKIXPublicKey(&rsaA.PublicKey)
+	hs := func(edit func(c *server.Claims)) string {
+		return mint(f, jwt.SigningMethodHS256, secret, "", forever(edit))
+	}
 	for _, seed := range []string{
-		mint(f, jwt.SigningMethodHS256, secret, "", forever(nil)),
+		hs(nil),
 		mint(f, jwt.SigningMethodRS256, rsaA, "rsa-a", forever(nil)),
 		mint(f, jwt.SigningMethodES256, ecA, "ec-a", forever(nil)),
 		mint(f, jwt.SigningMethodHS256, pubDER, "rsa-a", forever(nil)),
 		mint(f, jwt.SigningMethodRS256, rsaA, "ec-a", forever(nil)),
-		mint(f, jwt.SigningMethodHS256, secret, "", forever(func(c *server.Claims) { c.ExpiresAt = nil })),
+		hs(func(c *server.Claims) { c.ExpiresAt = nil }),
+		hs(func(c *server.Claims) { c.ExpiresAt = at(2000) }),
+		hs(func(c *server.Claims) { c.NotBefore = at(2100) }),
+		hs(func(c *server.Claims) { c.NotBefore = at(2000); c.IssuedAt = at(2000) }),
+		hs(func(c *server.Claims) { c.IssuedAt = at(2099) }),
+		hs(func(c *server.Claims) { c.Issuer = "https://elsewhere.test" }),
+		hs(func(c *server.Claims) { c.Issuer = "" }),
+		hs(func(c *server.Claims) { c.Audience = jwt.ClaimStrings{"other", testAudience} }),
+		hs(func(c *server.Claims) { c.Audience = jwt.ClaimStrings{"other"} }),
+		hs(func(c *server.Claims) { c.Audience = nil }),
 		unsigned(`{"alg":"none"}`, `{"channels":["*"],"exp":4102444800}`, ""),
 		"", "..", "a.b.c", "Bearer x",
 	} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		c, err := v.Verify(context.Background(), raw)
-		if err != nil {
-			if len(raw) > 8 && strings.Contains(err.Error(), raw) {
-				t.Fatalf("the error %q echoes the token", err)
+		for _, vc := range verifiers {
+			before := time.Now()
+			c, err := vc.v.Verify(context.Background(), raw)
+			after := time.Now()
+			signed := signedWith(raw, secret, pub)
+			claimsOK, sure := claimsValid(raw, vc.issuer, vc.audience, vc.leeway, before, after)
+			if err != nil {
+				if len(raw) > 8 && strings.Contains(err.Error(), raw) {
+					t.Fatalf("%s: the error %q echoes the token", vc.name, err)
+				}
+				if signed && claimsOK && sure {
+					t.Fatalf("%s: refused a token signed with a configured key, its claims right: %v\n%q", vc.name, err, raw)
+				}
+				continue
 			}
-			return
-		}
-		if c == nil {
-			t.Fatal("no error and no claims")
-		}
-		if !signedWith(raw, secret, map[string]crypto.PublicKey{"rsa-a": &rsaA.PublicKey, "ec-a": &ecA.PublicKey}) {
-			t.Fatalf("accepted a token not signed with a configured key: %q", raw)
+			if c == nil {
+				t.Fatalf("%s: no error and no claims", vc.name)
+			}
+			if !signed {
+				t.Fatalf("%s: accepted a token not signed with a configured key: %q", vc.name, raw)
+			}
+			if !claimsOK {
+				t.Fatalf("%s: accepted a token whose exp, nbf, iat, iss or aud is wrong: %q", vc.name, raw)
+			}
 		}
 	})
+}
+
+// claimsValid checks a token's registered claims by RFC 7519 with the
+// standard library alone: exp is a number and now is not past exp +
+// leeway, nbf and iat (when present) are numbers not after now + leeway,
+// iss is issuer and aud (a string or an array of strings) holds audience
+// when they are asked for. now is any instant between before and after.
+// ok says the claims are right at some instant of that span; sure says
+// they are right by two seconds or more, at every instant of it, and
+// decode as the verifier's Claims do (so only the signature decides).
+func claimsValid(raw, issuer, audience string, leeway time.Duration, before, after time.Time) (ok, sure bool) {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return false, false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return false, false
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(payload, &m) != nil {
+		return false, false
+	}
+	// A NumericDate is a JSON number; the verifier also takes a string
+	// that holds one (a token's issuer signed it either way).
+	seconds := func(name string) (float64, bool, bool) { // value, present, a number
+		v, present := m[name]
+		if !present || string(v) == "null" {
+			return 0, false, true
+		}
+		if s, err := strconv.Unquote(string(v)); err == nil && json.Valid([]byte(s)) && !strings.ContainsAny(s, "\"\\ \t\r\n") {
+			v = json.RawMessage(s)
+		}
+		f, err := strconv.ParseFloat(string(v), 64)
+		return f, true, err == nil && json.Valid(v)
+	}
+	const margin = 2.0
+	lw := leeway.Seconds()
+	early := float64(before.UnixNano()) / 1e9
+	late := float64(after.UnixNano()) / 1e9
+	ok, sure = true, true
+	check := func(right, rightBySome bool) {
+		ok = ok && right
+		sure = sure && rightBySome
+	}
+	exp, present, number := seconds("exp")
+	check(present && number && late <= exp+lw+1, present && number && late+margin <= exp+lw && exp < 1e10)
+	for _, name := range []string{"nbf", "iat"} {
+		t, present, number := seconds(name)
+		if present {
+			check(number && t-lw-1 <= late, number && t-lw+margin <= early && t > -1e10)
+		}
+	}
+	if issuer != "" {
+		var iss string
+		check(json.Unmarshal(m["iss"], &iss) == nil && iss == issuer, true)
+	}
+	if audience != "" {
+		var one string
+		var many []string
+		holds := json.Unmarshal(m["aud"], &one) == nil && one == audience ||
+			json.Unmarshal(m["aud"], &many) == nil && slices.Contains(many, audience)
+		check(holds, true)
+	}
+	var c server.Claims
+	if json.Unmarshal(payload, &c) != nil {
+		sure = false
+	}
+	return ok, ok && sure
 }
 
 // signedWith reports whether raw carries a valid signature by secret

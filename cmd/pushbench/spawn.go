@@ -64,8 +64,8 @@ func spawnServer(ctx context.Context, cfg *config, logf func(string, ...any)) (*
 }
 
 // buildServer runs go build ./cmd/pushgate in the module that holds the
-// working directory.
-func buildServer(ctx context.Context, out string) error {
+// working directory, with extra build flags (the tests add -race).
+func buildServer(ctx context.Context, out string, flags ...string) error {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		return fmt.Errorf("-spawn needs the go command to build pushgate (or pass -spawn-bin): %w", err)
@@ -78,7 +78,8 @@ func buildServer(ctx context.Context, out string) error {
 	if mod == "" || mod == os.DevNull {
 		return errors.New("-spawn builds ./cmd/pushgate of the module in the working directory: run it inside the pushgate module, or pass -spawn-bin")
 	}
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", out, "./cmd/pushgate")
+	args := append(append([]string{"build"}, flags...), "-o", out, "./cmd/pushgate")
+	cmd := exec.CommandContext(ctx, goBin, args...)
 	cmd.Dir = filepath.Dir(mod)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

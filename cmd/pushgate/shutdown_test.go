@@ -61,7 +61,18 @@ func TestShutdownTellsClients(t *testing.T) {
 		r, err := pushclient.PollOnce(ctx, p.url, ch, first.r.Cursor, "", 40)
 		held <- answer{r, err}
 	}()
-	time.Sleep(200 * time.Millisecond) // let it hold (if not, it answers all the same)
+	// Held: the gauge counts a long-poll while it holds.
+	deadline := time.Now().Add(timeout)
+	for {
+		_, body := p.get(t, "/metrics", "")
+		if metric(body, `pushgate_connections{transport="poll"}`) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the poll is not held after %v", timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	if err := p.stop(); err != nil {
 		t.Fatalf("run: %v", err)
