@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"sync"
 	"time"
 )
@@ -33,6 +34,12 @@ type Options struct {
 	// whatever the caller's context allows (default 10 s). The memory
 	// store's appends do not wait.
 	PublishTimeout time.Duration
+	// Panicked is told of a panic recovered in a goroutine the broker runs
+	// for one subscription (its catch-up), with the panic's value and
+	// stack; that subscription ends with an error wrapping ErrInternal
+	// (a *PanicError), and nothing else is affected. It must be safe for
+	// concurrent use. nil: the panic is written to the standard logger.
+	Panicked func(where string, value any, stack []byte)
 }
 
 func (o Options) withDefaults() Options {
@@ -50,6 +57,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
+	}
+	if o.Panicked == nil {
+		o.Panicked = logPanic
 	}
 	if o.PublishTimeout <= 0 {
 		o.PublishTimeout = 10 * time.Second
@@ -112,6 +122,9 @@ type broker struct {
 func newBroker(opts Options, st store, h *hub) *broker {
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
+	}
+	if opts.Panicked == nil {
+		opts.Panicked = logPanic
 	}
 	return &broker{opts: opts, st: st, hub: h, subs: make(map[*Subscription]struct{}), done: make(chan struct{})}
 }
@@ -185,6 +198,12 @@ func (b *broker) History(ctx context.Context, channel string, req HistoryRequest
 	if pos != nil && pos.Epoch != "" && pos.Epoch != st.Epoch {
 		return HistoryPage{}, fmt.Errorf("%w: cursor epoch %q, channel epoch %q", ErrEpochMismatch, pos.Epoch, st.Epoch)
 	}
+	if pos != nil && pos.Offset > st.Top {
+		// Ahead of the newest message ever appended in this epoch: no
+		// cursor the server issued names it (a subscription gets a Reset
+		// with ResetUnknownPosition for the same position).
+		return HistoryPage{}, fmt.Errorf("%w: position %d is beyond the channel's newest message (%d)", ErrInvalidCursor, pos.Offset, st.Top)
+	}
 	page := HistoryPage{State: st, Messages: msgs}
 	if len(msgs) > req.Limit {
 		page.More = true
@@ -250,4 +269,9 @@ func (b *broker) untrack(s *Subscription) {
 	b.mu.Lock()
 	delete(b.subs, s)
 	b.mu.Unlock()
+}
+
+// logPanic is Options.Panicked's default.
+func logPanic(where string, value any, stack []byte) {
+	log.Printf("pubsub: recovered a panic in %s: %v\n%s", where, value, stack)
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -59,7 +60,26 @@ var (
 	ErrUnavailable = errors.New("store unavailable")
 	// ErrClosed: the Broker or Subscription was closed.
 	ErrClosed = errors.New("closed")
+	// ErrInternal: a subscription ended because the broker failed inside
+	// it (a panic, recovered: see PanicError and Options.Panicked). Its
+	// subscriber resumes from its cursor, as after any end.
+	ErrInternal = errors.New("internal error")
 )
+
+// PanicError is why a subscription ended when a goroutine serving it
+// panicked: the panic's value and the stack where it was recovered. It
+// wraps ErrInternal.
+type PanicError struct {
+	Where string
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("internal error: panic in %s: %v", e.Where, e.Value)
+}
+
+func (e *PanicError) Unwrap() error { return ErrInternal }
 
 // Message is one message in a channel. Offset is its position in its channel
 // within Epoch: offsets are contiguous, start at 1 in each epoch and are
@@ -216,7 +236,9 @@ type Broker interface {
 	// History returns a page of retained messages of one channel (see
 	// HistoryRequest). Messages older than the retention age are never
 	// returned even if not yet trimmed. A position from another epoch yields
-	// ErrEpochMismatch; a zero-epoch position matches any epoch.
+	// ErrEpochMismatch; a zero-epoch position matches any epoch. A position
+	// beyond the channel's newest message (its offset above
+	// ChannelState.Top, up to 2^64-1) yields ErrInvalidCursor.
 	History(ctx context.Context, channel string, req HistoryRequest) (HistoryPage, error)
 
 	// State returns the channel's current state. A channel that was never

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -340,8 +341,20 @@ func (s *Subscription) scheduleLocked(sc *subChan) {
 	}
 }
 
-// catchUp runs while any channel is catching up.
+// catchUp runs while any channel is catching up. It serves this
+// subscription alone: a panic in it (the store's read, a notify function)
+// ends this subscription with a *PanicError, never the process.
 func (s *Subscription) catchUp() {
+	defer func() {
+		if v := recover(); v != nil {
+			stack := debug.Stack()
+			s.b.opts.Panicked("subscription catch-up", v, stack)
+			s.mu.Lock()
+			s.catching = false
+			s.mu.Unlock()
+			s.end(&PanicError{Where: "subscription catch-up", Value: v, Stack: stack})
+		}
+	}()
 	for {
 		s.mu.Lock()
 		var sc *subChan

@@ -66,7 +66,7 @@ func requestContext(log zerolog.Logger, m *Metrics, next http.Handler) http.Hand
 			ctx = drainable(ctx)
 		}
 		r = r.WithContext(ctx)
-		next.ServeHTTP(&st.w, r)
+		st.serve(next, r)
 		d := time.Since(start)
 		status, size := st.w.status, st.w.size
 		// A stream outlives its handler (SSE, hijacked), and with it its
@@ -82,6 +82,13 @@ func requestContext(log zerolog.Logger, m *Metrics, next http.Handler) http.Hand
 			Dur("duration", d).
 			Msg("request")
 	})
+}
+
+// serve serves r through next, recovering a panic of the handler
+// (recoverRequest).
+func (st *request) serve(next http.Handler, r *http.Request) {
+	defer recoverRequest(r.Context(), &st.w)
+	next.ServeHTTP(&st.w, r)
 }
 
 // requestIDHook adds the request's id to every line of its logger.

@@ -142,6 +142,11 @@ func openBroker(ctx context.Context, cfg config, metrics *server.Metrics, log ze
 		HistoryTTL:        cfg.HistoryTTL,
 		IdempotencyWindow: cfg.IdempotencyWindow,
 		Observer:          metrics.Observer(),
+		// A panic in a subscription's catch-up ends that subscription only.
+		Panicked: func(where string, v any, stack []byte) {
+			log.Error().Str("where", where).Str("panic", fmt.Sprint(v)).Str("stack", string(stack)).
+				Msg("recovered a panic: one subscription ended")
+		},
 	}
 	if len(cfg.Namespaces) > 0 {
 		opts.Retention = cfg.namespaces().Retention

@@ -55,6 +55,7 @@ func Run(t *testing.T, h Harness) {
 		{"CursorNamesOtherChannels", testCursorOtherChannels},
 		{"ResetWhenCursorExpired", testResetExpired},
 		{"ResetWhenCursorAhead", testResetAhead},
+		{"CursorBeyondTop", testCursorBeyondTop},
 		{"ResetWhenHistoryLost", testResetHistoryLost},
 		{"LiveResetWhenHistoryLost", testLiveResetHistoryLost},
 		{"SlowSubscriberNeverBlocks", testSlowSubscriber},
