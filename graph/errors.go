@@ -69,6 +69,8 @@ func Classify(err error) *Error {
 		errors.Is(err, pubsub.ErrTooManyChannels),
 		errors.Is(err, pubsub.ErrInvalidLimit):
 		return &Error{Code: CodeBadUserInput, Message: err.Error(), Err: err}
+	case errors.Is(err, pubsub.ErrTooLarge):
+		return &Error{Code: CodeResponseTooLarge, Message: err.Error(), Err: err}
 	case errors.Is(err, pubsub.ErrEpochMismatch):
 		return &Error{Code: CodeBadUserInput, Message: "the channel's history was reset since this cursor was issued: " +
 			"page again without a cursor", Err: err}

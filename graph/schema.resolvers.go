@@ -109,7 +109,7 @@ func (r *queryResolver) History(ctx context.Context, channel string, first *int,
 	if err := r.access.MayRead(ctx, []string{channel}); err != nil {
 		return nil, Classify(err)
 	}
-	page, err := r.broker.History(ctx, channel, req)
+	page, err := r.readHistory(ctx, channel, req)
 	if err != nil {
 		return nil, Classify(err)
 	}

@@ -92,12 +92,15 @@ type store interface {
 	append(ctx context.Context, req PublishRequest) (PublishResult, error)
 	// readAfter returns the channel's state and up to limit retained
 	// messages with offset > after in the current epoch, oldest first, read
-	// in one atomic step.
-	readAfter(ctx context.Context, channel string, after uint64, limit int) (ChannelState, []Message, error)
+	// in one atomic step. With maxBytes > 0 it may stop before limit once
+	// the data of the messages read exceeds maxBytes (the message that
+	// crossed it included): a store that copies messages out (Redis) so
+	// bounds what one read allocates.
+	readAfter(ctx context.Context, channel string, after uint64, limit, maxBytes int) (ChannelState, []Message, error)
 	// readBefore returns the state and up to limit of the newest retained
 	// messages with offset < before (before 0: no upper bound), oldest
-	// first.
-	readBefore(ctx context.Context, channel string, before uint64, limit int) (ChannelState, []Message, error)
+	// first; maxBytes as for readAfter (the newest are kept).
+	readBefore(ctx context.Context, channel string, before uint64, limit, maxBytes int) (ChannelState, []Message, error)
 	state(ctx context.Context, channel string) (ChannelState, error)
 	// watch starts live notifications for channel and returns once any
 	// message appended afterwards will be dispatched; unwatch stops them.
@@ -179,7 +182,7 @@ func (b *broker) History(ctx context.Context, channel string, req HistoryRequest
 	if req.After != nil {
 		pos = req.After
 		// One more than asked tells whether there is more.
-		st, msgs, err = b.st.readAfter(ctx, channel, req.After.Offset, req.Limit+1)
+		st, msgs, err = b.st.readAfter(ctx, channel, req.After.Offset, req.Limit+1, req.MaxBytes)
 	} else {
 		var before uint64
 		if req.Before != nil {
@@ -189,7 +192,7 @@ func (b *broker) History(ctx context.Context, channel string, req HistoryRequest
 				return HistoryPage{State: st}, nil
 			}
 		}
-		st, msgs, err = b.st.readBefore(ctx, channel, before, req.Limit+1)
+		st, msgs, err = b.st.readBefore(ctx, channel, before, req.Limit+1, req.MaxBytes)
 	}
 	if err != nil {
 		b.storeError(opHistory, err)
@@ -211,6 +214,15 @@ func (b *broker) History(ctx context.Context, channel string, req HistoryRequest
 			page.Messages = msgs[:req.Limit]
 		} else {
 			page.Messages = msgs[1:]
+		}
+	}
+	if req.MaxBytes > 0 {
+		size := 0
+		for i := range page.Messages {
+			size += len(page.Messages[i].Data)
+		}
+		if size > req.MaxBytes {
+			return HistoryPage{}, fmt.Errorf("%w: the page's data is over %d bytes", ErrTooLarge, req.MaxBytes)
 		}
 	}
 	return page, nil

@@ -15,11 +15,11 @@ type panickyStore struct {
 	channel string
 }
 
-func (p panickyStore) readAfter(ctx context.Context, name string, after uint64, limit int) (ChannelState, []Message, error) {
+func (p panickyStore) readAfter(ctx context.Context, name string, after uint64, limit, maxBytes int) (ChannelState, []Message, error) {
 	if name == p.channel {
 		panic("deliberate panic in readAfter")
 	}
-	return p.memStore.readAfter(ctx, name, after, limit)
+	return p.memStore.readAfter(ctx, name, after, limit, maxBytes)
 }
 
 // TestCatchUpPanicEndsOnlyItsSubscription: a panic in a subscription's

@@ -168,7 +168,7 @@ func (m *memStore) stateLocked(name string, c *memChan) ChannelState {
 	return st
 }
 
-func (m *memStore) readAfter(_ context.Context, name string, after uint64, limit int) (ChannelState, []Message, error) {
+func (m *memStore) readAfter(_ context.Context, name string, after uint64, limit, _ int) (ChannelState, []Message, error) {
 	c := m.locked(name, false)
 	if c == nil {
 		return m.stateLocked(name, nil), nil, nil
@@ -189,7 +189,7 @@ func (m *memStore) readAfter(_ context.Context, name string, after uint64, limit
 	return st, copyMessages(c.msgs[i:j]), nil
 }
 
-func (m *memStore) readBefore(_ context.Context, name string, before uint64, limit int) (ChannelState, []Message, error) {
+func (m *memStore) readBefore(_ context.Context, name string, before uint64, limit, _ int) (ChannelState, []Message, error) {
 	c := m.locked(name, false)
 	if c == nil {
 		return m.stateLocked(name, nil), nil, nil

@@ -48,6 +48,9 @@ var (
 	ErrTooManyChannels = errors.New("too many channels")
 	// ErrInvalidLimit: a history limit outside 1..MaxHistoryLimit.
 	ErrInvalidLimit = errors.New("invalid limit")
+	// ErrTooLarge: the data of a history page is over the request's
+	// MaxBytes.
+	ErrTooLarge = errors.New("history page too large")
 	// ErrEpochMismatch: a history position from an epoch the channel no
 	// longer has; the caller must start over without a position.
 	ErrEpochMismatch = errors.New("position is from an earlier epoch of the channel")
@@ -161,6 +164,11 @@ type HistoryRequest struct {
 	Before *Position
 	// Limit is 1..MaxHistoryLimit.
 	Limit int
+	// MaxBytes, when positive, bounds the data of the page's messages:
+	// History returns ErrTooLarge instead of a larger page, and the store
+	// stops reading soon after the bound, so a page that is refused costs
+	// little more than the bound.
+	MaxBytes int
 }
 
 // HistoryPage is one page of history.

@@ -404,8 +404,9 @@ var publishScript = redis.NewScript(publishSource)
 // readScript reads a channel's state and, by mode, a page of it, in one
 // atomic step. KEYS: meta, stream. ARGV: mode ('a': offsets > n, oldest
 // first; 'b': the newest with offset < n (0: no bound), newest first; 's':
-// state only), n, limit, ttl (ms). It returns {epoch, top, first, last ms,
-// entries}. Entries older than the ttl are not retained even if not trimmed
+// state only), n, limit, ttl (ms), max bytes (0: none; else the entries
+// end with the first whose data takes their sum over it). It returns
+// {epoch, top, first, last ms, entries}. Entries older than the ttl are not retained even if not trimmed
 // yet; a stream without meta is stale and ignored.
 var readScript = redis.NewScript(luaHelpers + `
 local meta, stream = KEYS[1], KEYS[2]
@@ -438,6 +439,17 @@ elseif mode == 'b' then
   if n > 0 and n - 1 < top then upto = n - 1 end
   if upto >= first then
     entries = redis.call('XREVRANGE', stream, string.format('%d-0', upto), string.format('%d-0', first), 'COUNT', limit)
+  end
+end
+local maxBytes = tonumber(ARGV[5]) or 0
+if maxBytes > 0 then
+  local sum = 0
+  for i = 1, #entries do
+    sum = sum + #(field(entries[i][2], 'd') or '')
+    if sum > maxBytes then
+      for j = #entries, i + 1, -1 do entries[j] = nil end
+      break
+    end
   end
 end
 return {epoch, top, first, last, entries}
@@ -596,12 +608,12 @@ func notExecuted(err error) bool {
 	return false
 }
 
-func (s *redisStore) readAfter(ctx context.Context, channel string, after uint64, limit int) (ChannelState, []Message, error) {
-	return s.read(ctx, "readAfter", channel, "a", after, limit)
+func (s *redisStore) readAfter(ctx context.Context, channel string, after uint64, limit, maxBytes int) (ChannelState, []Message, error) {
+	return s.read(ctx, "readAfter", channel, "a", after, limit, maxBytes)
 }
 
-func (s *redisStore) readBefore(ctx context.Context, channel string, before uint64, limit int) (ChannelState, []Message, error) {
-	st, msgs, err := s.read(ctx, "readBefore", channel, "b", before, limit)
+func (s *redisStore) readBefore(ctx context.Context, channel string, before uint64, limit, maxBytes int) (ChannelState, []Message, error) {
+	st, msgs, err := s.read(ctx, "readBefore", channel, "b", before, limit, maxBytes)
 	for i, j := 0, len(msgs)-1; i < j; i, j = i+1, j-1 {
 		msgs[i], msgs[j] = msgs[j], msgs[i]
 	}
@@ -609,15 +621,15 @@ func (s *redisStore) readBefore(ctx context.Context, channel string, before uint
 }
 
 func (s *redisStore) state(ctx context.Context, channel string) (ChannelState, error) {
-	st, _, err := s.read(ctx, "state", channel, "s", 0, 0)
+	st, _, err := s.read(ctx, "state", channel, "s", 0, 0, 0)
 	return st, err
 }
 
-func (s *redisStore) read(ctx context.Context, op, channel, mode string, n uint64, limit int) (ChannelState, []Message, error) {
+func (s *redisStore) read(ctx context.Context, op, channel, mode string, n uint64, limit, maxBytes int) (ChannelState, []Message, error) {
 	_, ttl := s.opts.retention(channel)
 	base := s.base(channel)
 	res, err := readScript.Run(ctx, s.client, []string{base + ":m", base + ":s"},
-		mode, n, limit, ttlMillis(ttl)).Slice()
+		mode, n, limit, ttlMillis(ttl), maxBytes).Slice()
 	if err != nil {
 		return ChannelState{}, nil, unavailable(op, channel, err)
 	}

@@ -56,9 +56,11 @@ type Limits struct {
 	// are allowed at least 20, as tools' introspection queries nest ofType
 	// (graphql-js's reaches 15).
 	MaxQueryDepth int
-	// MaxQueryComplexity bounds a GraphQL operation's complexity: one per
-	// field, fragments expanded, aliases counted separately (default 1000;
-	// negative: off).
+	// MaxQueryComplexity bounds a GraphQL operation's cost: one per field,
+	// fragments expanded, aliases counted separately, and a list's fields
+	// once per item it may hold (history's nodes and edges once per message
+	// of the page: history(last: 1000) { nodes { data } } costs 1002; a
+	// presence's subjects 1000) (default 10000; negative: off).
 	MaxQueryComplexity int
 	// DisableIntrospection refuses __schema and __type (__typename stays).
 	DisableIntrospection bool
@@ -100,7 +102,7 @@ const (
 	DefaultMaxConnectionsPerSubject      = 100
 	DefaultMaxConnectionsPerIP           = 1000
 	DefaultMaxQueryDepth                 = 10
-	DefaultMaxQueryComplexity            = 1000
+	DefaultMaxQueryComplexity            = 10000
 )
 
 // Default rates.

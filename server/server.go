@@ -45,6 +45,12 @@ type Config struct {
 	// MaxBodyBytes bounds a request body (default 1 MiB, and at least the
 	// largest namespace's MaxMessageSize plus 64 KiB).
 	MaxBodyBytes int64
+	// MaxResponseBytes bounds what one GraphQL operation's history pages
+	// may put in its response, estimated as the pages are read, before
+	// anything is rendered (RESPONSE_TOO_LARGE over it), and a long-poll
+	// answer (which then holds fewer messages) (default 16 MiB, and at
+	// least the largest namespace's MaxMessageSize plus 64 KiB).
+	MaxResponseBytes int64
 	// WriteTimeout bounds every write to a streaming client (WebSocket,
 	// SSE); a client that does not take a write within it is disconnected
 	// and resumes from its cursor (default 10 s).
@@ -104,6 +110,10 @@ func (c Config) withDefaults() Config {
 		c.MaxBodyBytes = 1 << 20
 	}
 	c.MaxBodyBytes = max(c.MaxBodyBytes, int64(c.Namespaces.maxMessageSize())+64<<10)
+	if c.MaxResponseBytes <= 0 {
+		c.MaxResponseBytes = graph.DefaultMaxResponseBytes
+	}
+	c.MaxResponseBytes = max(c.MaxResponseBytes, int64(c.Namespaces.maxMessageSize())+64<<10)
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
 	}

@@ -55,12 +55,15 @@ type config struct {
 	jwtFlags       server.TokenConfig
 	TrustedProxies []netip.Prefix
 	MaxBodyBytes   int64
-	GCMinHeapMB    int
-	GoMaxProcs     int // -1: auto (goMaxProcs)
-	Heartbeat      time.Duration
-	Limits         server.Limits
-	MetricsToken   string
-	Pprof          bool
+	// MaxResponseBytes bounds a GraphQL response's history pages and a
+	// long-poll answer (server.Config.MaxResponseBytes).
+	MaxResponseBytes int64
+	GCMinHeapMB      int
+	GoMaxProcs       int // -1: auto (goMaxProcs)
+	Heartbeat        time.Duration
+	Limits           server.Limits
+	MetricsToken     string
+	Pprof            bool
 }
 
 // option is one setting: its flag, variable, default and parser.
@@ -204,6 +207,15 @@ var options = []option{
 			c.MaxBodyBytes = int64(n)
 			return err
 		}},
+	// Settings whose default is the server's (zero here) have no def:
+	// the usage says it.
+	{flag: "max-response-bytes", env: "PUSHGATE_MAX_RESPONSE_BYTES",
+		usage: "largest response a GraphQL operation's history pages may make, estimated as they are read (over it: RESPONSE_TOO_LARGE), and largest long-poll answer, in bytes (default 16777216)",
+		set: func(c *config, v string) error {
+			n, err := positiveInt(v, 1<<30)
+			c.MaxResponseBytes = int64(n)
+			return err
+		}},
 	{flag: "gc-min-heap-mb", env: "PUSHGATE_GC_MIN_HEAP_MB", def: "64",
 		usage: "the heap the garbage collector lets grow to before it collects, at least, in MiB: while the live heap is below half of it, GOGC is raised so that the goal is this (0: the runtime's default; ignored when GOGC is set)",
 		set: func(c *config, v string) error {
@@ -244,7 +256,7 @@ var options = []option{
 		func(l *server.Limits) *server.Rate { return &l.SendRatePerToken }),
 	limitOption("max-query-depth", "GraphQL field nesting", "10",
 		func(l *server.Limits, n int) { l.MaxQueryDepth = n }),
-	limitOption("max-query-complexity", "GraphQL operation complexity (one per field)", "1000",
+	limitOption("max-query-complexity", "GraphQL operation cost: one per field, a list's fields once per item it may hold (history(last: 1000) { nodes { data } } costs 1002)", "10000",
 		func(l *server.Limits, n int) { l.MaxQueryComplexity = n }),
 	{flag: "introspection", env: "PUSHGATE_INTROSPECTION", def: "true", boolean: true, usage: "answer __schema and __type queries",
 		set: func(c *config, v string) error {

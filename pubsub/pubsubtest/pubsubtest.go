@@ -56,6 +56,8 @@ func Run(t *testing.T, h Harness) {
 		{"ResetWhenCursorExpired", testResetExpired},
 		{"ResetWhenCursorAhead", testResetAhead},
 		{"CursorBeyondTop", testCursorBeyondTop},
+		{"HistoryMaxBytes", testHistoryMaxBytes},
+		{"CatchUpLargeMessages", testCatchUpLargeMessages},
 		{"ResetWhenHistoryLost", testResetHistoryLost},
 		{"LiveResetWhenHistoryLost", testLiveResetHistoryLost},
 		{"SlowSubscriberNeverBlocks", testSlowSubscriber},
