@@ -61,6 +61,10 @@ var _ graphql.Transport = (*wsTransport)(nil)
 
 const protoTransportWS = "graphql-transport-ws"
 
+// MaxOperationIDLength bounds a WebSocket operation's id, which the server
+// keeps while the operation runs and repeats in each of its messages.
+const MaxOperationIDLength = 128
+
 // Close codes of graphql-transport-ws.
 const (
 	closeBadRequest       = 4400
@@ -619,6 +623,19 @@ func (c *wsConn) stop(id string) {
 func (c *wsConn) start(m wsMessage) {
 	if m.ID == "" {
 		c.protocolError("an operation needs an id")
+		return
+	}
+	if len(m.ID) > MaxOperationIDLength {
+		// Every event of the operation repeats its id: a long one would
+		// make each a copy of it (graphql-transport-ws: 4400, the
+		// protocol's invalid message; graphql-ws has no such close, so
+		// the operation fails and the connection goes on).
+		msg := fmt.Sprintf("an operation id is at most %d bytes, got %d", MaxOperationIDLength, len(m.ID))
+		if c.legacy {
+			c.sendError(m.ID, &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": graph.CodeBadUserInput}})
+			return
+		}
+		c.close(closeBadRequest, msg)
 		return
 	}
 	c.mu.Lock()
