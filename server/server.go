@@ -51,6 +51,12 @@ type Config struct {
 	// answer (which then holds fewer messages) (default 16 MiB, and at
 	// least the largest namespace's MaxMessageSize plus 64 KiB).
 	MaxResponseBytes int64
+	// ReadTimeout bounds the read of a request's body, from the end of its
+	// headers (default 30 s): a client that has not sent it all by then is
+	// answered 408 and its connection closed. It ends with the body: a
+	// stream's response (graphql-sse, SSE, WebSocket) is not bounded by
+	// it.
+	ReadTimeout time.Duration
 	// WriteTimeout bounds every write to a streaming client (WebSocket,
 	// SSE); a client that does not take a write within it is disconnected
 	// and resumes from its cursor (default 10 s).
@@ -114,6 +120,9 @@ func (c Config) withDefaults() Config {
 		c.MaxResponseBytes = graph.DefaultMaxResponseBytes
 	}
 	c.MaxResponseBytes = max(c.MaxResponseBytes, int64(c.Namespaces.maxMessageSize())+64<<10)
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
@@ -131,6 +140,9 @@ func (c Config) withDefaults() Config {
 	}
 	return c
 }
+
+// DefaultReadTimeout is Config.ReadTimeout's default.
+const DefaultReadTimeout = 30 * time.Second
 
 // ErrShutdown is the cause with which the caller cancels the server's base
 // context when the node shuts down: WebSocket clients are then closed with
@@ -162,7 +174,8 @@ func New(cfg Config, broker pubsub.Broker, log zerolog.Logger) http.Handler {
 	}
 	mux := http.NewServeMux()
 	addRoutes(mux, cfg, broker, auth, newPresence(cfg, broker, auth, log))
-	return requestContext(log, cfg.Metrics, limitBody(cfg.MaxBodyBytes, notePattern(mux)))
+	inFlight := newInFlight(cfg.Limits.withDefaults().MaxRequestsInFlightPerIP, cfg.TrustedProxies, cfg.Metrics)
+	return requestContext(log, cfg.Metrics, inFlight.limit(limitBody(cfg.MaxBodyBytes, cfg.ReadTimeout, notePattern(mux))))
 }
 
 // mustTokenVerifier returns the verifier of tokens, whose secret defaults

@@ -58,12 +58,14 @@ type config struct {
 	// MaxResponseBytes bounds a GraphQL response's history pages and a
 	// long-poll answer (server.Config.MaxResponseBytes).
 	MaxResponseBytes int64
-	GCMinHeapMB      int
-	GoMaxProcs       int // -1: auto (goMaxProcs)
-	Heartbeat        time.Duration
-	Limits           server.Limits
-	MetricsToken     string
-	Pprof            bool
+	// ReadTimeout bounds the read of a request body (server.Config).
+	ReadTimeout  time.Duration
+	GCMinHeapMB  int
+	GoMaxProcs   int // -1: auto (goMaxProcs)
+	Heartbeat    time.Duration
+	Limits       server.Limits
+	MetricsToken string
+	Pprof        bool
 }
 
 // option is one setting: its flag, variable, default and parser.
@@ -216,6 +218,9 @@ var options = []option{
 			c.MaxResponseBytes = int64(n)
 			return err
 		}},
+	{flag: "read-timeout", env: "PUSHGATE_READ_TIMEOUT",
+		usage: "a request whose body has not arrived within it is answered 408 and closed; streams are not bounded by it (default 30s)",
+		set:   func(c *config, v string) (err error) { c.ReadTimeout, err = positiveDuration(v); return err }},
 	{flag: "gc-min-heap-mb", env: "PUSHGATE_GC_MIN_HEAP_MB", def: "64",
 		usage: "the heap the garbage collector lets grow to before it collects, at least, in MiB: while the live heap is below half of it, GOGC is raised so that the goal is this (0: the runtime's default; ignored when GOGC is set)",
 		set: func(c *config, v string) error {
@@ -254,6 +259,8 @@ var options = []option{
 		func(l *server.Limits) *server.Rate { return &l.SendRatePerKey }),
 	rateOption("send-rate-per-token", "messages per second per token holder, where tokens may send", "10",
 		func(l *server.Limits) *server.Rate { return &l.SendRatePerToken }),
+	limitOption("max-requests-in-flight-per-ip", "requests other than streams in progress at once per client IP (default 256)", "",
+		func(l *server.Limits, n int) { l.MaxRequestsInFlightPerIP = n }),
 	limitOption("max-query-depth", "GraphQL field nesting", "10",
 		func(l *server.Limits, n int) { l.MaxQueryDepth = n }),
 	limitOption("max-query-complexity", "GraphQL operation cost: one per field, a list's fields once per item it may hold (history(last: 1000) { nodes { data } } costs 1002)", "10000",
