@@ -102,8 +102,11 @@ type Config struct {
 	// (Streams.Wait).
 	Streams *Streams
 	// Pprof serves net/http/pprof under /debug/pprof/ to requests whose
-	// Authorization bears an API key (404 to others, and to all when
-	// false).
+	// Authorization bears an API key allowed every channel (no pattern, or
+	// "*"): a profile shows the process's memory. Others, scoped keys
+	// included, get 404, and so does everyone when false.
+	// /debug/pprof/cmdline, which shows the flags (keys and secrets among
+	// them), is never served.
 	Pprof bool
 }
 

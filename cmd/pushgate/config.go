@@ -277,7 +277,7 @@ var options = []option{
 	{flag: "metrics-token", env: "PUSHGATE_METRICS_TOKEN", usage: "bearer token required on /metrics (Authorization: Bearer <token>); empty: /metrics is open",
 		set: func(c *config, v string) error { c.MetricsToken = v; return nil }},
 	{flag: "pprof", env: "PUSHGATE_PPROF", def: "false", boolean: true,
-		usage: "serve /debug/pprof/ to requests bearing an API key (Authorization: Bearer <key>); others get 404",
+		usage: "serve /debug/pprof/ (but cmdline) to requests bearing an API key allowed every channel (Authorization: Bearer <key>); others, scoped keys included, get 404",
 		set: func(c *config, v string) (err error) {
 			c.Pprof, err = strconv.ParseBool(v)
 			if err != nil {
