@@ -31,8 +31,10 @@ type Options struct {
 	// (nil: nothing is observed).
 	Observer Observer
 	// PublishTimeout bounds one append to a store that does I/O (Redis),
-	// whatever the caller's context allows (default 10 s). The memory
-	// store's appends do not wait.
+	// whatever the caller's context allows, waiting for a connection and
+	// retries included (default DefaultPublishTimeout, 3 s). A publish that
+	// runs out of it fails with ErrUnavailable, and ErrOutcomeUnknown when
+	// its request had been sent. The memory store's appends do not wait.
 	PublishTimeout time.Duration
 	// Panicked is told of a panic recovered in a goroutine the broker runs
 	// for one subscription (its catch-up), with the panic's value and
@@ -62,10 +64,13 @@ func (o Options) withDefaults() Options {
 		o.Panicked = logPanic
 	}
 	if o.PublishTimeout <= 0 {
-		o.PublishTimeout = 10 * time.Second
+		o.PublishTimeout = DefaultPublishTimeout
 	}
 	return o
 }
+
+// DefaultPublishTimeout is Options.PublishTimeout's default.
+const DefaultPublishTimeout = 3 * time.Second
 
 // retention returns the bounds that apply to channel.
 func (o Options) retention(channel string) (int, time.Duration) {

@@ -61,6 +61,13 @@ var (
 	// request the outcome is unknown: a retry with the same IdempotencyKey
 	// is safe either way.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrOutcomeUnknown comes with ErrUnavailable from a Publish whose
+	// request may have reached the store before it failed (a timeout or a
+	// connection lost after the request was sent): the message may have
+	// been stored, and delivered. A retry with the same IdempotencyKey
+	// returns the stored message if it was (Duplicate), or stores it.
+	// ErrUnavailable without it means nothing was stored.
+	ErrOutcomeUnknown = errors.New("the message may have been stored")
 	// ErrClosed: the Broker or Subscription was closed.
 	ErrClosed = errors.New("closed")
 	// ErrInternal: a subscription ended because the broker failed inside

@@ -477,7 +477,12 @@ func (s *redisStore) append(ctx context.Context, req PublishRequest) (PublishRes
 		notify, fence,
 	)
 	if err != nil {
-		return PublishResult{}, unavailable("publish", req.Channel, err)
+		if notExecuted(err) || errors.Is(err, errNotSent) {
+			return PublishResult{}, unavailable("publish", req.Channel, err)
+		}
+		// Sent, or maybe sent: the script may have run (or run later,
+		// once a paused or slow Redis gets to it).
+		return PublishResult{}, fmt.Errorf("publish %s: %w: %w: %w", req.Channel, ErrUnavailable, ErrOutcomeUnknown, err)
 	}
 	if len(res) != 4 && len(res) != 6 {
 		return PublishResult{}, unavailable("publish", req.Channel, fmt.Errorf("unexpected script reply %v", res))

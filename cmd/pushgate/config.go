@@ -29,6 +29,8 @@ type config struct {
 	RedisFencing      pubsub.Fencing
 	RedisWaitReplicas int
 	RedisWaitTimeout  time.Duration
+	// RedisTimeout bounds a publish (pubsub.Options.PublishTimeout).
+	RedisTimeout      time.Duration
 	APIKeys           []server.APIKey
 	JWTSecret         string
 	AllowAnonymous    bool
@@ -127,6 +129,9 @@ var options = []option{
 		}},
 	{flag: "redis-wait-timeout", env: "PUSHGATE_REDIS_WAIT_TIMEOUT", def: "100ms", usage: "how long a publish waits for --redis-wait-replicas",
 		set: func(c *config, v string) (err error) { c.RedisWaitTimeout, err = positiveDuration(v); return err }},
+	{flag: "redis-timeout", env: "PUSHGATE_REDIS_TIMEOUT",
+		usage: "bound of one send's wait for Redis, a free connection and retries included: over it the send fails with UNAVAILABLE (extensions.stored \"unknown\" when it may have been stored: retry with the same idempotencyKey) (default 3s)",
+		set:   func(c *config, v string) (err error) { c.RedisTimeout, err = positiveDuration(v); return err }},
 	{flag: "api-key", env: "PUSHGATE_API_KEYS", list: true,
 		usage: "API key name:secret that may send to every channel, or name[pattern,...]:secret that may send to the channels matching a pattern (repeatable; the variable is a comma list)",
 		set: func(c *config, v string) error {

@@ -37,6 +37,7 @@ type fileConfig struct {
 	LogLevel          scalar                   `yaml:"log_level"`
 	MaxResponseBytes  scalar                   `yaml:"max_response_bytes"`
 	ReadTimeout       scalar                   `yaml:"read_timeout"`
+	RedisTimeout      scalar                   `yaml:"redis_timeout"`
 	MaxRequestsPerIP  scalar                   `yaml:"max_requests_in_flight_per_ip"`
 	AllowedOrigins    []scalar                 `yaml:"allowed_origins"`
 	APIKeys           []apiKeyFile             `yaml:"api_keys"`
@@ -269,6 +270,7 @@ func (f *fileConfig) flagValues() map[string]flagValue {
 		"log-level":                     {"log_level", f.LogLevel},
 		"max-response-bytes":            {"max_response_bytes", f.MaxResponseBytes},
 		"read-timeout":                  {"read_timeout", f.ReadTimeout},
+		"redis-timeout":                 {"redis_timeout", f.RedisTimeout},
 		"max-requests-in-flight-per-ip": {"max_requests_in_flight_per_ip", f.MaxRequestsPerIP},
 	}
 	for flag, v := range all {

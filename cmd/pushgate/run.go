@@ -143,6 +143,7 @@ func openBroker(ctx context.Context, cfg config, metrics *server.Metrics, log ze
 		HistorySize:       cfg.HistorySize,
 		HistoryTTL:        cfg.HistoryTTL,
 		IdempotencyWindow: cfg.IdempotencyWindow,
+		PublishTimeout:    cfg.RedisTimeout,
 		Observer:          metrics.Observer(),
 		// A panic in a subscription's catch-up ends that subscription only.
 		Panicked: func(where string, v any, stack []byte) {
