@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -429,27 +430,47 @@ end
 
 local entries = {}
 local mode, n, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local maxBytes = tonumber(ARGV[5]) or 0
+-- read takes up to limit entries from lo to hi (XRANGE, or XREVRANGE from
+-- hi down to lo), a few at a time when maxBytes bounds their data, so that
+-- a page over the bound is not read whole: it stops with the entry whose
+-- data takes the sum over maxBytes.
+local function read(cmd, lo, hi)
+  if maxBytes <= 0 then
+    if cmd == 'XRANGE' then
+      return redis.call(cmd, stream, string.format('%d-0', lo), string.format('%d-0', hi), 'COUNT', limit)
+    end
+    return redis.call(cmd, stream, string.format('%d-0', hi), string.format('%d-0', lo), 'COUNT', limit)
+  end
+  local out, sum = {}, 0
+  while #out < limit and lo <= hi do
+    local chunk
+    if cmd == 'XRANGE' then
+      chunk = redis.call(cmd, stream, string.format('%d-0', lo), string.format('%d-0', hi), 'COUNT', math.min(16, limit - #out))
+    else
+      chunk = redis.call(cmd, stream, string.format('%d-0', hi), string.format('%d-0', lo), 'COUNT', math.min(16, limit - #out))
+    end
+    if #chunk == 0 then break end
+    for i = 1, #chunk do
+      out[#out + 1] = chunk[i]
+      sum = sum + #(field(chunk[i][2], 'd') or '')
+      if sum > maxBytes then return out end
+    end
+    local last = offsetOf(chunk[#chunk][1])
+    if cmd == 'XRANGE' then lo = last + 1 else hi = last - 1 end
+  end
+  return out
+end
 if mode == 'a' then
   local from = math.max(n + 1, first)
   if from <= top then
-    entries = redis.call('XRANGE', stream, string.format('%d-0', from), '+', 'COUNT', limit)
+    entries = read('XRANGE', from, top)
   end
 elseif mode == 'b' then
   local upto = top
   if n > 0 and n - 1 < top then upto = n - 1 end
   if upto >= first then
-    entries = redis.call('XREVRANGE', stream, string.format('%d-0', upto), string.format('%d-0', first), 'COUNT', limit)
-  end
-end
-local maxBytes = tonumber(ARGV[5]) or 0
-if maxBytes > 0 then
-  local sum = 0
-  for i = 1, #entries do
-    sum = sum + #(field(entries[i][2], 'd') or '')
-    if sum > maxBytes then
-      for j = #entries, i + 1, -1 do entries[j] = nil end
-      break
-    end
+    entries = read('XREVRANGE', first, upto)
   end
 end
 return {epoch, top, first, last, entries}
@@ -705,7 +726,10 @@ func parseEntry(e any, m *Message) error {
 		case "e":
 			m.Event = value
 		case "d":
-			m.Data = []byte(value)
+			// The reply's string, not a copy of it: a history page or a
+			// catch-up read of large messages would hold its data twice.
+			// Message data is never written to after it is made.
+			m.Data = unsafe.Slice(unsafe.StringData(value), len(value))
 		}
 	}
 	return nil

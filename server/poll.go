@@ -107,6 +107,7 @@ func handlePoll(broker pubsub.Broker, auth *Auth, metrics *Metrics, maxBytes int
 				if n > 0 {
 					buf = append(buf, ',')
 				}
+				buf = growAnswer(buf, len(ev.Message.Data)+pollMessageOverhead, int(maxBytes))
 				buf = appendMessageJSON(buf, ev.Message)
 				created = append(created, ev.Message.Time)
 				n++
@@ -136,4 +137,16 @@ func handlePoll(broker pubsub.Broker, auth *Auth, metrics *Metrics, maxBytes int
 		}
 		st.end(end)
 	})
+}
+
+// growAnswer makes room for need more bytes, doubling up to limit: append
+// grows a large slice by a quarter at a time, which costs five times a
+// 16 MiB answer in allocations instead of about twice.
+func growAnswer(buf []byte, need, limit int) []byte {
+	if cap(buf)-len(buf) >= need {
+		return buf
+	}
+	grown := make([]byte, len(buf), max(min(2*cap(buf), limit), len(buf)+need))
+	copy(grown, buf)
+	return grown
 }
