@@ -432,7 +432,7 @@ local entries = {}
 local mode, n, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local maxBytes = tonumber(ARGV[5]) or 0
 -- read takes up to limit entries from lo to hi (XRANGE, or XREVRANGE from
--- hi down to lo), a few at a time when maxBytes bounds their data, so that
+-- hi down to lo), 64 at a time when maxBytes bounds their data, so that
 -- a page over the bound is not read whole: it stops with the entry whose
 -- data takes the sum over maxBytes.
 local function read(cmd, lo, hi)
@@ -446,9 +446,9 @@ local function read(cmd, lo, hi)
   while #out < limit and lo <= hi do
     local chunk
     if cmd == 'XRANGE' then
-      chunk = redis.call(cmd, stream, string.format('%d-0', lo), string.format('%d-0', hi), 'COUNT', math.min(16, limit - #out))
+      chunk = redis.call(cmd, stream, string.format('%d-0', lo), string.format('%d-0', hi), 'COUNT', math.min(64, limit - #out))
     else
-      chunk = redis.call(cmd, stream, string.format('%d-0', hi), string.format('%d-0', lo), 'COUNT', math.min(16, limit - #out))
+      chunk = redis.call(cmd, stream, string.format('%d-0', hi), string.format('%d-0', lo), 'COUNT', math.min(64, limit - #out))
     end
     if #chunk == 0 then break end
     for i = 1, #chunk do
