@@ -35,6 +35,9 @@ type Error struct {
 	Code    string
 	Message string
 	Err     error
+	// Stored, when set, is extensions.stored: "unknown" on an
+	// UNAVAILABLE send whose message may have been stored.
+	Stored string
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -69,9 +72,15 @@ func Classify(err error) *Error {
 		errors.Is(err, pubsub.ErrTooManyChannels),
 		errors.Is(err, pubsub.ErrInvalidLimit):
 		return &Error{Code: CodeBadUserInput, Message: err.Error(), Err: err}
+	case errors.Is(err, pubsub.ErrTooLarge):
+		return &Error{Code: CodeResponseTooLarge, Message: err.Error(), Err: err}
 	case errors.Is(err, pubsub.ErrEpochMismatch):
 		return &Error{Code: CodeBadUserInput, Message: "the channel's history was reset since this cursor was issued: " +
 			"page again without a cursor", Err: err}
+	case errors.Is(err, pubsub.ErrOutcomeUnknown):
+		return &Error{Code: CodeUnavailable, Stored: "unknown", Err: err,
+			Message: "the message store did not answer in time: the message may have been stored and delivered; " +
+				"retry with the same idempotencyKey, which returns the stored message if it was"}
 	case errors.Is(err, pubsub.ErrUnavailable),
 		errors.Is(err, pubsub.ErrClosed),
 		errors.Is(err, context.DeadlineExceeded):
@@ -107,6 +116,9 @@ func ErrorPresenter(ctx context.Context, err error) *gqlerror.Error {
 	out := *gqlErr
 	out.Message = e.Message
 	out.Extensions = map[string]any{"code": e.Code}
+	if e.Stored != "" {
+		out.Extensions["stored"] = e.Stored
+	}
 	for k, v := range gqlErr.Extensions {
 		out.Extensions[k] = v
 	}

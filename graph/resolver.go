@@ -48,7 +48,11 @@ type Options struct {
 }
 
 // maxPresenceSubjects bounds the subjects Channel.presence lists.
-const maxPresenceSubjects = 1000
+const maxPresenceSubjects = MaxPresenceSubjects
+
+// MaxPresenceSubjects bounds the subjects Channel.presence lists: what the
+// operation limits count for a presence's subjects.
+const MaxPresenceSubjects = 1000
 
 // Limits of the API.
 const (

@@ -109,7 +109,7 @@ func (r *queryResolver) History(ctx context.Context, channel string, first *int,
 	if err := r.access.MayRead(ctx, []string{channel}); err != nil {
 		return nil, Classify(err)
 	}
-	page, err := r.broker.History(ctx, channel, req)
+	page, err := r.readHistory(ctx, channel, req)
 	if err != nil {
 		return nil, Classify(err)
 	}
@@ -142,6 +142,13 @@ func (r *subscriptionResolver) Feed(ctx context.Context, channels []string, curs
 		defer close(out)
 		defer leave()
 		defer sub.Close()
+		// This goroutine serves one client: a panic ends its feed (gqlgen
+		// completes it) and is logged, and the process goes on.
+		defer func() {
+			if v := recover(); v != nil {
+				_ = Recover(ctx, v)
+			}
+		}()
 		for {
 			ev, err := sub.Next(ctx)
 			if err != nil {

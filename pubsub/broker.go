@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"sync"
 	"time"
 )
@@ -30,9 +31,17 @@ type Options struct {
 	// (nil: nothing is observed).
 	Observer Observer
 	// PublishTimeout bounds one append to a store that does I/O (Redis),
-	// whatever the caller's context allows (default 10 s). The memory
-	// store's appends do not wait.
+	// whatever the caller's context allows, waiting for a connection and
+	// retries included (default DefaultPublishTimeout, 3 s). A publish that
+	// runs out of it fails with ErrUnavailable, and ErrOutcomeUnknown when
+	// its request had been sent. The memory store's appends do not wait.
 	PublishTimeout time.Duration
+	// Panicked is told of a panic recovered in a goroutine the broker runs
+	// for one subscription (its catch-up), with the panic's value and
+	// stack; that subscription ends with an error wrapping ErrInternal
+	// (a *PanicError), and nothing else is affected. It must be safe for
+	// concurrent use. nil: the panic is written to the standard logger.
+	Panicked func(where string, value any, stack []byte)
 }
 
 func (o Options) withDefaults() Options {
@@ -51,11 +60,17 @@ func (o Options) withDefaults() Options {
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
 	}
+	if o.Panicked == nil {
+		o.Panicked = logPanic
+	}
 	if o.PublishTimeout <= 0 {
-		o.PublishTimeout = 10 * time.Second
+		o.PublishTimeout = DefaultPublishTimeout
 	}
 	return o
 }
+
+// DefaultPublishTimeout is Options.PublishTimeout's default.
+const DefaultPublishTimeout = 3 * time.Second
 
 // retention returns the bounds that apply to channel.
 func (o Options) retention(channel string) (int, time.Duration) {
@@ -82,12 +97,15 @@ type store interface {
 	append(ctx context.Context, req PublishRequest) (PublishResult, error)
 	// readAfter returns the channel's state and up to limit retained
 	// messages with offset > after in the current epoch, oldest first, read
-	// in one atomic step.
-	readAfter(ctx context.Context, channel string, after uint64, limit int) (ChannelState, []Message, error)
+	// in one atomic step. With maxBytes > 0 it may stop before limit once
+	// the data of the messages read exceeds maxBytes (the message that
+	// crossed it included): a store that copies messages out (Redis) so
+	// bounds what one read allocates.
+	readAfter(ctx context.Context, channel string, after uint64, limit, maxBytes int) (ChannelState, []Message, error)
 	// readBefore returns the state and up to limit of the newest retained
 	// messages with offset < before (before 0: no upper bound), oldest
-	// first.
-	readBefore(ctx context.Context, channel string, before uint64, limit int) (ChannelState, []Message, error)
+	// first; maxBytes as for readAfter (the newest are kept).
+	readBefore(ctx context.Context, channel string, before uint64, limit, maxBytes int) (ChannelState, []Message, error)
 	state(ctx context.Context, channel string) (ChannelState, error)
 	// watch starts live notifications for channel and returns once any
 	// message appended afterwards will be dispatched; unwatch stops them.
@@ -112,6 +130,9 @@ type broker struct {
 func newBroker(opts Options, st store, h *hub) *broker {
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
+	}
+	if opts.Panicked == nil {
+		opts.Panicked = logPanic
 	}
 	return &broker{opts: opts, st: st, hub: h, subs: make(map[*Subscription]struct{}), done: make(chan struct{})}
 }
@@ -166,7 +187,7 @@ func (b *broker) History(ctx context.Context, channel string, req HistoryRequest
 	if req.After != nil {
 		pos = req.After
 		// One more than asked tells whether there is more.
-		st, msgs, err = b.st.readAfter(ctx, channel, req.After.Offset, req.Limit+1)
+		st, msgs, err = b.st.readAfter(ctx, channel, req.After.Offset, req.Limit+1, req.MaxBytes)
 	} else {
 		var before uint64
 		if req.Before != nil {
@@ -176,7 +197,7 @@ func (b *broker) History(ctx context.Context, channel string, req HistoryRequest
 				return HistoryPage{State: st}, nil
 			}
 		}
-		st, msgs, err = b.st.readBefore(ctx, channel, before, req.Limit+1)
+		st, msgs, err = b.st.readBefore(ctx, channel, before, req.Limit+1, req.MaxBytes)
 	}
 	if err != nil {
 		b.storeError(opHistory, err)
@@ -185,6 +206,12 @@ func (b *broker) History(ctx context.Context, channel string, req HistoryRequest
 	if pos != nil && pos.Epoch != "" && pos.Epoch != st.Epoch {
 		return HistoryPage{}, fmt.Errorf("%w: cursor epoch %q, channel epoch %q", ErrEpochMismatch, pos.Epoch, st.Epoch)
 	}
+	if pos != nil && pos.Offset > st.Top {
+		// Ahead of the newest message ever appended in this epoch: no
+		// cursor the server issued names it (a subscription gets a Reset
+		// with ResetUnknownPosition for the same position).
+		return HistoryPage{}, fmt.Errorf("%w: position %d is beyond the channel's newest message (%d)", ErrInvalidCursor, pos.Offset, st.Top)
+	}
 	page := HistoryPage{State: st, Messages: msgs}
 	if len(msgs) > req.Limit {
 		page.More = true
@@ -192,6 +219,15 @@ func (b *broker) History(ctx context.Context, channel string, req HistoryRequest
 			page.Messages = msgs[:req.Limit]
 		} else {
 			page.Messages = msgs[1:]
+		}
+	}
+	if req.MaxBytes > 0 {
+		size := 0
+		for i := range page.Messages {
+			size += len(page.Messages[i].Data)
+		}
+		if size > req.MaxBytes {
+			return HistoryPage{}, fmt.Errorf("%w: the page's data is over %d bytes", ErrTooLarge, req.MaxBytes)
 		}
 	}
 	return page, nil
@@ -250,4 +286,9 @@ func (b *broker) untrack(s *Subscription) {
 	b.mu.Lock()
 	delete(b.subs, s)
 	b.mu.Unlock()
+}
+
+// logPanic is Options.Panicked's default.
+func logPanic(where string, value any, stack []byte) {
+	log.Printf("pubsub: recovered a panic in %s: %v\n%s", where, value, stack)
 }

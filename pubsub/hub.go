@@ -208,7 +208,7 @@ func (h *hub) fill(hc *hubChan, from Position, upto uint64) {
 	defer cancel()
 	switched := false
 	for {
-		st, msgs, err := h.st.readAfter(ctx, hc.name, from.Offset, fillBatch)
+		st, msgs, err := h.st.readAfter(ctx, hc.name, from.Offset, fillBatch, 0)
 		if err == nil && upto == 0 && !switched && from.Epoch != "" && st.Epoch != "" && st.Epoch != from.Epoch {
 			// A resync finds a new epoch (history lost while notifications
 			// were): its messages, from the start, make each subscription

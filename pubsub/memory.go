@@ -168,39 +168,43 @@ func (m *memStore) stateLocked(name string, c *memChan) ChannelState {
 	return st
 }
 
-func (m *memStore) readAfter(_ context.Context, name string, after uint64, limit int) (ChannelState, []Message, error) {
+func (m *memStore) readAfter(_ context.Context, name string, after uint64, limit, _ int) (ChannelState, []Message, error) {
 	c := m.locked(name, false)
 	if c == nil {
 		return m.stateLocked(name, nil), nil, nil
 	}
 	defer c.mu.Unlock()
 	st := m.stateLocked(name, c)
-	if after+1 < st.First {
-		after = st.First - 1
-	}
-	i := int(after + 1 - st.First) // index of offset after+1
-	if i >= len(c.msgs) {
+	// after comes from a client's cursor and may be anything up to 2^64-1:
+	// compared, never added to, so that it cannot wrap. Nothing follows
+	// the top; before the oldest retained message, reading starts there.
+	if after >= st.Top || len(c.msgs) == 0 {
 		return st, nil, nil
 	}
-	j := min(i+limit, len(c.msgs))
+	i := 0 // index of offset after+1
+	if after >= st.First {
+		i = int(after - st.First + 1)
+	}
+	j := i + min(limit, len(c.msgs)-i)
 	return st, copyMessages(c.msgs[i:j]), nil
 }
 
-func (m *memStore) readBefore(_ context.Context, name string, before uint64, limit int) (ChannelState, []Message, error) {
+func (m *memStore) readBefore(_ context.Context, name string, before uint64, limit, _ int) (ChannelState, []Message, error) {
 	c := m.locked(name, false)
 	if c == nil {
 		return m.stateLocked(name, nil), nil, nil
 	}
 	defer c.mu.Unlock()
 	st := m.stateLocked(name, c)
-	if before == 0 || before > st.Top+1 {
+	// before comes from a client's cursor: compared, never added to.
+	if before == 0 || before > st.Top {
 		before = st.Top + 1
 	}
 	if before <= st.First {
 		return st, nil, nil
 	}
 	j := int(before - st.First) // index of offset before
-	i := max(0, j-limit)
+	i := j - min(limit, j)
 	return st, copyMessages(c.msgs[i:j]), nil
 }
 

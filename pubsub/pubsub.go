@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -47,6 +48,9 @@ var (
 	ErrTooManyChannels = errors.New("too many channels")
 	// ErrInvalidLimit: a history limit outside 1..MaxHistoryLimit.
 	ErrInvalidLimit = errors.New("invalid limit")
+	// ErrTooLarge: the data of a history page is over the request's
+	// MaxBytes.
+	ErrTooLarge = errors.New("history page too large")
 	// ErrEpochMismatch: a history position from an epoch the channel no
 	// longer has; the caller must start over without a position.
 	ErrEpochMismatch = errors.New("position is from an earlier epoch of the channel")
@@ -57,9 +61,35 @@ var (
 	// request the outcome is unknown: a retry with the same IdempotencyKey
 	// is safe either way.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrOutcomeUnknown comes with ErrUnavailable from a Publish whose
+	// request may have reached the store before it failed (a timeout or a
+	// connection lost after the request was sent): the message may have
+	// been stored, and delivered. A retry with the same IdempotencyKey
+	// returns the stored message if it was (Duplicate), or stores it.
+	// ErrUnavailable without it means nothing was stored.
+	ErrOutcomeUnknown = errors.New("the message may have been stored")
 	// ErrClosed: the Broker or Subscription was closed.
 	ErrClosed = errors.New("closed")
+	// ErrInternal: a subscription ended because the broker failed inside
+	// it (a panic, recovered: see PanicError and Options.Panicked). Its
+	// subscriber resumes from its cursor, as after any end.
+	ErrInternal = errors.New("internal error")
 )
+
+// PanicError is why a subscription ended when a goroutine serving it
+// panicked: the panic's value and the stack where it was recovered. It
+// wraps ErrInternal.
+type PanicError struct {
+	Where string
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("internal error: panic in %s: %v", e.Where, e.Value)
+}
+
+func (e *PanicError) Unwrap() error { return ErrInternal }
 
 // Message is one message in a channel. Offset is its position in its channel
 // within Epoch: offsets are contiguous, start at 1 in each epoch and are
@@ -141,6 +171,11 @@ type HistoryRequest struct {
 	Before *Position
 	// Limit is 1..MaxHistoryLimit.
 	Limit int
+	// MaxBytes, when positive, bounds the data of the page's messages:
+	// History returns ErrTooLarge instead of a larger page, and the store
+	// stops reading soon after the bound, so a page that is refused costs
+	// little more than the bound.
+	MaxBytes int
 }
 
 // HistoryPage is one page of history.
@@ -216,7 +251,9 @@ type Broker interface {
 	// History returns a page of retained messages of one channel (see
 	// HistoryRequest). Messages older than the retention age are never
 	// returned even if not yet trimmed. A position from another epoch yields
-	// ErrEpochMismatch; a zero-epoch position matches any epoch.
+	// ErrEpochMismatch; a zero-epoch position matches any epoch. A position
+	// beyond the channel's newest message (its offset above
+	// ChannelState.Top, up to 2^64-1) yields ErrInvalidCursor.
 	History(ctx context.Context, channel string, req HistoryRequest) (HistoryPage, error)
 
 	// State returns the channel's current state. A channel that was never

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -404,8 +405,9 @@ var publishScript = redis.NewScript(publishSource)
 // readScript reads a channel's state and, by mode, a page of it, in one
 // atomic step. KEYS: meta, stream. ARGV: mode ('a': offsets > n, oldest
 // first; 'b': the newest with offset < n (0: no bound), newest first; 's':
-// state only), n, limit, ttl (ms). It returns {epoch, top, first, last ms,
-// entries}. Entries older than the ttl are not retained even if not trimmed
+// state only), n, limit, ttl (ms), max bytes (0: none; else the entries
+// end with the first whose data takes their sum over it). It returns
+// {epoch, top, first, last ms, entries}. Entries older than the ttl are not retained even if not trimmed
 // yet; a stream without meta is stale and ignored.
 var readScript = redis.NewScript(luaHelpers + `
 local meta, stream = KEYS[1], KEYS[2]
@@ -428,16 +430,47 @@ end
 
 local entries = {}
 local mode, n, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local maxBytes = tonumber(ARGV[5]) or 0
+-- read takes up to limit entries from lo to hi (XRANGE, or XREVRANGE from
+-- hi down to lo), 64 at a time when maxBytes bounds their data, so that
+-- a page over the bound is not read whole: it stops with the entry whose
+-- data takes the sum over maxBytes.
+local function read(cmd, lo, hi)
+  if maxBytes <= 0 then
+    if cmd == 'XRANGE' then
+      return redis.call(cmd, stream, string.format('%d-0', lo), string.format('%d-0', hi), 'COUNT', limit)
+    end
+    return redis.call(cmd, stream, string.format('%d-0', hi), string.format('%d-0', lo), 'COUNT', limit)
+  end
+  local out, sum = {}, 0
+  while #out < limit and lo <= hi do
+    local chunk
+    if cmd == 'XRANGE' then
+      chunk = redis.call(cmd, stream, string.format('%d-0', lo), string.format('%d-0', hi), 'COUNT', math.min(64, limit - #out))
+    else
+      chunk = redis.call(cmd, stream, string.format('%d-0', hi), string.format('%d-0', lo), 'COUNT', math.min(64, limit - #out))
+    end
+    if #chunk == 0 then break end
+    for i = 1, #chunk do
+      out[#out + 1] = chunk[i]
+      sum = sum + #(field(chunk[i][2], 'd') or '')
+      if sum > maxBytes then return out end
+    end
+    local last = offsetOf(chunk[#chunk][1])
+    if cmd == 'XRANGE' then lo = last + 1 else hi = last - 1 end
+  end
+  return out
+end
 if mode == 'a' then
   local from = math.max(n + 1, first)
   if from <= top then
-    entries = redis.call('XRANGE', stream, string.format('%d-0', from), '+', 'COUNT', limit)
+    entries = read('XRANGE', from, top)
   end
 elseif mode == 'b' then
   local upto = top
   if n > 0 and n - 1 < top then upto = n - 1 end
   if upto >= first then
-    entries = redis.call('XREVRANGE', stream, string.format('%d-0', upto), string.format('%d-0', first), 'COUNT', limit)
+    entries = read('XREVRANGE', first, upto)
   end
 end
 return {epoch, top, first, last, entries}
@@ -465,7 +498,12 @@ func (s *redisStore) append(ctx context.Context, req PublishRequest) (PublishRes
 		notify, fence,
 	)
 	if err != nil {
-		return PublishResult{}, unavailable("publish", req.Channel, err)
+		if notExecuted(err) || errors.Is(err, errNotSent) {
+			return PublishResult{}, unavailable("publish", req.Channel, err)
+		}
+		// Sent, or maybe sent: the script may have run (or run later,
+		// once a paused or slow Redis gets to it).
+		return PublishResult{}, fmt.Errorf("publish %s: %w: %w: %w", req.Channel, ErrUnavailable, ErrOutcomeUnknown, err)
 	}
 	if len(res) != 4 && len(res) != 6 {
 		return PublishResult{}, unavailable("publish", req.Channel, fmt.Errorf("unexpected script reply %v", res))
@@ -596,12 +634,12 @@ func notExecuted(err error) bool {
 	return false
 }
 
-func (s *redisStore) readAfter(ctx context.Context, channel string, after uint64, limit int) (ChannelState, []Message, error) {
-	return s.read(ctx, "readAfter", channel, "a", after, limit)
+func (s *redisStore) readAfter(ctx context.Context, channel string, after uint64, limit, maxBytes int) (ChannelState, []Message, error) {
+	return s.read(ctx, "readAfter", channel, "a", after, limit, maxBytes)
 }
 
-func (s *redisStore) readBefore(ctx context.Context, channel string, before uint64, limit int) (ChannelState, []Message, error) {
-	st, msgs, err := s.read(ctx, "readBefore", channel, "b", before, limit)
+func (s *redisStore) readBefore(ctx context.Context, channel string, before uint64, limit, maxBytes int) (ChannelState, []Message, error) {
+	st, msgs, err := s.read(ctx, "readBefore", channel, "b", before, limit, maxBytes)
 	for i, j := 0, len(msgs)-1; i < j; i, j = i+1, j-1 {
 		msgs[i], msgs[j] = msgs[j], msgs[i]
 	}
@@ -609,15 +647,15 @@ func (s *redisStore) readBefore(ctx context.Context, channel string, before uint
 }
 
 func (s *redisStore) state(ctx context.Context, channel string) (ChannelState, error) {
-	st, _, err := s.read(ctx, "state", channel, "s", 0, 0)
+	st, _, err := s.read(ctx, "state", channel, "s", 0, 0, 0)
 	return st, err
 }
 
-func (s *redisStore) read(ctx context.Context, op, channel, mode string, n uint64, limit int) (ChannelState, []Message, error) {
+func (s *redisStore) read(ctx context.Context, op, channel, mode string, n uint64, limit, maxBytes int) (ChannelState, []Message, error) {
 	_, ttl := s.opts.retention(channel)
 	base := s.base(channel)
 	res, err := readScript.Run(ctx, s.client, []string{base + ":m", base + ":s"},
-		mode, n, limit, ttlMillis(ttl)).Slice()
+		mode, n, limit, ttlMillis(ttl), maxBytes).Slice()
 	if err != nil {
 		return ChannelState{}, nil, unavailable(op, channel, err)
 	}
@@ -688,7 +726,10 @@ func parseEntry(e any, m *Message) error {
 		case "e":
 			m.Event = value
 		case "d":
-			m.Data = []byte(value)
+			// The reply's string, not a copy of it: a history page or a
+			// catch-up read of large messages would hold its data twice.
+			// Message data is never written to after it is made.
+			m.Data = unsafe.Slice(unsafe.StringData(value), len(value))
 		}
 	}
 	return nil

@@ -2,6 +2,8 @@ package pubsub
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -39,9 +41,20 @@ const (
 	maxBatch = 64
 )
 
-// do runs cmd in a pipeline. It returns ctx's error when ctx ends while
-// cmd waits for a pipeline led by another caller: cmd's outcome is then
-// unknown, as when a reply is lost, and cmd must not be read.
+// errNotSent: ctx ended while the command was still queued; it was taken
+// out of the queue and never sent.
+var errNotSent = errors.New("publish not sent: timed out waiting for a pipeline")
+
+// do runs cmd in a pipeline. It returns errNotSent (wrapping ctx's error)
+// when ctx ends while cmd is still queued, and ctx's error when ctx ends
+// while a pipeline led by another caller carries cmd: cmd's outcome is
+// then unknown, as when a reply is lost, and cmd must not be read.
+//
+// The caller leads a pipeline when fewer than maxBatchLeaders are in
+// flight and its command goes in the first one it sends, which it sends
+// from its own goroutine within b.timeout and ctx's deadline (the
+// leader's own wait is bounded as the others'); the commands queued
+// meanwhile are left to a goroutine of its own.
 func (b *publishBatcher) do(ctx context.Context, cmd redis.Cmder) error {
 	c := &batchCall{cmd: cmd, done: make(chan struct{})}
 	b.mu.Lock()
@@ -50,10 +63,12 @@ func (b *publishBatcher) do(ctx context.Context, cmd redis.Cmder) error {
 	if lead {
 		b.leaders++
 	}
+	first := len(b.queue) <= maxBatch // c goes in the next pipeline
 	b.mu.Unlock()
 	if lead {
-		b.lead(ctx, c) // bounded by the batcher's timeout, not by ctx
-		if isDone(c) {
+		if !first {
+			go b.lead(ctx, nil)
+		} else if b.lead(ctx, c); isDone(c) {
 			return nil
 		}
 	}
@@ -61,8 +76,24 @@ func (b *publishBatcher) do(ctx context.Context, cmd redis.Cmder) error {
 	case <-c.done:
 		return nil
 	case <-ctx.Done():
+		if b.unqueue(c) {
+			return fmt.Errorf("%w: %w", errNotSent, ctx.Err())
+		}
 		return ctx.Err()
 	}
+}
+
+// unqueue takes c out of the queue; false: a pipeline has taken it.
+func (b *publishBatcher) unqueue(c *batchCall) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, q := range b.queue {
+		if q == c {
+			b.queue = append(b.queue[:i], b.queue[i+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
 // lead sends the queue's commands, a pipeline at a time, until the queue is
@@ -90,7 +121,7 @@ func (b *publishBatcher) lead(ctx context.Context, own *batchCall) {
 			b.queue = nil // a burst's
 		}
 		b.mu.Unlock()
-		b.exec(ctx, batch)
+		b.exec(ctx, batch, own != nil)
 		clear(batch)
 	}
 }
@@ -105,10 +136,15 @@ func isDone(c *batchCall) bool {
 }
 
 // exec sends batch as one pipeline, within the batcher's timeout whatever
-// ctx allows (it is one caller's of many); each command gets its reply or
-// error.
-func (b *publishBatcher) exec(ctx context.Context, batch []*batchCall) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout)
+// ctx allows (it is one caller's of many), and, when the leader's own
+// command is in it (mine), within ctx's deadline too; each command gets
+// its reply or error.
+func (b *publishBatcher) exec(ctx context.Context, batch []*batchCall, mine bool) {
+	deadline := time.Now().Add(b.timeout)
+	if d, ok := ctx.Deadline(); ok && mine && d.Before(deadline) {
+		deadline = d
+	}
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	cmds := make([]redis.Cmder, len(batch))
 	for i, c := range batch {

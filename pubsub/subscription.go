@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,6 +67,10 @@ const maxPending = 256
 
 // storeReadBatch is how many messages one catch-up read asks for.
 const storeReadBatch = 500
+
+// storeReadBytes bounds the data one catch-up read takes from a store that
+// copies it (Redis): 500 messages of 64 KiB would be 32 MiB per read.
+const storeReadBytes = 1 << 20
 
 func (b *broker) Subscribe(ctx context.Context, channels []string, cursor Cursor) (*Subscription, error) {
 	if err := ValidateChannels(channels); err != nil {
@@ -340,8 +345,20 @@ func (s *Subscription) scheduleLocked(sc *subChan) {
 	}
 }
 
-// catchUp runs while any channel is catching up.
+// catchUp runs while any channel is catching up. It serves this
+// subscription alone: a panic in it (the store's read, a notify function)
+// ends this subscription with a *PanicError, never the process.
 func (s *Subscription) catchUp() {
+	defer func() {
+		if v := recover(); v != nil {
+			stack := debug.Stack()
+			s.b.opts.Panicked("subscription catch-up", v, stack)
+			s.mu.Lock()
+			s.catching = false
+			s.mu.Unlock()
+			s.end(&PanicError{Where: "subscription catch-up", Value: v, Stack: stack})
+		}
+	}()
 	for {
 		s.mu.Lock()
 		var sc *subChan
@@ -433,7 +450,7 @@ func (s *Subscription) readStore(sc *subChan) error {
 	backoff := 50 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), fillTimeout)
-		st, msgs, err := s.b.st.readAfter(ctx, sc.name, pos.Offset, storeReadBatch)
+		st, msgs, err := s.b.st.readAfter(ctx, sc.name, pos.Offset, storeReadBatch, storeReadBytes)
 		cancel()
 		if err != nil {
 			s.b.storeError(opCatchUp, err)
@@ -481,7 +498,9 @@ func (s *Subscription) readStore(sc *subChan) error {
 			}
 			pos = m.Position()
 		}
-		if len(msgs) < storeReadBatch && (len(msgs) == 0 || msgs[len(msgs)-1].Offset == pos.Offset) {
+		// Caught up to the top the read saw; a read cut short (by
+		// storeReadBytes, or by a trim meanwhile) is followed by another.
+		if len(msgs) == 0 || pos.Offset >= st.Top {
 			s.mu.Lock()
 			sc.pos = pos
 			s.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"slices"
 	"strings"
 
 	"github.com/99designs/gqlgen/graphql/handler/transport"
@@ -139,6 +140,12 @@ func (a *Auth) key(secret string) (*keyHash, bool) {
 		}
 	}
 	return found, found != nil
+}
+
+// everyChannel reports whether the key may send to every channel: no
+// pattern, or the pattern "*".
+func (k *keyHash) everyChannel() bool {
+	return len(k.channels) == 0 || slices.Contains(k.channels, "*")
 }
 
 // maySend reports whether the key may send to channel.

@@ -59,6 +59,7 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, p
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
 	srv.Use(gqlMetrics{cfg.Metrics})
+	srv.Use(graph.ResponseLimit{Max: cfg.MaxResponseBytes})
 	srv.Use(newOperationLimits(lim)) // last: see operationLimits
 	srv.SetErrorPresenter(graph.ErrorPresenter)
 	srv.SetRecoverFunc(graph.Recover)

@@ -56,12 +56,20 @@ type Limits struct {
 	// are allowed at least 20, as tools' introspection queries nest ofType
 	// (graphql-js's reaches 15).
 	MaxQueryDepth int
-	// MaxQueryComplexity bounds a GraphQL operation's complexity: one per
-	// field, fragments expanded, aliases counted separately (default 1000;
-	// negative: off).
+	// MaxQueryComplexity bounds a GraphQL operation's cost: one per field,
+	// fragments expanded, aliases counted separately, and a list's fields
+	// once per item it may hold (history's nodes and edges once per message
+	// of the page: history(last: 1000) { nodes { data } } costs 1002; a
+	// presence's subjects 1000) (default 10000; negative: off).
 	MaxQueryComplexity int
 	// DisableIntrospection refuses __schema and __type (__typename stays).
 	DisableIntrospection bool
+	// MaxRequestsInFlightPerIP bounds the requests other than streams
+	// (queries, mutations, health, metrics) that one client IP has in
+	// progress at once, a body still being received included (default
+	// 256; negative: off). The one over it is answered 429 RATE_LIMITED
+	// with Retry-After.
+	MaxRequestsInFlightPerIP int
 }
 
 // Rate is a token bucket: PerSecond tokens are added each second, up to
@@ -100,7 +108,8 @@ const (
 	DefaultMaxConnectionsPerSubject      = 100
 	DefaultMaxConnectionsPerIP           = 1000
 	DefaultMaxQueryDepth                 = 10
-	DefaultMaxQueryComplexity            = 1000
+	DefaultMaxQueryComplexity            = 10000
+	DefaultMaxRequestsInFlightPerIP      = 256
 )
 
 // Default rates.
@@ -124,6 +133,7 @@ func (l Limits) withDefaults() Limits {
 	orDefault(&l.MaxConnectionsPerIP, DefaultMaxConnectionsPerIP)
 	orDefault(&l.MaxQueryDepth, DefaultMaxQueryDepth)
 	orDefault(&l.MaxQueryComplexity, DefaultMaxQueryComplexity)
+	orDefault(&l.MaxRequestsInFlightPerIP, DefaultMaxRequestsInFlightPerIP)
 	l.ConnectRatePerIP = l.ConnectRatePerIP.withDefault(DefaultConnectRatePerIP)
 	l.SendRatePerKey = l.SendRatePerKey.withDefault(DefaultSendRatePerKey)
 	l.SendRatePerToken = l.SendRatePerToken.withDefault(DefaultSendRatePerToken)
@@ -663,4 +673,63 @@ func noteRetry(ctx context.Context, wait time.Duration) {
 	if st := requestOf(ctx); st != nil {
 		st.retry.Store(int64(retrySeconds(wait)))
 	}
+}
+
+// inFlight counts the requests in progress per client IP, streams aside
+// (they have their own limits): a client that opens requests and stalls
+// them (a body sent slowly, within ReadTimeout) takes its share, not the
+// server's memory.
+type inFlight struct {
+	max     int // <= 0: off
+	key     *limits
+	metrics *Metrics
+	mu      sync.Mutex
+	n       map[string]int
+}
+
+func newInFlight(max int, proxies []netip.Prefix, m *Metrics) *inFlight {
+	return &inFlight{max: max, key: &limits{proxies: proxies}, metrics: m, n: make(map[string]int)}
+}
+
+// limit admits a request, or answers 429 RATE_LIMITED when its client IP
+// has max in progress.
+func (f *inFlight) limit(next http.Handler) http.Handler {
+	if f.max <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, ok := f.key.clientKey(r)
+		if !ok || isStream(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		f.mu.Lock()
+		n := f.n[key]
+		if n >= f.max {
+			f.mu.Unlock()
+			f.metrics.drop(dropLimit)
+			writeLimitError(w, rateLimited(time.Second, "limit of %d requests in progress per client IP reached; "+
+				"wait for one to end, or retry later", f.max))
+			return
+		}
+		f.n[key] = n + 1
+		f.mu.Unlock()
+		defer f.done(key)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (f *inFlight) done(key string) {
+	f.mu.Lock()
+	if f.n[key]--; f.n[key] <= 0 {
+		delete(f.n, key)
+	}
+	f.mu.Unlock()
+}
+
+// open returns the requests in progress for key.
+func (f *inFlight) open(key string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n[key]
 }

@@ -85,7 +85,7 @@ func TestRateDefaults(t *testing.T) {
 	}
 	l := Limits{MaxSubscriptionChannels: 99, MaxConnectionsPerIP: -1}.withDefaults()
 	if l.MaxSubscriptionChannels != 32 || l.MaxConnectionsPerIP != -1 || l.MaxConnectionsPerSubject != 100 ||
-		l.SendRatePerToken != DefaultSendRatePerToken || l.MaxQueryDepth != 10 || l.MaxQueryComplexity != 1000 {
+		l.SendRatePerToken != DefaultSendRatePerToken || l.MaxQueryDepth != 10 || l.MaxQueryComplexity != 10000 {
 		t.Fatalf("defaults: %+v", l)
 	}
 }

@@ -354,14 +354,17 @@ func (m *Metrics) handler(token string) http.Handler {
 func pprofHandler(auth *Auth) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index) // and the named profiles: heap, goroutine, ...
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	hidden := notFound()
+	// The command line holds the API keys and the JWT secret: never served.
+	mux.Handle("/debug/pprof/cmdline", hidden)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The header only: a ?token= could be an API key logged by proxies.
-		if _, ok := auth.key(bearer(r.Header.Get("Authorization"))); !ok {
+		// Only a key allowed every channel: profiles show the process's
+		// memory and goroutines, all of its channels' data included.
+		if k, ok := auth.key(bearer(r.Header.Get("Authorization"))); !ok || !k.everyChannel() {
 			hidden.ServeHTTP(w, r)
 			return
 		}

@@ -66,7 +66,7 @@ func requestContext(log zerolog.Logger, m *Metrics, next http.Handler) http.Hand
 			ctx = drainable(ctx)
 		}
 		r = r.WithContext(ctx)
-		next.ServeHTTP(&st.w, r)
+		st.serve(next, r)
 		d := time.Since(start)
 		status, size := st.w.status, st.w.size
 		// A stream outlives its handler (SSE, hijacked), and with it its
@@ -84,6 +84,13 @@ func requestContext(log zerolog.Logger, m *Metrics, next http.Handler) http.Hand
 	})
 }
 
+// serve serves r through next, recovering a panic of the handler
+// (recoverRequest).
+func (st *request) serve(next http.Handler, r *http.Request) {
+	defer recoverRequest(r.Context(), &st.w)
+	next.ServeHTTP(&st.w, r)
+}
+
 // requestIDHook adds the request's id to every line of its logger.
 type requestIDHook struct{ st *request }
 
@@ -97,6 +104,12 @@ type requestWriter struct {
 	req    *request
 	status int // the first status written; 0: none
 	size   int64
+	// body, while set, is a body read under a deadline (limitBody): a
+	// hijack ends the deadline.
+	body *deadlineBody
+	// discard: the request was answered for its body's timeout; what the
+	// handler writes afterwards goes nowhere.
+	discard bool
 }
 
 func (w *requestWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -119,6 +132,9 @@ func (w *requestWriter) WriteHeader(status int) {
 }
 
 func (w *requestWriter) Write(p []byte) (int, error) {
+	if w.discard {
+		return len(p), nil
+	}
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -134,13 +150,17 @@ func (w *requestWriter) FlushError() error {
 }
 
 func (w *requestWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.body != nil {
+		w.body.clear()
+	}
 	return http.NewResponseController(w.ResponseWriter).Hijack()
 }
 
 // limitBody refuses bodies over limit with 413: at once when
 // Content-Length says so; a body of unknown length (chunked) is read here
-// first, as gqlgen would answer a failed read with 200.
-func limitBody(limit int64, next http.Handler) http.Handler {
+// first, as gqlgen would answer a failed read with 200. A body must arrive
+// within timeout (deadlineBody), or the request is answered 408.
+func limitBody(limit int64, timeout time.Duration, next http.Handler) http.Handler {
 	tooLarge := func(w http.ResponseWriter, size string) {
 		writeError(w, http.StatusRequestEntityTooLarge, graph.CodePayloadTooLarge,
 			fmt.Sprintf("the request body of %s bytes is over the limit of %d bytes", size, limit))
@@ -155,6 +175,9 @@ func limitBody(limit int64, next http.Handler) http.Handler {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		if rw, ok := w.(*requestWriter); ok {
+			r.Body = newDeadlineBody(rw, r.Body, timeout)
+		}
 		if r.ContentLength < 0 {
 			body, err := io.ReadAll(r.Body)
 			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
@@ -162,7 +185,9 @@ func limitBody(limit int64, next http.Handler) http.Handler {
 				return
 			}
 			if err != nil {
-				writeError(w, http.StatusBadRequest, graph.CodeBadUserInput, "the request body could not be read")
+				if rw, ok := w.(*requestWriter); !ok || !rw.discard {
+					writeError(w, http.StatusBadRequest, graph.CodeBadUserInput, "the request body could not be read")
+				}
 				return
 			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
@@ -191,4 +216,63 @@ func drainable(ctx context.Context) context.Context { return context.WithoutCanc
 func isStream(r *http.Request) bool {
 	return r.Header.Get("Upgrade") != "" || r.URL.Path == "/events" || r.URL.Path == "/poll" ||
 		strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+}
+
+// CodeRequestTimeout: the request's body did not arrive within the read
+// timeout (HTTP 408).
+const CodeRequestTimeout = "REQUEST_TIMEOUT"
+
+// deadlineBody is a request body read under a deadline on the connection
+// (http.ResponseController.SetReadDeadline, not http.Server.ReadTimeout,
+// which would also cut streams). The deadline ends when the body does
+// (net/http then watches the connection for the client's going away, which
+// the deadline must not cut) and when the connection is hijacked. A body
+// never read to its end keeps it, which also bounds net/http's discarding
+// of what is left after the handler. A read that misses it answers the
+// request 408 REQUEST_TIMEOUT at once (what the handler writes afterwards
+// is dropped), and net/http closes the connection.
+//
+// http.Server's ReadHeaderTimeout and IdleTimeout bound the rest; net/http
+// sets the connection's deadline anew for each request.
+type deadlineBody struct {
+	io.ReadCloser
+	w       *requestWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	set     bool
+}
+
+func newDeadlineBody(w *requestWriter, body io.ReadCloser, timeout time.Duration) *deadlineBody {
+	b := &deadlineBody{ReadCloser: body, w: w, rc: http.NewResponseController(w.ResponseWriter), timeout: timeout}
+	b.set = b.rc.SetReadDeadline(time.Now().Add(timeout)) == nil
+	w.body = b
+	return b
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && b.set {
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() && b.w.status == 0 {
+			b.set = false // passed: net/http's discard of the rest fails at once
+			b.w.body = nil
+			b.w.Header().Set("Connection", "close")
+			writeError(b.w, http.StatusRequestTimeout, CodeRequestTimeout,
+				fmt.Sprintf("the request body did not arrive within %v", b.timeout))
+			b.w.discard = true
+			return n, err
+		}
+		b.clear()
+	}
+	return n, err
+}
+
+// clear ends the deadline.
+func (b *deadlineBody) clear() {
+	if b.set {
+		b.set = false
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	if b.w.body == b {
+		b.w.body = nil
+	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -10,6 +11,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/pushgate/pushgate/graph"
+	"github.com/pushgate/pushgate/pubsub"
 )
 
 // operationLimits checks every GraphQL operation once it is parsed and
@@ -66,6 +68,7 @@ func (o *operationLimits) MutateOperationContext(ctx context.Context, oc *graphq
 		return badInput("data: %s is not JSON (a bare word; a string is quoted: %q)", word, word)
 	}
 	w := newDocWalker(oc.Doc)
+	w.vars = oc.Variables // history's first and last
 	complexity := w.count(op.SelectionSet)
 	if lim.DisableIntrospection && w.introspects {
 		return badInput("introspection (__schema, __type) is disabled on this server")
@@ -84,7 +87,8 @@ func (o *operationLimits) MutateOperationContext(ctx context.Context, oc *graphq
 	}
 	if o.complexity != nil {
 		if limit := lim.MaxQueryComplexity; complexity > limit {
-			return badInput("the operation's complexity of %d is over the limit of %d (one per field, aliases and fragments counted where used)",
+			return badInput("the operation's complexity of %d is over the limit of %d (one per field, aliases and fragments counted where used, "+
+				"a list's fields once per item it may hold: history's nodes and edges per message of its page, presence subjects 1000)",
 				complexity, limit)
 		}
 		// gqlgen's calculation applies the schema's own complexity
@@ -178,47 +182,108 @@ func listLen(v any) int {
 // docWalker measures selection sets with fragments expanded, each fragment
 // measured once, so a document whose expansion is exponential costs no
 // more than its size.
+//
+// Its count is the operation's cost: one per field, and a list field costs
+// its fields once per item it may hold, so that what an operation may make
+// the server build is bounded by the complexity limit, not by the number
+// of its fields: history's nodes and edges count their selection once per
+// message of the page (first or last, else graph.DefaultPageSize, at most
+// pubsub.MaxHistoryLimit), a presence's subjects graph.MaxPresenceSubjects.
+// history(last: 1000) { nodes { data } } costs 1 + 1 + 1000 × 1.
 type docWalker struct {
 	frags       ast.FragmentDefinitionList
-	counts      map[string]int
+	vars        map[string]any
+	counts      map[pageKey]int
 	depths      map[string]int
 	introspects bool // a __schema or __type field was counted
 }
 
+// pageKey memoizes a fragment's count where it is spread: inside a history
+// connection (page > 0) its list fields count per message.
+type pageKey struct {
+	name string
+	page int
+}
+
 func newDocWalker(doc *ast.QueryDocument) *docWalker {
-	return &docWalker{frags: doc.Fragments, counts: map[string]int{}, depths: map[string]int{}}
+	return &docWalker{frags: doc.Fragments, counts: map[pageKey]int{}, depths: map[string]int{}}
 }
 
 // countCap keeps counts from overflowing.
 const countCap = 1 << 30
 
-// count returns the number of fields of set, fragments expanded where they
-// are spread.
-func (w *docWalker) count(set ast.SelectionSet) int {
+// count returns the cost of set, fragments expanded where they are spread.
+func (w *docWalker) count(set ast.SelectionSet) int { return w.countIn(set, 0) }
+
+// countIn is count inside a history connection whose page holds up to page
+// messages (0: outside one).
+func (w *docWalker) countIn(set ast.SelectionSet, page int) int {
 	n := 0
 	for _, sel := range set {
 		switch s := sel.(type) {
 		case *ast.Field:
-			if s.Name == "__schema" || s.Name == "__type" {
-				w.introspects = true
-			}
-			n += 1 + w.count(s.SelectionSet)
+			n += 1 + w.fieldCost(s, page)
 		case *ast.InlineFragment:
-			n += w.count(s.SelectionSet)
+			n += w.countIn(s.SelectionSet, page)
 		case *ast.FragmentSpread:
-			c, ok := w.counts[s.Name]
+			key := pageKey{s.Name, page}
+			c, ok := w.counts[key]
 			if !ok {
-				w.counts[s.Name] = 0 // a cycle (validation refuses them) counts nothing
+				w.counts[key] = 0 // a cycle (validation refuses them) counts nothing
 				if def := w.fragment(s); def != nil {
-					c = w.count(def.SelectionSet)
+					c = w.countIn(def.SelectionSet, page)
 				}
-				w.counts[s.Name] = c
+				w.counts[key] = c
 			}
 			n += c
 		}
 		n = min(n, countCap)
 	}
 	return n
+}
+
+// fieldCost is what f's selection costs (f itself counts one).
+func (w *docWalker) fieldCost(f *ast.Field, page int) int {
+	switch {
+	case f.Name == "__schema" || f.Name == "__type":
+		w.introspects = true
+	case f.Name == "history":
+		return w.countIn(f.SelectionSet, w.pageSize(f))
+	case page > 0 && (f.Name == "nodes" || f.Name == "edges"):
+		return min(page*w.countIn(f.SelectionSet, 0), countCap)
+	case f.Name == "subjects":
+		return graph.MaxPresenceSubjects
+	}
+	return w.countIn(f.SelectionSet, 0)
+}
+
+// pageSize returns how many messages a history field may return: its first
+// or last argument (a literal or a variable), else the default page size;
+// within 1..pubsub.MaxHistoryLimit (the resolver refuses other values).
+func (w *docWalker) pageSize(f *ast.Field) int {
+	size := graph.DefaultPageSize
+	for _, a := range f.Arguments {
+		if a.Name != "first" && a.Name != "last" {
+			continue
+		}
+		v, err := a.Value.Value(w.vars)
+		if err != nil {
+			continue
+		}
+		switch n := v.(type) {
+		case int64:
+			size = int(min(max(n, 1), pubsub.MaxHistoryLimit))
+		case int:
+			size = min(max(n, 1), pubsub.MaxHistoryLimit)
+		case json.Number:
+			if i, err := n.Int64(); err == nil {
+				size = int(min(max(i, 1), pubsub.MaxHistoryLimit))
+			}
+		case float64:
+			size = int(min(max(n, 1), pubsub.MaxHistoryLimit))
+		}
+	}
+	return size
 }
 
 // depth returns the deepest nesting of fields in set: 1 for { a }, 2 for

@@ -15,6 +15,9 @@ const (
 	pollMaxTimeout     = 50
 	pollDefaultLimit   = 100
 	pollMaxLimit       = 1000
+	// pollMessageOverhead bounds a message's JSON besides its data, and
+	// the answer's end.
+	pollMessageOverhead = 1024
 )
 
 // handlePoll serves GET /poll. Without a cursor it answers at once with the
@@ -23,8 +26,9 @@ const (
 // else holds until a message arrives or the timeout passes, and then answers
 // with no messages and the same cursor. The answer is always
 // {"messages":[...],"cursor":"...","reset":null|{...}}; the next poll passes
-// cursor.
-func handlePoll(broker pubsub.Broker, auth *Auth, metrics *Metrics) http.Handler {
+// cursor. An answer holds at most limit messages and, past the first, no
+// more than maxBytes of JSON: the client polls again for the rest.
+func handlePoll(broker pubsub.Broker, auth *Auth, metrics *Metrics, maxBytes int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, err := parseReadRequest(r, false)
 		if err != nil {
@@ -96,9 +100,14 @@ func handlePoll(broker pubsub.Broker, auth *Auth, metrics *Metrics) http.Handler
 				}
 				reset = appendResetJSON(nil, ev.Reset, ev.Cursor)
 			} else {
+				if n > 0 && int64(len(buf)+len(ev.Message.Data))+pollMessageOverhead > maxBytes {
+					// The next poll, from the cursor before it, gets it.
+					break collect
+				}
 				if n > 0 {
 					buf = append(buf, ',')
 				}
+				buf = growAnswer(buf, len(ev.Message.Data)+pollMessageOverhead, int(maxBytes))
 				buf = appendMessageJSON(buf, ev.Message)
 				created = append(created, ev.Message.Time)
 				n++
@@ -128,4 +137,16 @@ func handlePoll(broker pubsub.Broker, auth *Auth, metrics *Metrics) http.Handler
 		}
 		st.end(end)
 	})
+}
+
+// growAnswer makes room for need more bytes, doubling up to limit: append
+// grows a large slice by a quarter at a time, which costs five times a
+// 16 MiB answer in allocations instead of about twice.
+func growAnswer(buf []byte, need, limit int) []byte {
+	if cap(buf)-len(buf) >= need {
+		return buf
+	}
+	grown := make([]byte, len(buf), max(min(2*cap(buf), limit), len(buf)+need))
+	copy(grown, buf)
+	return grown
 }

@@ -28,7 +28,7 @@ func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth,
 		heartbeat: cfg.Heartbeat, writeTimeout: cfg.WriteTimeout, retry: cfg.SSERetry, presence: pres,
 		metrics: cfg.Metrics, streams: cfg.Streams,
 	}))))
-	mux.Handle("GET /poll", org.guard("GET", lim.streams(handlePoll(broker, auth, cfg.Metrics))))
+	mux.Handle("GET /poll", org.guard("GET", lim.streams(handlePoll(broker, auth, cfg.Metrics, cfg.MaxResponseBytes))))
 	mux.Handle("OPTIONS /events", org.guard("GET", nil)) // CORS preflights
 	mux.Handle("OPTIONS /poll", org.guard("GET", nil))
 

@@ -314,6 +314,7 @@ func TestSecuritySendsOutsideScopeOverWebSocket(t *testing.T) {
 func TestSecurityOperationLimitsOverWebSocket(t *testing.T) {
 	cfg := testConfig()
 	cfg.Limits.MaxQueryDepth = 2
+	cfg.Limits.MaxQueryComplexity = 1000
 	b := memoryBroker(t, pubsub.Options{})
 	e := startEnv(t, cfg, b)
 	reader := startEnv(t, testConfig(), b) // history nests deeper than 2

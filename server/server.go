@@ -45,6 +45,18 @@ type Config struct {
 	// MaxBodyBytes bounds a request body (default 1 MiB, and at least the
 	// largest namespace's MaxMessageSize plus 64 KiB).
 	MaxBodyBytes int64
+	// MaxResponseBytes bounds what one GraphQL operation's history pages
+	// may put in its response, estimated as the pages are read, before
+	// anything is rendered (RESPONSE_TOO_LARGE over it), and a long-poll
+	// answer (which then holds fewer messages) (default 16 MiB, and at
+	// least the largest namespace's MaxMessageSize plus 64 KiB).
+	MaxResponseBytes int64
+	// ReadTimeout bounds the read of a request's body, from the end of its
+	// headers (default 30 s): a client that has not sent it all by then is
+	// answered 408 and its connection closed. It ends with the body: a
+	// stream's response (graphql-sse, SSE, WebSocket) is not bounded by
+	// it.
+	ReadTimeout time.Duration
 	// WriteTimeout bounds every write to a streaming client (WebSocket,
 	// SSE); a client that does not take a write within it is disconnected
 	// and resumes from its cursor (default 10 s).
@@ -90,8 +102,11 @@ type Config struct {
 	// (Streams.Wait).
 	Streams *Streams
 	// Pprof serves net/http/pprof under /debug/pprof/ to requests whose
-	// Authorization bears an API key (404 to others, and to all when
-	// false).
+	// Authorization bears an API key allowed every channel (no pattern, or
+	// "*"): a profile shows the process's memory. Others, scoped keys
+	// included, get 404, and so does everyone when false.
+	// /debug/pprof/cmdline, which shows the flags (keys and secrets among
+	// them), is never served.
 	Pprof bool
 }
 
@@ -104,6 +119,13 @@ func (c Config) withDefaults() Config {
 		c.MaxBodyBytes = 1 << 20
 	}
 	c.MaxBodyBytes = max(c.MaxBodyBytes, int64(c.Namespaces.maxMessageSize())+64<<10)
+	if c.MaxResponseBytes <= 0 {
+		c.MaxResponseBytes = graph.DefaultMaxResponseBytes
+	}
+	c.MaxResponseBytes = max(c.MaxResponseBytes, int64(c.Namespaces.maxMessageSize())+64<<10)
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
@@ -121,6 +143,9 @@ func (c Config) withDefaults() Config {
 	}
 	return c
 }
+
+// DefaultReadTimeout is Config.ReadTimeout's default.
+const DefaultReadTimeout = 30 * time.Second
 
 // ErrShutdown is the cause with which the caller cancels the server's base
 // context when the node shuts down: WebSocket clients are then closed with
@@ -152,7 +177,8 @@ func New(cfg Config, broker pubsub.Broker, log zerolog.Logger) http.Handler {
 	}
 	mux := http.NewServeMux()
 	addRoutes(mux, cfg, broker, auth, newPresence(cfg, broker, auth, log))
-	return requestContext(log, cfg.Metrics, limitBody(cfg.MaxBodyBytes, notePattern(mux)))
+	inFlight := newInFlight(cfg.Limits.withDefaults().MaxRequestsInFlightPerIP, cfg.TrustedProxies, cfg.Metrics)
+	return requestContext(log, cfg.Metrics, inFlight.limit(limitBody(cfg.MaxBodyBytes, cfg.ReadTimeout, notePattern(mux))))
 }
 
 // mustTokenVerifier returns the verifier of tokens, whose secret defaults

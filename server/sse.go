@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -119,6 +120,7 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 		c.kick() // what was queued before
 		c.scheduleHeartbeat(opts.heartbeat)
 		stopEnd := context.AfterFunc(live, func() {
+			defer recoverClient(ctx, "SSE stream end", func() { c.end(internalEnd) })
 			switch {
 			case tokenExpired(live) && ctx.Err() == nil:
 				c.finish(streamEnd{drop: dropExpired, by: "server", reason: "token expired"}, true)
@@ -137,6 +139,8 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 // send nothing more: a read ends when the client goes away, or when the
 // stream ended and closed the socket.
 func (c *sseConn) watch(cleanup cleanups) {
+	defer cleanup.run()
+	defer recoverClient(c.ctx, "SSE stream", func() { c.end(internalEnd) })
 	var one [1]byte
 	for {
 		if _, err := c.conn.Read(one[:]); err != nil {
@@ -144,7 +148,6 @@ func (c *sseConn) watch(cleanup cleanups) {
 				c.end(slowClient)
 			}
 			c.end(streamEnd{by: "client", reason: "client gone"})
-			cleanup.run()
 			return
 		}
 	}
@@ -171,6 +174,9 @@ type sseConn struct {
 	writers *streamWriters
 	turn    writeTurn // its mu serializes writes
 
+	// broken: a panic ended the stream; its writes stop.
+	broken atomic.Bool
+
 	endMu  sync.Mutex
 	ended  bool // state says why
 	closed bool // the socket is closed
@@ -190,9 +196,22 @@ func (c *sseConn) kick() {
 }
 
 // flush writes what the stream has queued; a writer calls it. When another
-// write holds the stream, that one hands it back on unlock.
+// write holds the stream, that one hands it back on unlock. A panic while
+// it writes ends this stream, not the writer that serves every stream.
 func (c *sseConn) flush() {
 	if !c.turn.take() {
+		return
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			c.broken.Store(true)
+			c.turn.mu.Unlock()
+			logPanic(c.ctx, "SSE write", v)
+			c.end(internalEnd)
+		}
+	}()
+	if c.broken.Load() {
+		c.turn.mu.Unlock()
 		return
 	}
 	c.drainLocked()
@@ -214,6 +233,7 @@ func (c *sseConn) scheduleHeartbeat(d time.Duration) {
 	defer c.endMu.Unlock()
 	if !c.ended {
 		c.hb = time.AfterFunc(d, func() {
+			defer recoverClient(c.ctx, "SSE heartbeat", func() { c.end(internalEnd) })
 			c.heartbeat()
 			c.scheduleHeartbeat(d)
 		})
@@ -278,6 +298,9 @@ func (c *sseConn) writeLocked(b *writeBuffer) bool {
 	}
 	return false
 }
+
+// internalEnd is the end of a stream that a recovered panic ended.
+var internalEnd = streamEnd{by: "server", reason: "internal error"}
 
 // slowClient is the end of a stream whose client did not take a write
 // within the write timeout.

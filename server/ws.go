@@ -61,6 +61,10 @@ var _ graphql.Transport = (*wsTransport)(nil)
 
 const protoTransportWS = "graphql-transport-ws"
 
+// MaxOperationIDLength bounds a WebSocket operation's id, which the server
+// keeps while the operation runs and repeats in each of its messages.
+const MaxOperationIDLength = 128
+
 // Close codes of graphql-transport-ws.
 const (
 	closeBadRequest       = 4400
@@ -189,6 +193,7 @@ type wsMessage struct {
 // starts with a small stack and keeps it (initialisation's work, token
 // checks and all, grew this one's).
 func (c *wsConn) serve() {
+	defer recoverClient(c.req, "websocket init", c.end)
 	if !c.init() {
 		c.end()
 		return
@@ -220,6 +225,7 @@ func (c *wsConn) readLoop() {
 	defer c.end()
 	defer c.cancel()
 	defer c.keepAlive()() // stopped before the cancel: an ending read loop closes the connection itself
+	defer recoverClient(c.req, "websocket read loop", nil)
 	for {
 		if c.raw != nil && !c.buffered() {
 			if err := waitReadable(c.raw); err != nil {
@@ -227,7 +233,7 @@ func (c *wsConn) readLoop() {
 				return
 			}
 		}
-		if !onFreshStack(c.readMessages) {
+		if !c.onFreshStack(c.readMessages) {
 			return
 		}
 	}
@@ -261,10 +267,17 @@ func (c *wsConn) buffered() bool {
 }
 
 // onFreshStack runs f on a goroutine of its own, and waits for it: what
-// f's work grows is that goroutine's stack, not the caller's.
-func onFreshStack(f func() bool) bool {
+// f's work grows is that goroutine's stack, not the caller's. A panic in f
+// (a client message's handling) is recovered and ends the connection
+// (false).
+func (c *wsConn) onFreshStack(f func() bool) bool {
 	done := make(chan bool, 1)
-	go func() { done <- f() }()
+	go func() {
+		ok := false
+		defer func() { done <- ok }()
+		defer recoverClient(c.req, "websocket message", nil)
+		ok = f()
+	}()
 	return <-done
 }
 
@@ -404,6 +417,7 @@ func (c *wsConn) keepAlive() (stop func()) {
 	stopCtx := context.AfterFunc(c.ctx, c.closeForContext)
 	var t *time.Timer
 	t = time.AfterFunc(time.Hour, func() {
+		defer recoverClient(c.req, "websocket keep-alive", func() { _ = c.ws.CloseNow() })
 		if c.ping() {
 			t.Reset(c.t.pingInterval)
 		}
@@ -448,6 +462,7 @@ var legacyExpired = wsMessage{Type: "connection_error",
 // closeForContext closes the connection whose context ended: its token
 // expired, the node shuts down, or the request ended.
 func (c *wsConn) closeForContext() {
+	defer recoverClient(c.req, "websocket close", func() { _ = c.ws.CloseNow() })
 	switch {
 	case tokenExpired(c.ctx):
 		if c.legacy {
@@ -610,6 +625,19 @@ func (c *wsConn) start(m wsMessage) {
 		c.protocolError("an operation needs an id")
 		return
 	}
+	if len(m.ID) > MaxOperationIDLength {
+		// Every event of the operation repeats its id: a long one would
+		// make each a copy of it (graphql-transport-ws: 4400, the
+		// protocol's invalid message; graphql-ws has no such close, so
+		// the operation fails and the connection goes on).
+		msg := fmt.Sprintf("an operation id is at most %d bytes, got %d", MaxOperationIDLength, len(m.ID))
+		if c.legacy {
+			c.sendError(m.ID, &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": graph.CodeBadUserInput}})
+			return
+		}
+		c.close(closeBadRequest, msg)
+		return
+	}
 	c.mu.Lock()
 	if _, dup := c.ops[m.ID]; dup || c.closing {
 		c.mu.Unlock()
@@ -662,6 +690,7 @@ func (c *wsConn) start(m wsMessage) {
 	ctx = graphql.WithOperationContext(ctx, rc)
 	if feed := c.t.plans.of(rc); feed != nil {
 		go func() {
+			defer recoverClient(c.req, "websocket operation", c.closeInternalError)
 			if !c.runFeed(opCtx, cancel, m.ID, rc, feed, done) {
 				defer done()
 				c.dispatch(ctx, m.ID, rc)
@@ -670,6 +699,7 @@ func (c *wsConn) start(m wsMessage) {
 		return
 	}
 	go func() {
+		defer recoverClient(c.req, "websocket operation", c.closeInternalError)
 		defer done()
 		c.dispatch(ctx, m.ID, rc)
 	}()

@@ -337,6 +337,7 @@ func (c *wsConn) runFeed(ctx context.Context, cancel context.CancelFunc, id stri
 	// The feed ends with its operation: stopped by the client, the
 	// connection's end, or its subscription's (kick).
 	context.AfterFunc(ctx, func() {
+		defer recoverClient(c.req, "websocket feed end", nil)
 		f.turn.mu.Lock()
 		f.ended = true
 		f.turn.mu.Unlock()
@@ -359,11 +360,21 @@ func (f *wsFeed) kick() {
 	}
 }
 
-// flush writes what the feed has queued; a writer calls it.
+// flush writes what the feed has queued; a writer calls it. A panic
+// while it writes ends the feed's connection (1011), not the writer that
+// serves every stream.
 func (f *wsFeed) flush() {
 	if !f.turn.take() {
 		return
 	}
+	defer func() {
+		if v := recover(); v != nil {
+			f.ended = true
+			f.turn.mu.Unlock()
+			logPanic(f.c.req, "websocket feed write", v)
+			f.c.closeInternalError()
+		}
+	}()
 	if !f.ended {
 		f.drainLocked()
 	}

@@ -29,6 +29,8 @@ type config struct {
 	RedisFencing      pubsub.Fencing
 	RedisWaitReplicas int
 	RedisWaitTimeout  time.Duration
+	// RedisTimeout bounds a publish (pubsub.Options.PublishTimeout).
+	RedisTimeout      time.Duration
 	APIKeys           []server.APIKey
 	JWTSecret         string
 	AllowAnonymous    bool
@@ -55,12 +57,17 @@ type config struct {
 	jwtFlags       server.TokenConfig
 	TrustedProxies []netip.Prefix
 	MaxBodyBytes   int64
-	GCMinHeapMB    int
-	GoMaxProcs     int // -1: auto (goMaxProcs)
-	Heartbeat      time.Duration
-	Limits         server.Limits
-	MetricsToken   string
-	Pprof          bool
+	// MaxResponseBytes bounds a GraphQL response's history pages and a
+	// long-poll answer (server.Config.MaxResponseBytes).
+	MaxResponseBytes int64
+	// ReadTimeout bounds the read of a request body (server.Config).
+	ReadTimeout  time.Duration
+	GCMinHeapMB  int
+	GoMaxProcs   int // -1: auto (goMaxProcs)
+	Heartbeat    time.Duration
+	Limits       server.Limits
+	MetricsToken string
+	Pprof        bool
 }
 
 // option is one setting: its flag, variable, default and parser.
@@ -122,6 +129,9 @@ var options = []option{
 		}},
 	{flag: "redis-wait-timeout", env: "PUSHGATE_REDIS_WAIT_TIMEOUT", def: "100ms", usage: "how long a publish waits for --redis-wait-replicas",
 		set: func(c *config, v string) (err error) { c.RedisWaitTimeout, err = positiveDuration(v); return err }},
+	{flag: "redis-timeout", env: "PUSHGATE_REDIS_TIMEOUT",
+		usage: "bound of one send's wait for Redis, a free connection and retries included: over it the send fails with UNAVAILABLE (extensions.stored \"unknown\" when it may have been stored: retry with the same idempotencyKey) (default 3s)",
+		set:   func(c *config, v string) (err error) { c.RedisTimeout, err = positiveDuration(v); return err }},
 	{flag: "api-key", env: "PUSHGATE_API_KEYS", list: true,
 		usage: "API key name:secret that may send to every channel, or name[pattern,...]:secret that may send to the channels matching a pattern (repeatable; the variable is a comma list)",
 		set: func(c *config, v string) error {
@@ -204,6 +214,18 @@ var options = []option{
 			c.MaxBodyBytes = int64(n)
 			return err
 		}},
+	// Settings whose default is the server's (zero here) have no def:
+	// the usage says it.
+	{flag: "max-response-bytes", env: "PUSHGATE_MAX_RESPONSE_BYTES",
+		usage: "largest response a GraphQL operation's history pages may make, estimated as they are read (over it: RESPONSE_TOO_LARGE), and largest long-poll answer, in bytes (default 16777216)",
+		set: func(c *config, v string) error {
+			n, err := positiveInt(v, 1<<30)
+			c.MaxResponseBytes = int64(n)
+			return err
+		}},
+	{flag: "read-timeout", env: "PUSHGATE_READ_TIMEOUT",
+		usage: "a request whose body has not arrived within it is answered 408 and closed; streams are not bounded by it (default 30s)",
+		set:   func(c *config, v string) (err error) { c.ReadTimeout, err = positiveDuration(v); return err }},
 	{flag: "gc-min-heap-mb", env: "PUSHGATE_GC_MIN_HEAP_MB", def: "64",
 		usage: "the heap the garbage collector lets grow to before it collects, at least, in MiB: while the live heap is below half of it, GOGC is raised so that the goal is this (0: the runtime's default; ignored when GOGC is set)",
 		set: func(c *config, v string) error {
@@ -242,9 +264,11 @@ var options = []option{
 		func(l *server.Limits) *server.Rate { return &l.SendRatePerKey }),
 	rateOption("send-rate-per-token", "messages per second per token holder, where tokens may send", "10",
 		func(l *server.Limits) *server.Rate { return &l.SendRatePerToken }),
+	limitOption("max-requests-in-flight-per-ip", "requests other than streams in progress at once per client IP (default 256)", "",
+		func(l *server.Limits, n int) { l.MaxRequestsInFlightPerIP = n }),
 	limitOption("max-query-depth", "GraphQL field nesting", "10",
 		func(l *server.Limits, n int) { l.MaxQueryDepth = n }),
-	limitOption("max-query-complexity", "GraphQL operation complexity (one per field)", "1000",
+	limitOption("max-query-complexity", "GraphQL operation cost: one per field, a list's fields once per item it may hold (history(last: 1000) { nodes { data } } costs 1002)", "10000",
 		func(l *server.Limits, n int) { l.MaxQueryComplexity = n }),
 	{flag: "introspection", env: "PUSHGATE_INTROSPECTION", def: "true", boolean: true, usage: "answer __schema and __type queries",
 		set: func(c *config, v string) error {
@@ -258,7 +282,7 @@ var options = []option{
 	{flag: "metrics-token", env: "PUSHGATE_METRICS_TOKEN", usage: "bearer token required on /metrics (Authorization: Bearer <token>); empty: /metrics is open",
 		set: func(c *config, v string) error { c.MetricsToken = v; return nil }},
 	{flag: "pprof", env: "PUSHGATE_PPROF", def: "false", boolean: true,
-		usage: "serve /debug/pprof/ to requests bearing an API key (Authorization: Bearer <key>); others get 404",
+		usage: "serve /debug/pprof/ (but cmdline) to requests bearing an API key allowed every channel (Authorization: Bearer <key>); others, scoped keys included, get 404",
 		set: func(c *config, v string) (err error) {
 			c.Pprof, err = strconv.ParseBool(v)
 			if err != nil {

@@ -23,7 +23,7 @@ func withDefaults(c config) config {
 	c.Limits = server.Limits{
 		MaxSubscriptionsPerConnection: 100, MaxConnectionsPerSubject: 100, MaxConnectionsPerIP: 1000,
 		ConnectRatePerIP: server.Rate{PerSecond: 50}, SendRatePerKey: server.Rate{PerSecond: 1000},
-		SendRatePerToken: server.Rate{PerSecond: 10}, MaxQueryDepth: 10, MaxQueryComplexity: 1000,
+		SendRatePerToken: server.Rate{PerSecond: 10}, MaxQueryDepth: 10, MaxQueryComplexity: 10000,
 	}
 	return c
 }

@@ -35,6 +35,10 @@ type fileConfig struct {
 	WriteTimeout      scalar                   `yaml:"write_timeout"`
 	ShutdownTimeout   scalar                   `yaml:"shutdown_timeout"`
 	LogLevel          scalar                   `yaml:"log_level"`
+	MaxResponseBytes  scalar                   `yaml:"max_response_bytes"`
+	ReadTimeout       scalar                   `yaml:"read_timeout"`
+	RedisTimeout      scalar                   `yaml:"redis_timeout"`
+	MaxRequestsPerIP  scalar                   `yaml:"max_requests_in_flight_per_ip"`
 	AllowedOrigins    []scalar                 `yaml:"allowed_origins"`
 	APIKeys           []apiKeyFile             `yaml:"api_keys"`
 	JWT               jwtFile                  `yaml:"jwt"`
@@ -253,17 +257,21 @@ type flagValue struct {
 func (f *fileConfig) flagValues() map[string]flagValue {
 	def := f.Namespaces[defaultNamespace]
 	all := map[string]flagValue{
-		"addr":               {"addr", f.Addr},
-		"redis-url":          {"redis_url", f.RedisURL},
-		"jwt-secret":         {"jwt.secret", f.JWT.Secret},
-		"allow-anonymous":    {"namespaces.default.anonymous_read", def.AnonymousRead},
-		"history-size":       {"namespaces.default.history_size", def.HistorySize},
-		"history-ttl":        {"namespaces.default.history_ttl", def.HistoryTTL},
-		"max-message-size":   {"namespaces.default.max_message_size", def.MaxMessageSize},
-		"idempotency-window": {"idempotency_window", f.IdempotencyWindow},
-		"write-timeout":      {"write_timeout", f.WriteTimeout},
-		"shutdown-timeout":   {"shutdown_timeout", f.ShutdownTimeout},
-		"log-level":          {"log_level", f.LogLevel},
+		"addr":                          {"addr", f.Addr},
+		"redis-url":                     {"redis_url", f.RedisURL},
+		"jwt-secret":                    {"jwt.secret", f.JWT.Secret},
+		"allow-anonymous":               {"namespaces.default.anonymous_read", def.AnonymousRead},
+		"history-size":                  {"namespaces.default.history_size", def.HistorySize},
+		"history-ttl":                   {"namespaces.default.history_ttl", def.HistoryTTL},
+		"max-message-size":              {"namespaces.default.max_message_size", def.MaxMessageSize},
+		"idempotency-window":            {"idempotency_window", f.IdempotencyWindow},
+		"write-timeout":                 {"write_timeout", f.WriteTimeout},
+		"shutdown-timeout":              {"shutdown_timeout", f.ShutdownTimeout},
+		"log-level":                     {"log_level", f.LogLevel},
+		"max-response-bytes":            {"max_response_bytes", f.MaxResponseBytes},
+		"read-timeout":                  {"read_timeout", f.ReadTimeout},
+		"redis-timeout":                 {"redis_timeout", f.RedisTimeout},
+		"max-requests-in-flight-per-ip": {"max_requests_in_flight_per_ip", f.MaxRequestsPerIP},
 	}
 	for flag, v := range all {
 		if !v.set {

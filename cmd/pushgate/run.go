@@ -78,23 +78,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	streams := new(server.Streams)
 	srv := &http.Server{
 		Handler: server.New(server.Config{
-			APIKeys:        cfg.APIKeys,
-			JWTSecret:      cfg.JWTSecret,
-			Tokens:         cfg.JWT,
-			AllowAnonymous: cfg.AllowAnonymous,
-			MaxMessageSize: cfg.MaxMessageSize,
-			Namespaces:     cfg.namespaces(),
-			AllowedOrigins: cfg.AllowedOrigins,
-			TrustedProxies: cfg.TrustedProxies,
-			WriteTimeout:   cfg.WriteTimeout,
-			MaxBodyBytes:   cfg.MaxBodyBytes,
-			Heartbeat:      cfg.Heartbeat,
-			Limits:         cfg.Limits,
-			Presence:       presence,
-			Metrics:        metrics,
-			MetricsToken:   cfg.MetricsToken,
-			Pprof:          cfg.Pprof,
-			Streams:        streams,
+			APIKeys:          cfg.APIKeys,
+			JWTSecret:        cfg.JWTSecret,
+			Tokens:           cfg.JWT,
+			AllowAnonymous:   cfg.AllowAnonymous,
+			MaxMessageSize:   cfg.MaxMessageSize,
+			Namespaces:       cfg.namespaces(),
+			AllowedOrigins:   cfg.AllowedOrigins,
+			TrustedProxies:   cfg.TrustedProxies,
+			WriteTimeout:     cfg.WriteTimeout,
+			MaxBodyBytes:     cfg.MaxBodyBytes,
+			MaxResponseBytes: cfg.MaxResponseBytes,
+			ReadTimeout:      cfg.ReadTimeout,
+			Heartbeat:        cfg.Heartbeat,
+			Limits:           cfg.Limits,
+			Presence:         presence,
+			Metrics:          metrics,
+			MetricsToken:     cfg.MetricsToken,
+			Pprof:            cfg.Pprof,
+			Streams:          streams,
 		}, broker, log),
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ReadHeaderTimeout: 10 * time.Second,
@@ -141,7 +143,13 @@ func openBroker(ctx context.Context, cfg config, metrics *server.Metrics, log ze
 		HistorySize:       cfg.HistorySize,
 		HistoryTTL:        cfg.HistoryTTL,
 		IdempotencyWindow: cfg.IdempotencyWindow,
+		PublishTimeout:    cfg.RedisTimeout,
 		Observer:          metrics.Observer(),
+		// A panic in a subscription's catch-up ends that subscription only.
+		Panicked: func(where string, v any, stack []byte) {
+			log.Error().Str("where", where).Str("panic", fmt.Sprint(v)).Str("stack", string(stack)).
+				Msg("recovered a panic: one subscription ended")
+		},
 	}
 	if len(cfg.Namespaces) > 0 {
 		opts.Retention = cfg.namespaces().Retention
