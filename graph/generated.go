@@ -244,7 +244,7 @@ type Subscription {
 }
 
 input SendInput {
-  "The channel: [A-Za-z0-9_:.@-]{1,128}."
+  "The channel: [A-Za-z0-9_:.@-]{1,128}; a user channel needs an id (user:<id>, not user:)."
   channel: String!
   "The message body: any JSON value, at most the max message size of the channel's namespace."
   data: JSON!
@@ -275,7 +275,12 @@ type BroadcastPayload {
 }
 
 input IssueTokenInput {
-  "The holder (claim sub): 1..128 characters. user:<subject> channels are readable by this holder only."
+  """
+  The holder (claim sub): 1..128 characters, neither "anonymous" nor
+  starting with "key:" (any case), the names presence gives readers without
+  credentials and API keys. user:<subject> channels are readable by this
+  holder only.
+  """
   subject: String!
   "1..32 patterns of the channels the holder may read (claim channels): channel names where * is any run of characters and ? one."
   channels: [String!]!

@@ -34,7 +34,7 @@ func (r *channelResolver) Presence(ctx context.Context, obj *model.Channel) (*mo
 // Send is the resolver for the send field.
 func (r *mutationResolver) Send(ctx context.Context, input model.SendInput) (*model.SendPayload, error) {
 	if !pubsub.ValidChannel(input.Channel) {
-		return nil, badInput("channel: %q must match [A-Za-z0-9_:.@-]{1,128}", input.Channel)
+		return nil, badInput("channel: %s", pubsub.ChannelProblem(input.Channel))
 	}
 	if err := r.access.MaySend(ctx, []string{input.Channel}); err != nil {
 		return nil, Classify(err)
@@ -58,7 +58,7 @@ func (r *mutationResolver) Broadcast(ctx context.Context, input model.BroadcastI
 	seen := make(map[string]bool, len(input.Channels))
 	for _, ch := range input.Channels {
 		if !pubsub.ValidChannel(ch) {
-			return nil, badInput("channels: %q must match [A-Za-z0-9_:.@-]{1,128}", ch)
+			return nil, badInput("channels: %s", pubsub.ChannelProblem(ch))
 		}
 		if seen[ch] {
 			return nil, badInput("channels: %q is named twice", ch)
@@ -100,7 +100,7 @@ func (r *mutationResolver) IssueToken(ctx context.Context, input model.IssueToke
 // History is the resolver for the history field.
 func (r *queryResolver) History(ctx context.Context, channel string, first *int, after *string, last *int, before *string) (*model.MessageConnection, error) {
 	if !pubsub.ValidChannel(channel) {
-		return nil, badInput("channel: %q must match [A-Za-z0-9_:.@-]{1,128}", channel)
+		return nil, badInput("channel: %s", pubsub.ChannelProblem(channel))
 	}
 	req, err := historyRequest(channel, first, after, last, before)
 	if err != nil {
@@ -119,7 +119,7 @@ func (r *queryResolver) History(ctx context.Context, channel string, first *int,
 // Channel is the resolver for the channel field.
 func (r *queryResolver) Channel(ctx context.Context, name string) (*model.Channel, error) {
 	if !pubsub.ValidChannel(name) {
-		return nil, badInput("name: %q must match [A-Za-z0-9_:.@-]{1,128}", name)
+		return nil, badInput("name: %s", pubsub.ChannelProblem(name))
 	}
 	if err := r.access.MayRead(ctx, []string{name}); err != nil {
 		return nil, Classify(err)

@@ -48,7 +48,10 @@ type Channel struct {
 }
 
 type IssueTokenInput struct {
-	// The holder (claim sub): 1..128 characters. user:<subject> channels are readable by this holder only.
+	// The holder (claim sub): 1..128 characters, neither "anonymous" nor
+	// starting with "key:" (any case), the names presence gives readers without
+	// credentials and API keys. user:<subject> channels are readable by this
+	// holder only.
 	Subject string `json:"subject"`
 	// 1..32 patterns of the channels the holder may read (claim channels): channel names where * is any run of characters and ? one.
 	Channels []string `json:"channels"`
@@ -123,7 +126,7 @@ type Reset struct {
 func (Reset) IsFeedEvent() {}
 
 type SendInput struct {
-	// The channel: [A-Za-z0-9_:.@-]{1,128}.
+	// The channel: [A-Za-z0-9_:.@-]{1,128}; a user channel needs an id (user:<id>, not user:).
 	Channel string `json:"channel"`
 	// The message body: any JSON value, at most the max message size of the channel's namespace.
 	Data json.RawMessage `json:"data"`
