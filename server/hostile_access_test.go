@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"net/http"
 	"net/url"
 	"strings"
@@ -59,7 +58,7 @@ func TestUserChannelWithoutID(t *testing.T) {
 
 			q := url.Values{"channel": {"user:"}, "token": {tok}, "timeout": {"0"}}
 			for _, path := range []string{"/events?", "/poll?"} {
-				wantRefused(t, e.open(t, context.Background(), path+q.Encode(), nil), http.StatusBadRequest, "BAD_USER_INPUT", why)
+				wantRefusedNow(t, e, path+q.Encode(), nil, http.StatusBadRequest, "BAD_USER_INPUT", why)
 			}
 			for _, proto := range protocols {
 				c := e.dialWS(t, proto, "", nil)
@@ -93,7 +92,7 @@ func TestReservedSubjects(t *testing.T) {
 			refused(t, e.do(t, tok, `{ history(channel: "room:1") { nodes { id } } }`, nil), "UNAUTHENTICATED", "subject (sub)", "reserved")
 			q := url.Values{"channel": {"room:1"}, "token": {tok}, "timeout": {"0"}}
 			for _, path := range []string{"/events?", "/poll?"} {
-				wantRefused(t, e.open(t, context.Background(), path+q.Encode(), nil), http.StatusUnauthorized, "UNAUTHENTICATED", "reserved")
+				wantRefusedNow(t, e, path+q.Encode(), nil, http.StatusUnauthorized, "UNAUTHENTICATED", "reserved")
 			}
 			for _, proto := range protocols {
 				c := e.dialWS(t, proto, "", nil)
