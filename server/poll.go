@@ -31,12 +31,7 @@ func handlePoll(broker pubsub.Broker, auth *Auth, metrics *Metrics) http.Handler
 			writeErr(w, err)
 			return
 		}
-		timeout, err := intParam(r, "timeout", pollDefaultTimeout, 0, pollMaxTimeout)
-		if err != nil {
-			writeErr(w, err)
-			return
-		}
-		limit, err := intParam(r, "limit", pollDefaultLimit, 1, pollMaxLimit)
+		timeout, limit, err := pollParams(r)
 		if err != nil {
 			writeErr(w, err)
 			return
@@ -116,9 +111,7 @@ func handlePoll(broker pubsub.Broker, auth *Auth, metrics *Metrics) http.Handler
 			buf = append(buf, reset...)
 		}
 		buf = append(buf, "}\n"...)
-		h := w.Header()
-		h.Set("Content-Type", "application/json")
-		h.Set("Cache-Control", "no-store")
+		pollHeaders(w.Header())
 		end := streamEnd{}
 		if shuttingDown(ctx) {
 			end.drop = dropShutdown
@@ -128,4 +121,21 @@ func handlePoll(broker pubsub.Broker, auth *Auth, metrics *Metrics) http.Handler
 		}
 		st.end(end)
 	})
+}
+
+// pollParams reads a poll's timeout (seconds) and limit.
+func pollParams(r *http.Request) (timeout, limit int, err error) {
+	if timeout, err = intParam(r, "timeout", pollDefaultTimeout, 0, pollMaxTimeout); err != nil {
+		return 0, 0, err
+	}
+	if limit, err = intParam(r, "limit", pollDefaultLimit, 1, pollMaxLimit); err != nil {
+		return 0, 0, err
+	}
+	return timeout, limit, nil
+}
+
+// pollHeaders are the headers of a poll's answer (and of a HEAD of one).
+func pollHeaders(h http.Header) {
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
 }
