@@ -64,6 +64,8 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, p
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
 	srv.Use(gqlMetrics{cfg.Metrics})
+	// A mutation's sends are checked as one before any runs (graph/mutation.go).
+	srv.Use(graph.NewMutationCheck(resolver))
 	srv.Use(newOperationLimits(lim)) // last: see operationLimits
 	srv.SetErrorPresenter(graph.ErrorPresenter)
 	srv.SetRecoverFunc(graph.Recover)

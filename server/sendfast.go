@@ -219,8 +219,8 @@ func (p *sendPlan) fieldContext(ctx context.Context) context.Context {
 	})
 }
 
-// writeError answers as gqlgen does when the non-null send field fails:
-// the presented errors at the field's path, and data null.
+// writeError answers as gqlgen does when the send field fails: the
+// presented errors at the field's path, and the field null.
 func (t *sendTransport) writeError(w http.ResponseWriter, ctx context.Context, plan *sendPlan, err error) {
 	fctx := plan.fieldContext(ctx)
 	errs := []error{err}
@@ -240,7 +240,7 @@ func (t *sendTransport) writeError(w http.ResponseWriter, ctx context.Context, p
 		code, _ := e.Extensions["code"].(string)
 		t.metrics.countSendError(code)
 	}
-	b, merr := json.Marshal(&graphql.Response{Errors: list, Data: json.RawMessage("null")})
+	b, merr := json.Marshal(&graphql.Response{Errors: list, Data: json.RawMessage(`{"` + plan.alias + `":null}`)})
 	if merr != nil {
 		panic(merr)
 	}

@@ -21,7 +21,9 @@ type BroadcastInput struct {
 }
 
 type BroadcastPayload struct {
-	// One message per channel, in the order of input.channels.
+	// One message per channel, in the order of input.channels; after a store
+	// failure midway (the field then has an error), those of the channels
+	// before it.
 	Messages []*Message `json:"messages"`
 }
 
@@ -93,6 +95,14 @@ type MessageEdge struct {
 	Node   *Message `json:"node"`
 }
 
+// A mutation may hold several send and broadcast fields (under aliases). They
+// are checked as one before any runs: one refused field (its input, its
+// channels' access, the sender's rate) refuses the whole mutation, which then
+// answers that error, at the refused field's path, and data null, having sent
+// nothing. They run in order; a field the store fails is null with its error
+// (UNAVAILABLE: retry it with the same idempotencyKey), and the send and
+// broadcast fields after it are null with an error too, not sent, while the
+// ones before keep their messages: every message appended is in the answer.
 type Mutation struct {
 }
 
