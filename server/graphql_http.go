@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"net/url"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
@@ -45,16 +46,22 @@ func codedError(code, format string, args ...any) *gqlerror.Error {
 // object, a field of the wrong type). It says where, by byte offset, and
 // never echoes the body: gqlgen's own message quotes it whole.
 func requestBodyError(err error, size int) *gqlerror.Error {
-	const shape = `send one JSON object {"query": "...", "variables": {...}, "operationName": "..."}`
+	return jsonError("the request body", err, size,
+		`send one JSON object {"query": "...", "variables": {...}, "operationName": "..."}`)
+}
+
+// jsonError says why what, size bytes of JSON, could not be read as the
+// object it must be, and what to send instead (hint).
+func jsonError(what string, err error, size int, hint string) *gqlerror.Error {
 	if size == 0 {
-		return codedError(graph.CodeBadUserInput, "the request body is empty: %s", shape)
+		return codedError(graph.CodeBadUserInput, "%s is empty: %s", what, hint)
 	}
 	if syn, ok := errors.AsType[*json.SyntaxError](err); ok {
-		return codedError(graph.CodeBadUserInput, "the request body is not one JSON value: %s at byte %d of %d; %s",
-			syn.Error(), syn.Offset, size, shape)
+		return codedError(graph.CodeBadUserInput, "%s is not one JSON value: %s at byte %d of %d; %s",
+			what, syn.Error(), syn.Offset, size, hint)
 	}
 	if typ, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
-		field, want := "the request body", "an object"
+		field, want := what, "an object"
 		switch typ.Field {
 		case "":
 		case "query", "operationName":
@@ -63,9 +70,9 @@ func requestBodyError(err error, size int) *gqlerror.Error {
 			field = typ.Field
 		}
 		return codedError(graph.CodeBadUserInput, "%s must be %s, not a JSON %s (at byte %d); %s",
-			field, want, typ.Value, typ.Offset, shape)
+			field, want, typ.Value, typ.Offset, hint)
 	}
-	return codedError(graph.CodeBadUserInput, "the request body is not a GraphQL request; %s", shape)
+	return codedError(graph.CodeBadUserInput, "%s is not a GraphQL request; %s", what, hint)
 }
 
 // jsonRequired answers a POST that no transport took: its content type is
@@ -103,7 +110,22 @@ type getTransport struct {
 }
 
 func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	q := r.URL.Query()
+	// gqlgen answers these without a code, and takes a JSON value followed
+	// by more in variables and extensions.
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		writeRequestError(w, r, exec, http.StatusBadRequest, codedError(graph.CodeBadUserInput, "the query string: %v", err))
+		return
+	}
+	for _, param := range []string{"variables", "extensions"} {
+		if v := q.Get(param); v != "" {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(v), &m); err != nil {
+				writeRequestError(w, r, exec, http.StatusBadRequest, jsonError(param, err, len(v), "send a JSON object"))
+				return
+			}
+		}
+	}
 	if op := t.operation(r.Context(), q.Get("query"), q.Get("operationName")); op == ast.Mutation || op == ast.Subscription {
 		w.Header().Set("Allow", "POST")
 		writeRequestError(w, r, exec, http.StatusMethodNotAllowed, codedError(codeMethodNotAllowed,

@@ -161,6 +161,20 @@ func TestRequestErrorsHaveCodes(t *testing.T) {
 			t.Fatalf("GET %s: %d Allow %q %s", tt.query, status, hdr.Get("Allow"), raw)
 		}
 	}
+	// What gqlgen's GET refused without a code: a query string that does
+	// not parse, variables or extensions that are not one JSON object.
+	for _, query := range []string{
+		"query=%7B+__typename+%7D&variables=%ZZ",
+		"query=%7B+__typename+%7D;x=1",
+		"query=%7B+__typename+%7D&variables=" + url.QueryEscape(`{"a":1} MARKER`),
+		"query=%7B+__typename+%7D&variables=" + url.QueryEscape(`[1]`),
+		"query=%7B+__typename+%7D&extensions=" + url.QueryEscape(`{"MARKER":`),
+	} {
+		status, _, out, raw := doHTTP(t, http.MethodGet, e.url+"/graphql?"+query, auth, nil)
+		if status != http.StatusBadRequest || out.code(t) != "BAD_USER_INPUT" || bytes.Contains(raw, []byte("MARKER")) {
+			t.Fatalf("GET ?%s: %d %s", query, status, raw)
+		}
+	}
 	// A query over GET runs; the refused mutations took nothing from the
 	// send rate (its burst is one): a send over POST passes.
 	if status, _, out, raw := doHTTP(t, http.MethodGet, e.url+"/graphql?query="+url.QueryEscape(`query A { __typename } mutation B { __typename }`)+"&operationName=A", auth, nil); status != http.StatusOK || len(out.Errors) > 0 {
