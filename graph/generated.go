@@ -207,21 +207,34 @@ type Query {
   channel(name: String!): Channel
 }
 
+"""
+A mutation may hold several send and broadcast fields (under aliases). They
+are checked as one before any runs: one refused field (its input, its
+channels' access, the sender's rate) refuses the whole mutation, which then
+answers that error, at the refused field's path, and data null, having sent
+nothing. They run in order; a field the store fails is null with its error
+(UNAVAILABLE: retry it with the same idempotencyKey), and the send and
+broadcast fields after it are null with an error too, not sent, while the
+ones before keep their messages: every message appended is in the answer.
+"""
 type Mutation {
   """
   Appends one message to a channel and delivers it to its subscribers.
   Requires an API key whose channel patterns match the channel, or a
   subscriber token whose publish claim matches it where the channel's
   namespace has token_publish; otherwise FORBIDDEN, naming the rule.
+  Null, with the error, when it was not sent.
   """
-  send(input: SendInput!): SendPayload!
+  send(input: SendInput!): SendPayload
 
   """
   Appends the same data to 1..100 distinct channels, one message per channel.
   Every input is validated, and every channel authorized as for send, before
-  anything is appended: one refused channel appends nothing.
+  anything is appended: one refused channel appends nothing. Null, with the
+  error, when nothing was sent; when the store fails midway, the messages
+  appended before the failure, with the error.
   """
-  broadcast(input: BroadcastInput!): BroadcastPayload!
+  broadcast(input: BroadcastInput!): BroadcastPayload
 
   """
   Mints a subscriber token (HS256, signed with the server's JWT secret) for
@@ -244,7 +257,7 @@ type Subscription {
 }
 
 input SendInput {
-  "The channel: [A-Za-z0-9_:.@-]{1,128}."
+  "The channel: [A-Za-z0-9_:.@-]{1,128}; a user channel needs an id (user:<id>, not user:)."
   channel: String!
   "The message body: any JSON value, at most the max message size of the channel's namespace."
   data: JSON!
@@ -270,12 +283,21 @@ input BroadcastInput {
 }
 
 type BroadcastPayload {
-  "One message per channel, in the order of input.channels."
+  """
+  One message per channel, in the order of input.channels; after a store
+  failure midway (the field then has an error), those of the channels
+  before it.
+  """
   messages: [Message!]!
 }
 
 input IssueTokenInput {
-  "The holder (claim sub): 1..128 characters. user:<subject> channels are readable by this holder only."
+  """
+  The holder (claim sub): 1..128 characters, neither "anonymous" nor
+  starting with "key:" (any case), the names presence gives readers without
+  credentials and API keys. user:<subject> channels are readable by this
+  holder only.
+  """
   subject: String!
   "1..32 patterns of the channels the holder may read (claim channels): channel names where * is any run of characters and ? one."
   channels: [String!]!
@@ -1390,10 +1412,10 @@ func (ec *executionContext) _Mutation_send(ctx context.Context, field graphql.Co
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.SendPayload) graphql.Marshaler {
-			return ec.marshalNSendPayload2ᚖgithubᚗcomᚋpushgateᚋpushgateᚋgraphᚋmodelᚐSendPayload(ctx, selections, v)
+			return ec.marshalOSendPayload2ᚖgithubᚗcomᚋpushgateᚋpushgateᚋgraphᚋmodelᚐSendPayload(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_send(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -1434,10 +1456,10 @@ func (ec *executionContext) _Mutation_broadcast(ctx context.Context, field graph
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.BroadcastPayload) graphql.Marshaler {
-			return ec.marshalNBroadcastPayload2ᚖgithubᚗcomᚋpushgateᚋpushgateᚋgraphᚋmodelᚐBroadcastPayload(ctx, selections, v)
+			return ec.marshalOBroadcastPayload2ᚖgithubᚗcomᚋpushgateᚋpushgateᚋgraphᚋmodelᚐBroadcastPayload(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_broadcast(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -3577,14 +3599,14 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_send(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "broadcast":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_broadcast(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "issueToken":
@@ -4241,14 +4263,6 @@ func (ec *executionContext) unmarshalNBroadcastInput2githubᚗcomᚋpushgateᚋp
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNBroadcastPayload2ᚖgithubᚗcomᚋpushgateᚋpushgateᚋgraphᚋmodelᚐBroadcastPayload(ctx context.Context, sel ast.SelectionSet, v *model.BroadcastPayload) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "BroadcastPayload!")
-		return graphql.Null
-	}
-	return ec._BroadcastPayload(ctx, sel, v)
-}
-
 func (ec *executionContext) marshalNFeedEvent2githubᚗcomᚋpushgateᚋpushgateᚋgraphᚋmodelᚐFeedEvent(ctx context.Context, sel ast.SelectionSet, v model.FeedEvent) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "FeedEvent!")
@@ -4383,14 +4397,6 @@ func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋpushgateᚋpushga
 func (ec *executionContext) unmarshalNSendInput2githubᚗcomᚋpushgateᚋpushgateᚋgraphᚋmodelᚐSendInput(ctx context.Context, v any) (model.SendInput, error) {
 	res, err := ec.unmarshalInputSendInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
-}
-
-func (ec *executionContext) marshalNSendPayload2ᚖgithubᚗcomᚋpushgateᚋpushgateᚋgraphᚋmodelᚐSendPayload(ctx context.Context, sel ast.SelectionSet, v *model.SendPayload) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "SendPayload!")
-		return graphql.Null
-	}
-	return ec._SendPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNString2string(ctx context.Context, v any) (string, error) {
@@ -4622,6 +4628,13 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	return res
 }
 
+func (ec *executionContext) marshalOBroadcastPayload2ᚖgithubᚗcomᚋpushgateᚋpushgateᚋgraphᚋmodelᚐBroadcastPayload(ctx context.Context, sel ast.SelectionSet, v *model.BroadcastPayload) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._BroadcastPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalOChannel2ᚖgithubᚗcomᚋpushgateᚋpushgateᚋgraphᚋmodelᚐChannel(ctx context.Context, sel ast.SelectionSet, v *model.Channel) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
@@ -4670,6 +4683,13 @@ func (ec *executionContext) marshalOPresence2ᚖgithubᚗcomᚋpushgateᚋpushga
 		return graphql.Null
 	}
 	return ec._Presence(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOSendPayload2ᚖgithubᚗcomᚋpushgateᚋpushgateᚋgraphᚋmodelᚐSendPayload(ctx context.Context, sel ast.SelectionSet, v *model.SendPayload) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._SendPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {

@@ -8,9 +8,12 @@ import (
 	"github.com/pushgate/pushgate/pubsub"
 )
 
-// publishRequests validates one send or broadcast completely and returns
-// its requests, so a broadcast appends nothing when any part is wrong.
-func (r *Resolver) publishRequests(channels []string, data json.RawMessage, event, idemKey *string) ([]pubsub.PublishRequest, error) {
+// publishRequests returns the requests of one send or broadcast, checked
+// against each channel's message size and, when validate, valid in data,
+// event and key (which Publish checks too, before it appends: a send alone
+// needs no more), so that a broadcast, or a mutation of several sends,
+// appends nothing when any part is wrong.
+func (r *Resolver) publishRequests(channels []string, data json.RawMessage, event, idemKey *string, validate bool) ([]pubsub.PublishRequest, error) {
 	for _, ch := range channels {
 		if limit := r.maxMessageSize(ch); len(data) > limit {
 			return nil, Errorf(CodePayloadTooLarge, "data: %d bytes is over the maximum message size of %d bytes for channel %q",
@@ -29,10 +32,9 @@ func (r *Resolver) publishRequests(channels []string, data json.RawMessage, even
 		reqs[i] = req
 		reqs[i].Channel = ch
 	}
-	// The requests differ only in their channel, which the resolvers
-	// checked: one check stands for all. A send's one request is checked
-	// by Publish itself, before it appends anything.
-	if len(reqs) > 1 {
+	// The requests differ only in their channel, which the caller
+	// checked: one check stands for all.
+	if validate {
 		if err := pubsub.ValidatePublish(reqs[0]); err != nil {
 			return nil, Classify(err)
 		}
@@ -40,12 +42,13 @@ func (r *Resolver) publishRequests(channels []string, data json.RawMessage, even
 	return reqs, nil
 }
 
-// publish appends reqs in order. It is not abandoned when the client goes
+// publish appends reqs in order, and stops at the first failure: out holds
+// what was appended before it. It is not abandoned when the client goes
 // away: once a send reached the store its outcome must be known (a store
 // that does I/O bounds each append: pubsub.Options.PublishTimeout).
-func (r *Resolver) publish(ctx context.Context, reqs []pubsub.PublishRequest) ([]pubsub.PublishResult, error) {
+func (r *Resolver) publish(ctx context.Context, reqs []pubsub.PublishRequest) (out []pubsub.PublishResult, err error) {
 	ctx = context.WithoutCancel(ctx)
-	out := make([]pubsub.PublishResult, 0, len(reqs))
+	out = make([]pubsub.PublishResult, 0, len(reqs))
 	for i, req := range reqs {
 		res, err := r.broker.Publish(ctx, req)
 		if err != nil {
@@ -53,9 +56,9 @@ func (r *Resolver) publish(ctx context.Context, reqs []pubsub.PublishRequest) ([
 				return nil, Classify(err)
 			}
 			e := *Classify(err)
-			e.Message = fmt.Sprintf("stopped at channel %q after %d of %d channels: %s; "+
+			e.Message = fmt.Sprintf("stopped at channel %q after %d of %d channels (their messages are in the answer): %s; "+
 				"retry with the same idempotencyKey to send the rest without duplicates", req.Channel, i, len(reqs), e.Message)
-			return nil, &e
+			return out, &e
 		}
 		out = append(out, res)
 	}

@@ -8,6 +8,7 @@ package graph
 import (
 	"context"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/pushgate/pushgate/graph/model"
 	"github.com/pushgate/pushgate/pubsub"
 )
@@ -33,17 +34,14 @@ func (r *channelResolver) Presence(ctx context.Context, obj *model.Channel) (*mo
 
 // Send is the resolver for the send field.
 func (r *mutationResolver) Send(ctx context.Context, input model.SendInput) (*model.SendPayload, error) {
-	if !pubsub.ValidChannel(input.Channel) {
-		return nil, badInput("channel: %q must match [A-Za-z0-9_:.@-]{1,128}", input.Channel)
+	reqs, run := checkedRequests(ctx)
+	if reqs == nil {
+		var err error
+		if reqs, err = r.prepareSend(ctx, input, false); err != nil {
+			return nil, err
+		}
 	}
-	if err := r.access.MaySend(ctx, []string{input.Channel}); err != nil {
-		return nil, Classify(err)
-	}
-	reqs, err := r.publishRequests([]string{input.Channel}, input.Data, input.Event, input.IdempotencyKey)
-	if err != nil {
-		return nil, err
-	}
-	res, err := r.publish(ctx, reqs)
+	res, err := r.publishField(ctx, run, reqs)
 	if err != nil {
 		return nil, err
 	}
@@ -52,31 +50,20 @@ func (r *mutationResolver) Send(ctx context.Context, input model.SendInput) (*mo
 
 // Broadcast is the resolver for the broadcast field.
 func (r *mutationResolver) Broadcast(ctx context.Context, input model.BroadcastInput) (*model.BroadcastPayload, error) {
-	if n := len(input.Channels); n == 0 || n > MaxBroadcastChannels {
-		return nil, badInput("channels: %d channels, a broadcast takes 1 to %d", n, MaxBroadcastChannels)
-	}
-	seen := make(map[string]bool, len(input.Channels))
-	for _, ch := range input.Channels {
-		if !pubsub.ValidChannel(ch) {
-			return nil, badInput("channels: %q must match [A-Za-z0-9_:.@-]{1,128}", ch)
-		}
-		if seen[ch] {
-			return nil, badInput("channels: %q is named twice", ch)
-		}
-		seen[ch] = true
-	}
 	// Every channel is authorized before anything is appended.
-	if err := r.access.MaySend(ctx, input.Channels); err != nil {
-		return nil, Classify(err)
+	reqs, run := checkedRequests(ctx)
+	if reqs == nil {
+		var err error
+		if reqs, err = r.prepareBroadcast(ctx, input, false); err != nil {
+			return nil, err
+		}
 	}
-	reqs, err := r.publishRequests(input.Channels, input.Data, input.Event, input.IdempotencyKey)
-	if err != nil {
+	res, err := r.publishField(ctx, run, reqs)
+	if len(res) == 0 {
 		return nil, err
 	}
-	res, err := r.publish(ctx, reqs)
-	if err != nil {
-		return nil, err
-	}
+	// Stopped midway: the messages appended, and why the rest were not.
+	graphql.AddError(ctx, err)
 	out := &model.BroadcastPayload{Messages: make([]*model.Message, len(res))}
 	for i := range res {
 		out.Messages[i] = storedMessage(&res[i].Message)
@@ -100,7 +87,7 @@ func (r *mutationResolver) IssueToken(ctx context.Context, input model.IssueToke
 // History is the resolver for the history field.
 func (r *queryResolver) History(ctx context.Context, channel string, first *int, after *string, last *int, before *string) (*model.MessageConnection, error) {
 	if !pubsub.ValidChannel(channel) {
-		return nil, badInput("channel: %q must match [A-Za-z0-9_:.@-]{1,128}", channel)
+		return nil, badInput("channel: %s", pubsub.ChannelProblem(channel))
 	}
 	req, err := historyRequest(channel, first, after, last, before)
 	if err != nil {
@@ -119,7 +106,7 @@ func (r *queryResolver) History(ctx context.Context, channel string, first *int,
 // Channel is the resolver for the channel field.
 func (r *queryResolver) Channel(ctx context.Context, name string) (*model.Channel, error) {
 	if !pubsub.ValidChannel(name) {
-		return nil, badInput("name: %q must match [A-Za-z0-9_:.@-]{1,128}", name)
+		return nil, badInput("name: %s", pubsub.ChannelProblem(name))
 	}
 	if err := r.access.MayRead(ctx, []string{name}); err != nil {
 		return nil, Classify(err)

@@ -1,6 +1,8 @@
 package graph
 
 import (
+	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -61,9 +63,31 @@ func ValidPattern(p string) bool {
 	return true
 }
 
+// The subjects that name other credentials than a token, as presence lists
+// them (Channel.presence, join and leave events): an API key is
+// "key:<name>", a reader without credentials "anonymous". A token cannot
+// wear them, or it would pass for a key or for anonymous readers.
+const (
+	AnonymousSubject = "anonymous"
+	KeySubjectPrefix = "key:"
+)
+
+// ReservedSubject says why sub cannot be a token's subject ("" when it
+// can): it is "anonymous" or starts with "key:", in any case.
+func ReservedSubject(sub string) string {
+	switch {
+	case strings.EqualFold(sub, AnonymousSubject):
+		return fmt.Sprintf("%q is reserved: presence names readers without credentials so", AnonymousSubject)
+	case len(sub) >= len(KeySubjectPrefix) && strings.EqualFold(sub[:len(KeySubjectPrefix)], KeySubjectPrefix):
+		return fmt.Sprintf("%q... is reserved: presence names API keys %s<name>", KeySubjectPrefix, KeySubjectPrefix)
+	}
+	return ""
+}
+
 // tokenRequest validates an issueToken input: a subject of 1..128
-// characters without control characters, 1..32 channel patterns, at most 32
-// publish patterns, ttlSeconds 1..86400 (default 3600).
+// characters without control characters and not reserved (ReservedSubject),
+// 1..32 channel patterns, at most 32 publish patterns, ttlSeconds 1..86400
+// (default 3600).
 func tokenRequest(in model.IssueTokenInput) (TokenRequest, error) {
 	n := utf8.RuneCountInString(in.Subject)
 	if n == 0 || n > MaxSubjectLength || !utf8.ValidString(in.Subject) {
@@ -73,6 +97,9 @@ func tokenRequest(in model.IssueTokenInput) (TokenRequest, error) {
 		if r < 0x20 || r == 0x7f {
 			return TokenRequest{}, badInput("subject: must not contain control characters")
 		}
+	}
+	if why := ReservedSubject(in.Subject); why != "" {
+		return TokenRequest{}, badInput("subject: %s; choose another subject", why)
 	}
 	req := TokenRequest{Subject: in.Subject, Channels: in.Channels, Publish: in.Publish, TTL: DefaultTokenTTL}
 	if len(req.Channels) == 0 {

@@ -173,7 +173,7 @@ func (b *broker) History(ctx context.Context, channel string, req HistoryRequest
 		return HistoryPage{}, ErrClosed
 	}
 	if !ValidChannel(channel) {
-		return HistoryPage{}, fmt.Errorf("%w: %q must match [A-Za-z0-9_:.@-]{1,128}", ErrInvalidChannel, channel)
+		return HistoryPage{}, channelError(channel)
 	}
 	if req.Limit < 1 || req.Limit > MaxHistoryLimit {
 		return HistoryPage{}, fmt.Errorf("%w: %d is outside 1..%d", ErrInvalidLimit, req.Limit, MaxHistoryLimit)
@@ -238,7 +238,7 @@ func (b *broker) State(ctx context.Context, channel string) (ChannelState, error
 		return ChannelState{}, ErrClosed
 	}
 	if !ValidChannel(channel) {
-		return ChannelState{}, fmt.Errorf("%w: %q must match [A-Za-z0-9_:.@-]{1,128}", ErrInvalidChannel, channel)
+		return ChannelState{}, channelError(channel)
 	}
 	st, err := b.st.state(ctx, channel)
 	if err != nil {

@@ -202,8 +202,33 @@ const (
 )
 
 // ValidChannel reports whether name is a valid channel name:
-// [A-Za-z0-9_:.@-]{1,128}.
-func ValidChannel(name string) bool { return validName(name, maxChannelLength) }
+// [A-Za-z0-9_:.@-]{1,128}, and not "user:" (see ChannelProblem).
+func ValidChannel(name string) bool {
+	return validName(name, maxChannelLength) && name != userNamespace
+}
+
+// userNamespace is the user namespace's prefix: user:<id> is the channel of
+// one user, whom the server lets alone read it. "user:" with an empty id
+// names no user, so no reader could be told apart as its owner: it is not
+// a channel.
+const userNamespace = "user:"
+
+// ChannelProblem says why name is not a valid channel, for an error
+// message ("" when it is valid).
+func ChannelProblem(name string) string {
+	switch {
+	case !validName(name, maxChannelLength):
+		return fmt.Sprintf("%q must match [A-Za-z0-9_:.@-]{1,128}", name)
+	case name == userNamespace:
+		return fmt.Sprintf("%q names no user: a user channel is user:<id> with a non-empty id", name)
+	}
+	return ""
+}
+
+// channelError is ErrInvalidChannel for name, saying why.
+func channelError(name string) error {
+	return fmt.Errorf("%w: %s", ErrInvalidChannel, ChannelProblem(name))
+}
 
 // ValidEvent reports whether name is a valid event name:
 // [A-Za-z0-9_:.@-]{1,64}.
@@ -263,7 +288,7 @@ func ValidateChannels(channels []string) error {
 	seen := make(map[string]struct{}, len(channels))
 	for _, ch := range channels {
 		if !ValidChannel(ch) {
-			return fmt.Errorf("%w: %q must match [A-Za-z0-9_:.@-]{1,128}", ErrInvalidChannel, ch)
+			return channelError(ch)
 		}
 		if _, dup := seen[ch]; dup {
 			return fmt.Errorf("%w: %q is named twice", ErrInvalidChannel, ch)
@@ -280,7 +305,7 @@ func ValidatePublish(req PublishRequest) error { return validatePublish(&req) }
 // validatePublish checks req and compacts its data in place.
 func validatePublish(req *PublishRequest) error {
 	if !ValidChannel(req.Channel) {
-		return fmt.Errorf("%w: %q must match [A-Za-z0-9_:.@-]{1,128}", ErrInvalidChannel, req.Channel)
+		return channelError(req.Channel)
 	}
 	if req.Event != "" && !ValidEvent(req.Event) {
 		return fmt.Errorf("%w: %q must match [A-Za-z0-9_:.@-]{1,64}", ErrInvalidEvent, req.Event)

@@ -140,6 +140,9 @@ func FuzzValidChannel(f *testing.F) {
 				want = false
 			}
 		}
+		if s == "user:" { // names no user
+			want = false
+		}
 		if got := ValidChannel(s); got != want {
 			t.Fatalf("ValidChannel(%q) = %v, want %v", s, got, want)
 		}

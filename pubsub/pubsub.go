@@ -32,7 +32,8 @@ const (
 // Errors a Broker returns. Callers check them with errors.Is; every one of
 // them but ErrUnavailable means nothing was appended.
 var (
-	// ErrInvalidChannel: a channel name outside [A-Za-z0-9_:.@-]{1,128}.
+	// ErrInvalidChannel: a channel name outside [A-Za-z0-9_:.@-]{1,128},
+	// or "user:" (ChannelProblem).
 	ErrInvalidChannel = errors.New("invalid channel name")
 	// ErrInvalidEvent: an event name outside [A-Za-z0-9_:.@-]{1,64}.
 	ErrInvalidEvent = errors.New("invalid event name")

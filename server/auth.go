@@ -173,7 +173,9 @@ func (c *Claims) maySend(channel string) bool {
 }
 
 func (c *Claims) mayRead(channel string) bool {
-	if user, ok := userOf(channel); ok && user != c.Subject {
+	// A user channel is its user's alone: a token without a subject owns
+	// none (and "user:" is not a channel).
+	if user, ok := userOf(channel); ok && (c.Subject == "" || user != c.Subject) {
 		return false
 	}
 	for _, p := range c.Channels {

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/pushgate/pushgate/graph"
@@ -58,17 +59,28 @@ func notFound() http.Handler {
 	})
 }
 
-// allowMethods answers other methods with 405.
+// codeMethodNotAllowed is the code of a request whose method its route
+// does not serve (405, with Allow).
+const codeMethodNotAllowed = "METHOD_NOT_ALLOWED"
+
+// allowMethods answers other methods than methods with 405.
 func allowMethods(h http.Handler, methods ...string) http.Handler {
+	refuse := methodNotAllowed(methods...)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slices.Contains(methods, r.Method) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		refuse.ServeHTTP(w, r)
+	})
+}
+
+// methodNotAllowed answers 405 with Allow (methods) and the JSON error: the
+// route of a path that exists, for the methods it does not serve.
+func methodNotAllowed(methods ...string) http.Handler {
 	allow := strings.Join(methods, ", ")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for _, m := range methods {
-			if r.Method == m {
-				h.ServeHTTP(w, r)
-				return
-			}
-		}
 		w.Header().Set("Allow", allow)
-		writeError(w, http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", r.Method+" is not allowed; use "+allow)
+		writeError(w, http.StatusMethodNotAllowed, codeMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path+"; use "+allow)
 	})
 }

@@ -47,19 +47,26 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, p
 		streams:      cfg.Streams,
 		stopping:     new(shutdowns),
 	})
+	docs := lru.New[*ast.QueryDocument](1000)
 	srv.AddTransport(transport.SSE{KeepAlivePingInterval: cfg.PingInterval})
 	srv.AddTransport(transport.Options{})
-	srv.AddTransport(transport.GET{})
-	// POST, with the fast path of send (sendfast.go).
+	// GET, but for mutations (graphql_http.go).
+	srv.AddTransport(getTransport{docs: docs})
+	// POST, with the fast path of send (sendfast.go), and every body
+	// checked to be one JSON object (graphql_http.go).
 	srv.AddTransport(&sendTransport{resolver: resolver, lim: lim, metrics: gqlMetrics{cfg.Metrics}})
+	// A POST of another content type.
+	srv.AddTransport(jsonRequired{})
 
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.SetQueryCache(docs)
 	if !lim.DisableIntrospection {
 		srv.Use(extension.Introspection{})
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
 	srv.Use(gqlMetrics{cfg.Metrics})
 	srv.Use(graph.ResponseLimit{Max: cfg.MaxResponseBytes})
+	// A mutation's sends are checked as one before any runs (graph/mutation.go).
+	srv.Use(graph.NewMutationCheck(resolver))
 	srv.Use(newOperationLimits(lim)) // last: see operationLimits
 	srv.SetErrorPresenter(graph.ErrorPresenter)
 	srv.SetRecoverFunc(graph.Recover)

@@ -214,21 +214,28 @@ func writeLimitError(w http.ResponseWriter, e *limitError) {
 	writeError(w, status, e.code, e.msg)
 }
 
-// streams admits SSE and long-poll requests: the number of channels, then
-// admit's shares.
-func (l *limits) streams(next http.Handler) http.Handler {
+// channels refuses SSE and long-poll requests of too many channels.
+func (l *limits) channels(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n := len(r.URL.Query()["channel"]); n > l.MaxSubscriptionChannels {
 			writeLimitError(w, l.tooManyChannels(n))
 			return
 		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// streams admits SSE and long-poll requests: the number of channels, then
+// admit's shares.
+func (l *limits) streams(next http.Handler) http.Handler {
+	return l.channels(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		release, err := l.admit(r, true)
 		if err != nil {
 			writeLimitError(w, err)
 			return
 		}
 		serveWithSlot(w, r, next, release)
-	})
+	}))
 }
 
 // serveWithSlot serves a stream admitted with release: its slot is given

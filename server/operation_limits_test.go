@@ -226,7 +226,7 @@ func TestMessageSize(t *testing.T) {
 		return map[string]any{"in": map[string]any{"channel": "big", "data": strings.Repeat("x", size)}}
 	}
 	_, raw := e.post(t, testKey, "", sendMutation, vars(100<<10))
-	wantLimit(t, onlyError(t, raw), "PAYLOAD_TOO_LARGE", "over the maximum message size of 65536 bytes")
+	wantLimit(t, onlyFieldError(t, raw, "send"), "PAYLOAD_TOO_LARGE", "over the maximum message size of 65536 bytes")
 
 	body, _ := json.Marshal(map[string]any{"query": sendMutation, "variables": vars(1 << 20)})
 	for _, chunked := range []bool{false, true} {
@@ -258,7 +258,7 @@ func TestMessageSize(t *testing.T) {
 	cfg.MaxBodyBytes = 4 << 20
 	e2 := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	_, raw = e2.post(t, testKey, "", sendMutation, vars(1<<20))
-	wantLimit(t, onlyError(t, raw), "PAYLOAD_TOO_LARGE", "over the maximum message size of 65536 bytes")
+	wantLimit(t, onlyFieldError(t, raw, "send"), "PAYLOAD_TOO_LARGE", "over the maximum message size of 65536 bytes")
 
 	for _, env := range []*env{e, e2} {
 		if ids := env.ids(t, "big"); len(ids) != 0 {

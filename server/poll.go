@@ -35,12 +35,7 @@ func handlePoll(broker pubsub.Broker, auth *Auth, metrics *Metrics, maxBytes int
 			writeErr(w, err)
 			return
 		}
-		timeout, err := intParam(r, "timeout", pollDefaultTimeout, 0, pollMaxTimeout)
-		if err != nil {
-			writeErr(w, err)
-			return
-		}
-		limit, err := intParam(r, "limit", pollDefaultLimit, 1, pollMaxLimit)
+		timeout, limit, err := pollParams(r)
 		if err != nil {
 			writeErr(w, err)
 			return
@@ -125,9 +120,7 @@ func handlePoll(broker pubsub.Broker, auth *Auth, metrics *Metrics, maxBytes int
 			buf = append(buf, reset...)
 		}
 		buf = append(buf, "}\n"...)
-		h := w.Header()
-		h.Set("Content-Type", "application/json")
-		h.Set("Cache-Control", "no-store")
+		pollHeaders(w.Header())
 		end := streamEnd{}
 		if shuttingDown(ctx) {
 			end.drop = dropShutdown
@@ -149,4 +142,21 @@ func growAnswer(buf []byte, need, limit int) []byte {
 	grown := make([]byte, len(buf), max(min(2*cap(buf), limit), len(buf)+need))
 	copy(grown, buf)
 	return grown
+}
+
+// pollParams reads a poll's timeout (seconds) and limit.
+func pollParams(r *http.Request) (timeout, limit int, err error) {
+	if timeout, err = intParam(r, "timeout", pollDefaultTimeout, 0, pollMaxTimeout); err != nil {
+		return 0, 0, err
+	}
+	if limit, err = intParam(r, "limit", pollDefaultLimit, 1, pollMaxLimit); err != nil {
+		return 0, 0, err
+	}
+	return timeout, limit, nil
+}
+
+// pollHeaders are the headers of a poll's answer (and of a HEAD of one).
+func pollHeaders(h http.Header) {
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
 }

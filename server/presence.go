@@ -7,6 +7,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/pubsub"
 )
 
@@ -95,17 +96,20 @@ func (p *presence) changed(channel, subject string, joined bool) {
 	}
 }
 
-// subject names the request's credential for presence.
+// subject names the request's credential for presence: the token's sub,
+// key:<name> for an API key, anonymous without credentials (or for a token
+// without a subject). Tokens cannot wear the last two (Claims.Validate), so
+// each name tells one kind of credential.
 func (a *Auth) subject(ctx context.Context) string {
 	cred := credential(ctx)
 	if cred == "" {
-		return "anonymous"
+		return graph.AnonymousSubject
 	}
 	if k, ok := a.key(cred); ok {
-		return "key:" + k.name
+		return graph.KeySubjectPrefix + k.name
 	}
 	if c, err := a.tokens.Verify(ctx, cred); err == nil && c.Subject != "" {
 		return c.Subject
 	}
-	return "anonymous"
+	return graph.AnonymousSubject
 }

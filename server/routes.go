@@ -29,6 +29,10 @@ func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth,
 		metrics: cfg.Metrics, streams: cfg.Streams,
 	}))))
 	mux.Handle("GET /poll", org.guard("GET", lim.streams(handlePoll(broker, auth, cfg.Metrics, cfg.MaxResponseBytes))))
+	// A HEAD has no body to stream: it gets the status and headers its GET
+	// would start with, and opens nothing (methods.go).
+	mux.Handle("HEAD /events", org.guard("GET", lim.channels(headRead(auth, parseEventsRequest, sseHeaders))))
+	mux.Handle("HEAD /poll", org.guard("GET", lim.channels(headRead(auth, parsePollRequest, pollHeaders))))
 	mux.Handle("OPTIONS /events", org.guard("GET", nil)) // CORS preflights
 	mux.Handle("OPTIONS /poll", org.guard("GET", nil))
 
@@ -37,6 +41,13 @@ func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth,
 	// Prometheus (metrics.go), behind Config.MetricsToken when set; the
 	// profiler only when Config.Pprof, for API keys.
 	mux.Handle("GET /metrics", cfg.Metrics.handler(cfg.MetricsToken))
+	// The other methods of these paths: 405 with Allow, not the 404 of "/".
+	for path, allow := range map[string][]string{
+		"/events": {"GET", "HEAD", "OPTIONS"}, "/poll": {"GET", "HEAD", "OPTIONS"},
+		"/healthz": {"GET", "HEAD"}, "/readyz": {"GET", "HEAD"}, "/metrics": {"GET", "HEAD"},
+	} {
+		mux.Handle(path, methodNotAllowed(allow...))
+	}
 	if cfg.Pprof {
 		mux.Handle("/debug/pprof/", pprofHandler(auth))
 	}

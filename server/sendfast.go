@@ -36,7 +36,9 @@ import (
 // whose body or variables are not the plain case (a value of another type,
 // an unknown input field, extensions, a send over the rate), goes to
 // gqlgen's own POST transport, untouched, so every error reads as it does
-// there. sendfast_test.go proves both paths answer the same.
+// there; but a body that is not one JSON object is refused before either
+// path (requestBodyError, graphql_http.go). sendfast_test.go proves both
+// paths answer the same.
 
 // sendTransport is gqlgen's POST transport with the send fast path.
 type sendTransport struct {
@@ -83,7 +85,7 @@ type sendBody struct {
 	Query         string                     `json:"query"`
 	OperationName string                     `json:"operationName"`
 	Variables     map[string]json.RawMessage `json:"variables"`
-	Extensions    json.RawMessage            `json:"extensions"`
+	Extensions    map[string]json.RawMessage `json:"extensions"`
 }
 
 var sendBodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -97,8 +99,17 @@ func (t *sendTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.
 		}
 	}()
 	_, err := buf.ReadFrom(r.Body)
-	if err == nil && t.fast(w, r, exec, buf.Bytes()) {
-		return
+	if err == nil {
+		body, bodyErr := readSendRequest(buf.Bytes())
+		if bodyErr != nil {
+			// gqlgen would take the first JSON value and ignore what follows
+			// it, and quote a bad body whole in its error.
+			writeRequestError(w, r, exec, http.StatusBadRequest, requestBodyError(bodyErr, buf.Len()))
+			return
+		}
+		if body.plain && t.fast(w, r, exec, body) {
+			return
+		}
 	}
 	// gqlgen reads the same body, and the same read error.
 	var body io.Reader = bytes.NewReader(buf.Bytes())
@@ -115,16 +126,12 @@ func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 // fast serves the request on the fast path, or reports false having
 // written nothing.
-func (t *sendTransport) fast(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, raw []byte) bool {
-	query, operation, inputOf, ok := sendRequestOf(raw)
-	if !ok {
-		return false
-	}
-	plan := t.plans.of(r.Context(), exec, query, operation)
+func (t *sendTransport) fast(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, body sendRequest) bool {
+	plan := t.plans.of(r.Context(), exec, body.query, body.operation)
 	if plan == nil {
 		return false
 	}
-	input, ok := inputOf(plan.variable)
+	input, ok := body.inputOf(plan.variable)
 	if !ok {
 		return false
 	}
@@ -150,18 +157,36 @@ func (t *sendTransport) fast(w http.ResponseWriter, r *http.Request, exec graphq
 	return true
 }
 
-// sendRequestOf reads a body of the plain shape: the query, the operation
-// name, and the input of the variable named; scanSend when it is sure,
-// encoding/json otherwise.
-func sendRequestOf(raw []byte) (query, operation string, inputOf func(variable string) (model.SendInput, bool), ok bool) {
+// sendRequest is a POST body as the fast path reads it.
+type sendRequest struct {
+	// plain: the body has the plain shape (no extensions, one variable),
+	// and query, operation and inputOf are set.
+	plain            bool
+	query, operation string
+	// inputOf returns the input of the variable named, when it is plain.
+	inputOf func(variable string) (model.SendInput, bool)
+}
+
+// readSendRequest reads a POST body: scanSend when it is sure, else
+// encoding/json, which also decides whether the body is a GraphQL request
+// at all. err is set when it is not: not exactly one JSON value (trailing
+// data included), or a field of the wrong type. encoding/json refuses
+// what gqlgen's reading of the same body (json.Decoder into
+// graphql.RawParams) refuses, and data after the value besides.
+func readSendRequest(raw []byte) (req sendRequest, err error) {
 	if q, op, v, in, ok := scanSend(raw); ok {
-		return q, op, func(name string) (model.SendInput, bool) { return in, name == v }, true
+		return sendRequest{plain: true, query: q, operation: op,
+			inputOf: func(name string) (model.SendInput, bool) { return in, name == v }}, nil
 	}
 	var body sendBody
-	if json.Unmarshal(raw, &body) != nil || len(body.Extensions) > 0 || len(body.Variables) != 1 {
-		return "", "", nil, false
+	if err := json.Unmarshal(raw, &body); err != nil {
+		return sendRequest{}, err
 	}
-	return body.Query, body.OperationName, func(name string) (model.SendInput, bool) { return sendInputOf(body.Variables[name]) }, true
+	if body.Extensions != nil || len(body.Variables) != 1 {
+		return sendRequest{}, nil
+	}
+	return sendRequest{plain: true, query: body.Query, operation: body.OperationName,
+		inputOf: func(name string) (model.SendInput, bool) { return sendInputOf(body.Variables[name]) }}, nil
 }
 
 // sendFastServed counts the sends the fast path answered (tests tell the
@@ -194,8 +219,8 @@ func (p *sendPlan) fieldContext(ctx context.Context) context.Context {
 	})
 }
 
-// writeError answers as gqlgen does when the non-null send field fails:
-// the presented errors at the field's path, and data null.
+// writeError answers as gqlgen does when the send field fails: the
+// presented errors at the field's path, and the field null.
 func (t *sendTransport) writeError(w http.ResponseWriter, ctx context.Context, plan *sendPlan, err error) {
 	fctx := plan.fieldContext(ctx)
 	errs := []error{err}
@@ -215,7 +240,7 @@ func (t *sendTransport) writeError(w http.ResponseWriter, ctx context.Context, p
 		code, _ := e.Extensions["code"].(string)
 		t.metrics.countSendError(code)
 	}
-	b, merr := json.Marshal(&graphql.Response{Errors: list, Data: json.RawMessage("null")})
+	b, merr := json.Marshal(&graphql.Response{Errors: list, Data: json.RawMessage(`{"` + plan.alias + `":null}`)})
 	if merr != nil {
 		panic(merr)
 	}

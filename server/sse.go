@@ -83,12 +83,7 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 			cleanup.add(opts.presence.join(ctx, req.channels))
 		}
 
-		h := w.Header()
-		h.Set("Content-Type", "text/event-stream; charset=utf-8")
-		h.Set("Cache-Control", "no-cache")
-		h.Set("X-Accel-Buffering", "no")
-		// The socket closes with the stream: no client may reuse it.
-		h.Set("Connection", "close")
+		sseHeaders(w.Header())
 		w.WriteHeader(http.StatusOK) // chunked: no length
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err != nil {
@@ -133,6 +128,15 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 		go c.watch(cleanup)
 		cleanup = nil
 	})
+}
+
+// sseHeaders are the headers of an SSE stream (and of a HEAD of one).
+func sseHeaders(h http.Header) {
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	// The socket closes with the stream: no client may reuse it.
+	h.Set("Connection", "close")
 }
 
 // watch waits for the end of the stream, then cleans up after it. Clients

@@ -21,6 +21,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/rs/zerolog"
+
+	"github.com/pushgate/pushgate/graph"
 )
 
 // Claims are the claims of a subscriber token: the holder (sub) may read the
@@ -32,6 +34,17 @@ type Claims struct {
 	Channels []string `json:"channels"`
 	Publish  []string `json:"publish,omitempty"`
 	jwt.RegisteredClaims
+}
+
+// Validate refuses a subject that names another kind of credential
+// (graph.ReservedSubject): a token with sub "key:admin" or "anonymous"
+// would pass for an API key or for anonymous readers in presence. The JWT
+// parser calls it once the signature is verified.
+func (c *Claims) Validate() error {
+	if why := graph.ReservedSubject(c.Subject); why != "" {
+		return &tokenError{"invalid token: its subject (sub) " + why}
+	}
+	return nil
 }
 
 // TokenVerifier verifies a subscriber token and returns its claims. Its

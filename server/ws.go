@@ -664,9 +664,8 @@ func (c *wsConn) start(m wsMessage) {
 	params := &graphql.RawParams{}
 	dec := json.NewDecoder(bytes.NewReader(m.Payload))
 	dec.UseNumber()
-	if err := dec.Decode(params); err != nil {
-		c.sendError(m.ID, &gqlerror.Error{Message: "invalid json"})
-		c.complete(m.ID)
+	if err := dec.Decode(params); err != nil || bytes.Equal(m.Payload, []byte("null")) {
+		c.badPayload(m, err)
 		done()
 		return
 	}
@@ -703,6 +702,29 @@ func (c *wsConn) start(m wsMessage) {
 		defer done()
 		c.dispatch(ctx, m.ID, rc)
 	}()
+}
+
+// badPayload refuses a subscribe (start) whose payload is not a GraphQL
+// request, an object {query, variables?, operationName?, extensions?}
+// (err says why, nil: none or null): graphql-transport-ws closes the
+// connection with 4400, the protocol's answer to an invalid message (as
+// the graphql-ws server does); the legacy graphql-ws fails the operation
+// with a coded error and completes it.
+func (c *wsConn) badPayload(m wsMessage, err error) {
+	why := "has no payload"
+	if typ, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		why = "has a JSON " + typ.Value + " where an object is needed"
+		if typ.Field != "" {
+			why = "has a JSON " + typ.Value + " as " + typ.Field
+		}
+	}
+	msg := m.Type + " " + why + ": send {query, variables?, operationName?, extensions?}" // under 123 bytes, a close reason's most
+	if !c.legacy {
+		c.protocolError(msg)
+		return
+	}
+	c.sendError(m.ID, &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": graph.CodeBadUserInput}})
+	c.complete(m.ID)
 }
 
 // dispatch runs an operation through gqlgen's executor.

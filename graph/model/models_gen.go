@@ -21,7 +21,9 @@ type BroadcastInput struct {
 }
 
 type BroadcastPayload struct {
-	// One message per channel, in the order of input.channels.
+	// One message per channel, in the order of input.channels; after a store
+	// failure midway (the field then has an error), those of the channels
+	// before it.
 	Messages []*Message `json:"messages"`
 }
 
@@ -48,7 +50,10 @@ type Channel struct {
 }
 
 type IssueTokenInput struct {
-	// The holder (claim sub): 1..128 characters. user:<subject> channels are readable by this holder only.
+	// The holder (claim sub): 1..128 characters, neither "anonymous" nor
+	// starting with "key:" (any case), the names presence gives readers without
+	// credentials and API keys. user:<subject> channels are readable by this
+	// holder only.
 	Subject string `json:"subject"`
 	// 1..32 patterns of the channels the holder may read (claim channels): channel names where * is any run of characters and ? one.
 	Channels []string `json:"channels"`
@@ -90,6 +95,14 @@ type MessageEdge struct {
 	Node   *Message `json:"node"`
 }
 
+// A mutation may hold several send and broadcast fields (under aliases). They
+// are checked as one before any runs: one refused field (its input, its
+// channels' access, the sender's rate) refuses the whole mutation, which then
+// answers that error, at the refused field's path, and data null, having sent
+// nothing. They run in order; a field the store fails is null with its error
+// (UNAVAILABLE: retry it with the same idempotencyKey), and the send and
+// broadcast fields after it are null with an error too, not sent, while the
+// ones before keep their messages: every message appended is in the answer.
 type Mutation struct {
 }
 
@@ -123,7 +136,7 @@ type Reset struct {
 func (Reset) IsFeedEvent() {}
 
 type SendInput struct {
-	// The channel: [A-Za-z0-9_:.@-]{1,128}.
+	// The channel: [A-Za-z0-9_:.@-]{1,128}; a user channel needs an id (user:<id>, not user:).
 	Channel string `json:"channel"`
 	// The message body: any JSON value, at most the max message size of the channel's namespace.
 	Data json.RawMessage `json:"data"`
