@@ -22,12 +22,21 @@ run:
 test: redis-server
 	$(GO) test -race ./...
 	$(MAKE) --no-print-directory interop RACE=1
+	$(MAKE) --no-print-directory sdk-test
 	$(MAKE) --no-print-directory fuzz
+
+# The client SDK (clients/js): its unit tests, and its runs against a real
+# pushgate on mini-program, browser and Node runtimes (Node.js >= 18).
+.PHONY: sdk-test
+sdk-test: redis-server
+	cd clients/js && npm ci --no-audit --no-fund && npm test
 
 # Each fuzz target runs briefly on top of its committed seed corpus
 # (testdata/fuzz/<Target>/); `make fuzz FUZZTIME=5m` digs deeper.
 FUZZTIME ?= 3s
-FUZZ_TARGETS = ./pubsub:FuzzParseCursor ./pubsub:FuzzValidChannel ./pubsub:FuzzCompactData ./server:FuzzVerifyToken ./server:FuzzScanSend
+FUZZ_TARGETS = ./pubsub:FuzzParseCursor ./pubsub:FuzzValidChannel ./pubsub:FuzzCompactData ./pubsub:FuzzCursorRead \
+	./server:FuzzVerifyToken ./server:FuzzScanSend ./server:FuzzWSMessage ./server:FuzzOriginAllowed \
+	./server:FuzzEventsQuery ./server:FuzzPollQuery
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
@@ -72,6 +81,10 @@ lint:
 	@unformatted="$$(gofmt -l $$(find . -name '*.go' -not -path './interop/*' -not -path './bin/*'))"; \
 	if [ -n "$$unformatted" ]; then echo "not gofmt-ed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	@for os in darwin windows; do \
+		echo "GOOS=$$os: go build, go vet"; \
+		GOOS=$$os $(GO) build ./... && GOOS=$$os $(GO) vet ./... || exit 1; \
+	done
 
 build:
 	$(GO) build -o bin/ ./cmd/...
