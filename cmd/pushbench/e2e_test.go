@@ -64,7 +64,10 @@ func pushgateBin(t *testing.T) string {
 			return
 		}
 		serverBin = filepath.Join(buildDir, "pushgate")
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		// A guard against a hung build, not a bound on its speed: a cold
+		// -race build beside every other package's can take minutes on a
+		// loaded 2-core machine.
+		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 		defer cancel()
 		buildErr = buildServer(ctx, serverBin, testbuild.BuildFlags()...)
 	})
