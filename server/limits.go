@@ -688,14 +688,28 @@ func noteRetry(ctx context.Context, wait time.Duration) {
 // server's memory.
 type inFlight struct {
 	max     int // <= 0: off
-	key     *limits
+	proxies []netip.Prefix
 	metrics *Metrics
 	mu      sync.Mutex
-	n       map[string]int
+	n       map[netip.Prefix]int // by client: an IPv4 address, an IPv6 /64
 }
 
 func newInFlight(max int, proxies []netip.Prefix, m *Metrics) *inFlight {
-	return &inFlight{max: max, key: &limits{proxies: proxies}, metrics: m, n: make(map[string]int)}
+	return &inFlight{max: max, proxies: proxies, metrics: m, n: make(map[netip.Prefix]int)}
+}
+
+// key is the request's client as limits.clientKey sees it, without
+// formatting it (no allocation per request).
+func (f *inFlight) key(r *http.Request) (netip.Prefix, bool) {
+	ip := clientIP(r, f.proxies)
+	if !ip.IsValid() {
+		return netip.Prefix{}, false
+	}
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p, true
+	}
+	return netip.PrefixFrom(ip, 32), true
 }
 
 // limit admits a request, or answers 429 RATE_LIMITED when its client IP
@@ -705,7 +719,7 @@ func (f *inFlight) limit(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key, ok := f.key.clientKey(r)
+		key, ok := f.key(r)
 		if !ok || isStream(r) {
 			next.ServeHTTP(w, r)
 			return
@@ -726,17 +740,10 @@ func (f *inFlight) limit(next http.Handler) http.Handler {
 	})
 }
 
-func (f *inFlight) done(key string) {
+func (f *inFlight) done(key netip.Prefix) {
 	f.mu.Lock()
 	if f.n[key]--; f.n[key] <= 0 {
 		delete(f.n, key)
 	}
 	f.mu.Unlock()
-}
-
-// open returns the requests in progress for key.
-func (f *inFlight) open(key string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.n[key]
 }

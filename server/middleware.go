@@ -32,6 +32,7 @@ type request struct {
 	route      string       // the mux pattern that served it (notePattern)
 	retry      atomic.Int64 // seconds a GraphQL rate limit asks to wait (noteRetry)
 	retryAfter bool         // the response carries retry (a GraphQL request, not a stream)
+	body       deadlineBody // the body under its read deadline (limitBody), in the same allocation
 }
 
 type requestKey struct{}
@@ -176,7 +177,9 @@ func limitBody(limit int64, timeout time.Duration, next http.Handler) http.Handl
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		if rw, ok := w.(*requestWriter); ok {
-			r.Body = newDeadlineBody(rw, r.Body, timeout)
+			if body := newDeadlineBody(rw, r.Body, timeout); body != nil {
+				r.Body = body
+			}
 		}
 		if r.ContentLength < 0 {
 			body, err := io.ReadAll(r.Body)
@@ -237,14 +240,26 @@ const CodeRequestTimeout = "REQUEST_TIMEOUT"
 type deadlineBody struct {
 	io.ReadCloser
 	w       *requestWriter
-	rc      *http.ResponseController
+	conn    readDeadliner // net/http's response, which sets its connection's read deadline
 	timeout time.Duration
 	set     bool
 }
 
+// readDeadliner is what http.ResponseController calls to set a read
+// deadline: asked of net/http's writer directly, it costs no allocation
+// per request.
+type readDeadliner interface{ SetReadDeadline(time.Time) error }
+
+// newDeadlineBody puts body under timeout, in w's request; nil when the
+// writer cannot set a read deadline (the body is then read as it is).
 func newDeadlineBody(w *requestWriter, body io.ReadCloser, timeout time.Duration) *deadlineBody {
-	b := &deadlineBody{ReadCloser: body, w: w, rc: http.NewResponseController(w.ResponseWriter), timeout: timeout}
-	b.set = b.rc.SetReadDeadline(time.Now().Add(timeout)) == nil
+	conn, ok := w.ResponseWriter.(readDeadliner)
+	if !ok || w.req == nil {
+		return nil
+	}
+	b := &w.req.body
+	*b = deadlineBody{ReadCloser: body, w: w, conn: conn, timeout: timeout}
+	b.set = conn.SetReadDeadline(time.Now().Add(timeout)) == nil
 	w.body = b
 	return b
 }
@@ -270,7 +285,7 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 func (b *deadlineBody) clear() {
 	if b.set {
 		b.set = false
-		_ = b.rc.SetReadDeadline(time.Time{})
+		_ = b.conn.SetReadDeadline(time.Time{})
 	}
 	if b.w.body == b {
 		b.w.body = nil
