@@ -28,8 +28,11 @@ import (
 // exactly the channels asked for; never a 5xx, never a panic.
 
 // fuzzHandler is pushgate's whole handler over a memory broker holding a
-// few messages on "a": anonymous reading, a JWT secret, the connection
-// limits off (the fuzzer opens streams far faster than they close).
+// few messages on "a" (3 retained of 5): anonymous reading, a JWT secret,
+// the connection limits off (the fuzzer opens streams far faster than
+// they close). Its seeds add queries whose cursors carry a's epoch, which
+// changes with every broker, so that mutations of their offsets reach the
+// store's reads, as a client resuming would.
 func fuzzHandler(f *testing.F) http.Handler {
 	f.Helper()
 	broker := pubsub.NewMemory(pubsub.Options{HistorySize: 3})
@@ -38,6 +41,15 @@ func fuzzHandler(f *testing.F) http.Handler {
 		if _, err := broker.Publish(context.Background(), pubsub.PublishRequest{Channel: "a", Data: []byte{'0' + byte(i)}}); err != nil {
 			f.Fatal(err)
 		}
+	}
+	st, err := broker.State(context.Background(), "a")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, off := range []uint64{0, 1, 3, 5, 6} {
+		c := pubsub.NewCursor(map[string]pubsub.Position{"a": {Epoch: st.Epoch, Offset: off}}).String()
+		f.Add("channel=a&timeout=1&cursor="+c, "")
+		f.Add("channel=a&channel=b", c)
 	}
 	cfg := Config{AllowAnonymous: true, JWTSecret: "fuzz-secret", Limits: Limits{
 		MaxConnectionsPerIP: -1, MaxConnectionsPerSubject: -1, ConnectRatePerIP: Rate{PerSecond: -1}}}
@@ -94,8 +106,11 @@ func checkCursor(t *testing.T, r *http.Request, text string) {
 	}
 }
 
-// FuzzPollQuery: GET /poll. The request's context is over before it is
-// served, so a poll that would hold answers at once, as at shutdown.
+// FuzzPollQuery: GET /poll. The request's context ends after a few
+// milliseconds, so that a poll that would hold answers soon, as at
+// shutdown, while one that reads what is retained (a catch-up from a
+// cursor) runs as it does for a client; the deadline bounds the run and
+// decides nothing: every answer must be valid whenever it comes.
 func FuzzPollQuery(f *testing.F) {
 	for _, seed := range [][2]string{
 		{"channel=a", ""},
@@ -120,8 +135,8 @@ func FuzzPollQuery(f *testing.F) {
 		if !ok {
 			return
 		}
-		ctx, cancel := context.WithCancel(r.Context())
-		cancel()
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Millisecond)
+		defer cancel()
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r.WithContext(ctx))
 		if w.Code != http.StatusOK {
