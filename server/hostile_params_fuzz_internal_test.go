@@ -46,7 +46,7 @@ func fuzzHandler(f *testing.F) http.Handler {
 	if err != nil {
 		f.Fatal(err)
 	}
-	for _, off := range []uint64{0, 1, 3, 5, 6} {
+	for _, off := range []uint64{0, 1, 3, 5, 6, 1 << 63, 1<<64 - 2, 1<<64 - 1} {
 		c := pubsub.NewCursor(map[string]pubsub.Position{"a": {Epoch: st.Epoch, Offset: off}}).String()
 		f.Add("channel=a&timeout=1&cursor="+c, "")
 		f.Add("channel=a&channel=b", c)
