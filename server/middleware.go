@@ -32,6 +32,7 @@ type request struct {
 	route      string       // the mux pattern that served it (notePattern)
 	retry      atomic.Int64 // seconds a GraphQL rate limit asks to wait (noteRetry)
 	retryAfter bool         // the response carries retry (a GraphQL request, not a stream)
+	client     string       // the client IP's limits key, for wechatLogin (limits.graphql)
 }
 
 type requestKey struct{}
