@@ -11,8 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/internal/wechattest"
+	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/wechat"
 )
