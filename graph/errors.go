@@ -63,6 +63,9 @@ func Classify(err error) *Error {
 	if e, ok := errors.AsType[*Error](err); ok {
 		return e
 	}
+	if e, ok := classifyWeChat(err); ok {
+		return e
+	}
 	switch {
 	case errors.Is(err, pubsub.ErrInvalidChannel),
 		errors.Is(err, pubsub.ErrInvalidEvent),

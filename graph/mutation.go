@@ -128,7 +128,14 @@ func gqlMessage(err error) string {
 // before it appends. validate: check the data, event and key now too,
 // which Publish does anyway for a send alone.
 func (r *Resolver) prepareSend(ctx context.Context, in model.SendInput, validate bool) ([]pubsub.PublishRequest, error) {
-	return r.prepare(ctx, "channel", []string{in.Channel}, in.Data, in.Event, in.IdempotencyKey, validate)
+	reqs, err := r.prepare(ctx, "channel", []string{in.Channel}, in.Data, in.Event, in.IdempotencyKey, validate)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.checkNotify([]string{in.Channel}, in.Notify); err != nil {
+		return nil, err
+	}
+	return reqs, nil
 }
 
 // prepareBroadcast validates and authorizes a broadcast: 1..100 distinct
@@ -140,7 +147,14 @@ func (r *Resolver) prepareBroadcast(ctx context.Context, in model.BroadcastInput
 	if n := len(in.Channels); n == 0 || n > MaxBroadcastChannels {
 		return nil, badInput("channels: %d channels, a broadcast takes 1 to %d", n, MaxBroadcastChannels)
 	}
-	return r.prepare(ctx, "channels", in.Channels, in.Data, in.Event, in.IdempotencyKey, validate || len(in.Channels) > 1)
+	reqs, err := r.prepare(ctx, "channels", in.Channels, in.Data, in.Event, in.IdempotencyKey, validate || len(in.Channels) > 1)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.checkNotify(in.Channels, in.Notify); err != nil {
+		return nil, err
+	}
+	return reqs, nil
 }
 
 // prepare is what a send and a broadcast check before anything is

@@ -9,6 +9,7 @@ import (
 	"context"
 
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/wechat"
 )
 
 // Access decides who may send and read, and mints subscriber tokens. The
@@ -45,6 +46,12 @@ type Options struct {
 	// Presence, when set, returns who is on a channel, or nil when the
 	// channel's namespace has presence off.
 	Presence func(ctx context.Context, channel string) (*pubsub.PresenceState, error)
+	// WeChat, when set, is the WeChat side (wechatLogin, notify, ack,
+	// Message.notification, wechatAccessToken, wechatSubscription), and
+	// WeChatAccess its access rules; both nil: those fields answer
+	// UNAVAILABLE and a send with notify is refused.
+	WeChat       *wechat.Service
+	WeChatAccess WeChatAccess
 }
 
 // maxPresenceSubjects bounds the subjects Channel.presence lists.

@@ -32,6 +32,11 @@ func (r *channelResolver) Presence(ctx context.Context, obj *model.Channel) (*mo
 	return &model.Presence{Count: st.Count, Subjects: subjects}, nil
 }
 
+// Notification is the resolver for the notification field.
+func (r *messageResolver) Notification(ctx context.Context, obj *model.Message) (*model.Notification, error) {
+	return r.notification(ctx, obj)
+}
+
 // Send is the resolver for the send field.
 func (r *mutationResolver) Send(ctx context.Context, input model.SendInput) (*model.SendPayload, error) {
 	reqs, run := checkedRequests(ctx)
@@ -45,6 +50,7 @@ func (r *mutationResolver) Send(ctx context.Context, input model.SendInput) (*mo
 	if err != nil {
 		return nil, err
 	}
+	r.notify(ctx, input.Notify, res)
 	return &model.SendPayload{Message: storedMessage(&res[0].Message), Duplicate: res[0].Duplicate}, nil
 }
 
@@ -59,6 +65,7 @@ func (r *mutationResolver) Broadcast(ctx context.Context, input model.BroadcastI
 		}
 	}
 	res, err := r.publishField(ctx, run, reqs)
+	r.notify(ctx, input.Notify, res)
 	if len(res) == 0 {
 		return nil, err
 	}
@@ -82,6 +89,16 @@ func (r *mutationResolver) IssueToken(ctx context.Context, input model.IssueToke
 		return nil, Classify(err)
 	}
 	return &model.IssuedToken{Token: tok.Token, ExpiresAt: tok.ExpiresAt}, nil
+}
+
+// WechatLogin is the resolver for the wechatLogin field.
+func (r *mutationResolver) WechatLogin(ctx context.Context, input model.WechatLoginInput) (*model.IssuedToken, error) {
+	return r.wechatLogin(ctx, input)
+}
+
+// Ack is the resolver for the ack field.
+func (r *mutationResolver) Ack(ctx context.Context, channel string, cursor string) (bool, error) {
+	return r.ack(ctx, channel, cursor)
 }
 
 // History is the resolver for the history field.
@@ -116,6 +133,16 @@ func (r *queryResolver) Channel(ctx context.Context, name string) (*model.Channe
 		return nil, Classify(err)
 	}
 	return channelOf(st), nil
+}
+
+// WechatAccessToken is the resolver for the wechatAccessToken field.
+func (r *queryResolver) WechatAccessToken(ctx context.Context, appID *string) (string, error) {
+	return r.wechatAccessToken(ctx, appID)
+}
+
+// WechatSubscription is the resolver for the wechatSubscription field.
+func (r *queryResolver) WechatSubscription(ctx context.Context, appID *string, subject string, templateID string) (*model.WechatSubscription, error) {
+	return r.wechatSubscription(ctx, appID, subject, templateID)
 }
 
 // Feed is the resolver for the feed field.
@@ -154,6 +181,9 @@ func (r *subscriptionResolver) Feed(ctx context.Context, channels []string, curs
 // Channel returns ChannelResolver implementation.
 func (r *Resolver) Channel() ChannelResolver { return &channelResolver{r} }
 
+// Message returns MessageResolver implementation.
+func (r *Resolver) Message() MessageResolver { return &messageResolver{r} }
+
 // Mutation returns MutationResolver implementation.
 func (r *Resolver) Mutation() MutationResolver { return &mutationResolver{r} }
 
@@ -165,6 +195,7 @@ func (r *Resolver) Subscription() SubscriptionResolver { return &subscriptionRes
 
 type (
 	channelResolver      struct{ *Resolver }
+	messageResolver      struct{ *Resolver }
 	mutationResolver     struct{ *Resolver }
 	queryResolver        struct{ *Resolver }
 	subscriptionResolver struct{ *Resolver }

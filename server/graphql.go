@@ -17,12 +17,17 @@ import (
 // lim enforces the operation and WebSocket limits (limits.go).
 func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, pres *presence) http.Handler {
 	// Sends are counted as they reach the broker (metrics.go).
-	resolver := graph.NewResolver(cfg.Metrics.countSends(broker), auth, graph.Options{
+	opts := graph.Options{
 		MaxMessageSize:   cfg.MaxMessageSize,
 		MaxMessageSizeOf: func(ch string) int { return cfg.Namespaces.Of(ch).MaxMessageSize },
 		Joined:           pres.join,
 		Presence:         pres.get,
-	})
+	}
+	if cfg.WeChat != nil {
+		opts.WeChat = cfg.WeChat.svc
+		opts.WeChatAccess = wechatAccess{auth: auth, lim: lim}
+	}
+	resolver := graph.NewResolver(cfg.Metrics.countSends(broker), auth, opts)
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: resolver}))
 
 	// The first transport that supports a request serves it: WebSocket

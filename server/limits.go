@@ -70,6 +70,10 @@ type Limits struct {
 	// 256; negative: off). The one over it is answered 429 RATE_LIMITED
 	// with Retry-After.
 	MaxRequestsInFlightPerIP int
+	// WechatLoginRatePerIP bounds how fast one client IP calls
+	// wechatLogin, each a call to WeChat's code2Session (default 10/s,
+	// burst 20; negative: off). Only with WeChat configured.
+	WechatLoginRatePerIP Rate
 }
 
 // Rate is a token bucket: PerSecond tokens are added each second, up to
@@ -114,9 +118,10 @@ const (
 
 // Default rates.
 var (
-	DefaultConnectRatePerIP = Rate{PerSecond: 50, Burst: 100}
-	DefaultSendRatePerKey   = Rate{PerSecond: 1000, Burst: 2000}
-	DefaultSendRatePerToken = Rate{PerSecond: 10, Burst: 20}
+	DefaultConnectRatePerIP     = Rate{PerSecond: 50, Burst: 100}
+	DefaultSendRatePerKey       = Rate{PerSecond: 1000, Burst: 2000}
+	DefaultSendRatePerToken     = Rate{PerSecond: 10, Burst: 20}
+	DefaultWechatLoginRatePerIP = Rate{PerSecond: 10, Burst: 20}
 )
 
 func (l Limits) withDefaults() Limits {
@@ -137,6 +142,7 @@ func (l Limits) withDefaults() Limits {
 	l.ConnectRatePerIP = l.ConnectRatePerIP.withDefault(DefaultConnectRatePerIP)
 	l.SendRatePerKey = l.SendRatePerKey.withDefault(DefaultSendRatePerKey)
 	l.SendRatePerToken = l.SendRatePerToken.withDefault(DefaultSendRatePerToken)
+	l.WechatLoginRatePerIP = l.WechatLoginRatePerIP.withDefault(DefaultWechatLoginRatePerIP)
 	return l
 }
 
@@ -154,6 +160,8 @@ type limits struct {
 	ipConnects   *buckets
 	keySends     *buckets
 	tokenSends   *buckets
+	// wechatLogins: wechatLogin calls per client IP (nil: no WeChat, or off).
+	wechatLogins *buckets
 	// metrics count the connections and subscriptions refused (nil: not
 	// counted).
 	metrics *Metrics
@@ -306,6 +314,10 @@ func (l *limits) graphql(next http.Handler) http.Handler {
 		default:
 			if st := requestOf(r.Context()); st != nil {
 				st.retryAfter = true
+				if l.wechatLogins != nil {
+					// wechatLogin is limited per client IP.
+					st.client, _ = l.clientKey(r)
+				}
 			}
 			next.ServeHTTP(w, r)
 		}

@@ -11,8 +11,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pushgate/pushgate/internal/wechattest"
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/wechat"
 )
 
 // TestMetricNames: every metric pushgate serves is its own, prefixed
@@ -32,11 +34,24 @@ func TestMetricNames(t *testing.T) {
 	})(ctx, redis.NewCmd(ctx, "GET", "k"))
 	cfg := testConfig()
 	cfg.Metrics = m
+	// The WeChat side's metrics are on the same registry; one login makes
+	// a series of its API calls.
+	wx := wechattest.New(t)
+	wx.AddApp(wxApp, wxSecret)
+	w, err := server.NewWeChat(server.WeChatOptions{Metrics: m, Config: wechat.Config{
+		Apps: []wechat.AppConfig{{AppID: wxApp, AppSecret: wxSecret, APIURL: wx.URL}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	cfg.WeChat = w
 	e := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	e.send(t, "names:1", 1)
+	e.do(t, "", `mutation { wechatLogin(input: {code: "unknown"}) { token } }`, nil)
 	series, _ := scrape(t, e.url, "")
 
-	allowed := map[string]bool{"transport": true, "reason": true, "outcome": true, "code": true, "op": true, "route": true, "status": true}
+	allowed := map[string]bool{"transport": true, "reason": true, "outcome": true, "code": true, "op": true, "route": true, "status": true,
+		"api": true, "result": true}
 	key := regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?$`)
 	label := regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="`)
 	served := map[string][]string{} // pushgate metric -> label names

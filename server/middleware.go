@@ -33,6 +33,7 @@ type request struct {
 	retry      atomic.Int64 // seconds a GraphQL rate limit asks to wait (noteRetry)
 	retryAfter bool         // the response carries retry (a GraphQL request, not a stream)
 	body       deadlineBody // the body under its read deadline (limitBody), in the same allocation
+	client     string       // the client IP's limits key, for wechatLogin (limits.graphql)
 }
 
 type requestKey struct{}

@@ -28,10 +28,13 @@ type presence struct {
 	auth   *Auth
 	broker pubsub.Broker
 	log    zerolog.Logger
+	// wechat, when set, also records each subscription of a user to its
+	// own user:<sub> channel, whatever the namespace's presence (wechat.go).
+	wechat *WeChat
 }
 
 func newPresence(cfg Config, broker pubsub.Broker, auth *Auth, log zerolog.Logger) *presence {
-	p := &presence{ns: cfg.Namespaces, auth: auth, broker: broker, log: log}
+	p := &presence{ns: cfg.Namespaces, auth: auth, broker: broker, log: log, wechat: cfg.WeChat}
 	open := cfg.Presence
 	if open == nil {
 		open = pubsub.NewMemoryPresence
@@ -47,6 +50,9 @@ func (p *presence) on(channel string) bool { return p.ns.Of(channel).Presence }
 func (p *presence) join(ctx context.Context, channels []string) (leave func()) {
 	subject := p.auth.subject(ctx)
 	var leaves []func()
+	if p.wechat != nil {
+		leaves = append(leaves, p.wechat.join(ctx, subject, channels, p.log))
+	}
 	for _, ch := range channels {
 		if !p.on(ch) {
 			continue

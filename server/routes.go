@@ -14,6 +14,9 @@ import (
 func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth, pres *presence) {
 	lim := newLimits(cfg.Limits, auth, cfg.TrustedProxies)
 	lim.metrics = cfg.Metrics // counts refusals
+	if cfg.WeChat != nil {
+		lim.wechatLogins = newBuckets(lim.WechatLoginRatePerIP, maxBuckets)
+	}
 	org := newOrigins(cfg.AllowedOrigins)
 	gql := graphqlHandler(cfg, broker, auth, lim, pres)
 	// Queries and mutations (POST, GET for queries), subscriptions over
@@ -47,6 +50,11 @@ func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth,
 		"/healthz": {"GET", "HEAD"}, "/readyz": {"GET", "HEAD"}, "/metrics": {"GET", "HEAD"},
 	} {
 		mux.Handle(path, methodNotAllowed(allow...))
+	}
+	// WeChat's message push (消息推送), the URL entered in the
+	// mini-program's console; only with WeChat apps (docs/wechat.md).
+	if cfg.WeChat != nil {
+		mux.Handle("/wechat/events/{appId}", cfg.WeChat.svc.EventsHandler())
 	}
 	if cfg.Pprof {
 		mux.Handle("/debug/pprof/", pprofHandler(auth))

@@ -108,6 +108,11 @@ type Config struct {
 	// /debug/pprof/cmdline, which shows the flags (keys and secrets among
 	// them), is never served.
 	Pprof bool
+	// WeChat, when set, is the WeChat side (NewWeChat): the wechatLogin,
+	// ack, notify and notification fields, and WeChat's message push on
+	// /wechat/events/{appId}. The caller starts and closes it. nil: none
+	// of it (those fields answer UNAVAILABLE, a notify is refused).
+	WeChat *WeChat
 }
 
 func (c Config) withDefaults() Config {

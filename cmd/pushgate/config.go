@@ -17,6 +17,7 @@ import (
 
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/wechat"
 )
 
 // config is pushgate's configuration: flags, each with an environment
@@ -68,6 +69,12 @@ type config struct {
 	Limits       server.Limits
 	MetricsToken string
 	Pprof        bool
+
+	// WeChat is the WeChat side (docs/wechat.md): the file's wechat.apps,
+	// and the app of the --wechat-* flags. No apps: none of it.
+	WeChat wechat.Config
+	// wechatFlags is the app of the --wechat-* flags (AppID "": none).
+	wechatFlags wechat.AppConfig
 }
 
 // option is one setting: its flag, variable, default and parser.
@@ -290,6 +297,40 @@ var options = []option{
 			}
 			return nil
 		}},
+	// WeChat (docs/wechat.md): the flags configure one app; the config
+	// file's wechat.apps may list several. Values are checked by
+	// wechat.Config.Validate, whose errors never repeat a secret.
+	{flag: "wechat-app-id", env: "PUSHGATE_WECHAT_APP_ID", usage: "AppID of the WeChat mini-program: turns on wechatLogin, notify and the message push route /wechat/events/<appId> (docs/wechat.md)",
+		set: func(c *config, v string) error { c.wechatFlags.AppID = v; return nil }},
+	{flag: "wechat-app-secret", env: "PUSHGATE_WECHAT_APP_SECRET", usage: "AppSecret of the mini-program (never logged or echoed)",
+		set: func(c *config, v string) error { c.wechatFlags.AppSecret = wechat.Secret(v); return nil }},
+	{flag: "wechat-api-url", env: "PUSHGATE_WECHAT_API_URL", usage: "WeChat's API root (an egress proxy, or a stand-in in tests) (default https://api.weixin.qq.com)",
+		set: func(c *config, v string) error { c.wechatFlags.APIURL = v; return nil }},
+	{flag: "wechat-push-token", env: "PUSHGATE_WECHAT_PUSH_TOKEN", usage: "message push Token (消息推送), 3..32 letters and digits (never logged)",
+		set: func(c *config, v string) error { c.wechatFlags.PushToken = wechat.Secret(v); return nil }},
+	{flag: "wechat-aes-key", env: "PUSHGATE_WECHAT_AES_KEY", usage: "message push EncodingAESKey (43 characters): safe mode only (never logged)",
+		set: func(c *config, v string) error { c.wechatFlags.AESKey = wechat.Secret(v); return nil }},
+	{flag: "wechat-miniprogram-state", env: "PUSHGATE_WECHAT_MINIPROGRAM_STATE", usage: "the version a subscribe message opens: formal, trial or developer (default formal)",
+		set: func(c *config, v string) error { c.wechatFlags.MiniprogramState = v; return nil }},
+	{flag: "wechat-lang", env: "PUSHGATE_WECHAT_LANG", usage: "language of a subscribe message's link: zh_CN, en_US, zh_HK or zh_TW (default zh_CN)",
+		set: func(c *config, v string) error { c.wechatFlags.Lang = v; return nil }},
+	{flag: "wechat-offline-grace", env: "PUSHGATE_WECHAT_OFFLINE_GRACE", def: "10s",
+		usage: "how long after a send an OFFLINE or UNSEEN notification waits before it looks at presence and acks (WeChat cuts a backgrounded app's network ~5s after it leaves the foreground)",
+		set: func(c *config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return errors.New("must be a duration such as 10s")
+			}
+			c.wechatFlags.OfflineGrace = d
+			return nil
+		}},
+	{flag: "wechat-notify-max-age", env: "PUSHGATE_WECHAT_NOTIFY_MAX_AGE", def: "24h", usage: "how long a notification is retried through WeChat outages",
+		set: func(c *config, v string) (err error) {
+			c.wechatFlags.NotifyMaxAge, err = positiveDuration(v)
+			return err
+		}},
+	rateOption("wechat-login-rate-per-ip", "wechatLogin calls per second per client IP", "10",
+		func(l *server.Limits) *server.Rate { return &l.WechatLoginRatePerIP }),
 	{flag: "log-level", env: "PUSHGATE_LOG_LEVEL", def: "info", usage: "debug, info, warn or error",
 		set: func(c *config, v string) error {
 			l, err := zerolog.ParseLevel(strings.ToLower(v))
@@ -400,6 +441,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if err := c.JWT.Validate(); err != nil {
 		return config{}, fmt.Errorf("invalid token settings: %w", err)
 	}
+	if err := c.weChat(file); err != nil {
+		return config{}, err
+	}
 	return c, nil
 }
 
@@ -493,4 +537,42 @@ func positiveDuration(s string) (time.Duration, error) {
 		return 0, errors.New("must be a positive duration such as 30s, 5m or 24h")
 	}
 	return d, nil
+}
+
+// weChat sets c.WeChat: the file's apps, and the --wechat-* flags' app,
+// which replaces the file's app of the same id. It checks the result
+// (wechat.Config.Validate: errors name the field, never a secret).
+func (c *config) weChat(file *fileConfig) error {
+	if file != nil {
+		c.WeChat.Apps = append(c.WeChat.Apps, file.WeChat.Apps...)
+	}
+	f := c.wechatFlags
+	if f.AppID == "" {
+		if f.AppSecret != "" || f.APIURL != "" || f.PushToken != "" || f.AESKey != "" || f.MiniprogramState != "" || f.Lang != "" {
+			return errors.New("invalid WeChat settings: the --wechat-* flags configure an app: set --wechat-app-id (PUSHGATE_WECHAT_APP_ID)")
+		}
+	} else {
+		if f.AppSecret == "" {
+			return errors.New("invalid WeChat settings: --wechat-app-id needs --wechat-app-secret (PUSHGATE_WECHAT_APP_SECRET)")
+		}
+		replaced := false
+		for i := range c.WeChat.Apps {
+			if c.WeChat.Apps[i].AppID == f.AppID {
+				c.WeChat.Apps[i], replaced = f, true
+			}
+		}
+		if !replaced {
+			c.WeChat.Apps = append(c.WeChat.Apps, f)
+		}
+	}
+	if len(c.WeChat.Apps) == 0 {
+		return nil
+	}
+	if err := c.WeChat.Validate(); err != nil {
+		if file != nil && f.AppID == "" {
+			return fmt.Errorf("config: %w", err)
+		}
+		return fmt.Errorf("invalid WeChat settings: %w", err)
+	}
+	return nil
 }

@@ -24,7 +24,9 @@ func withDefaults(c config) config {
 		MaxSubscriptionsPerConnection: 100, MaxConnectionsPerSubject: 100, MaxConnectionsPerIP: 1000,
 		ConnectRatePerIP: server.Rate{PerSecond: 50}, SendRatePerKey: server.Rate{PerSecond: 1000},
 		SendRatePerToken: server.Rate{PerSecond: 10}, MaxQueryDepth: 10, MaxQueryComplexity: 10000,
+		WechatLoginRatePerIP: server.Rate{PerSecond: 10},
 	}
+	c.wechatFlags.OfflineGrace, c.wechatFlags.NotifyMaxAge = 10*time.Second, 24*time.Hour
 	return c
 }
 

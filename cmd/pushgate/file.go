@@ -18,6 +18,7 @@ import (
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/wechat"
 )
 
 // The config file (--config, PUSHGATE_CONFIG) is YAML, decoded strictly: an
@@ -43,6 +44,13 @@ type fileConfig struct {
 	APIKeys           []apiKeyFile             `yaml:"api_keys"`
 	JWT               jwtFile                  `yaml:"jwt"`
 	Namespaces        map[string]namespaceFile `yaml:"namespaces"`
+	WeChat            wechatFile               `yaml:"wechat"`
+}
+
+// wechatFile is the wechat: section: the apps, as wechat.AppConfig reads
+// them (checked by wechat.Config.Validate once the flags are read).
+type wechatFile struct {
+	Apps []wechat.AppConfig `yaml:"apps"`
 }
 
 // apiKeyFile is one of api_keys: channels is required ("*" for every

@@ -20,6 +20,7 @@ import (
 
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/wechat"
 )
 
 // run starts pushgate with args (without the program name) and the
@@ -50,11 +51,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// One set of metrics: the broker's observer, the Redis client's hook
 	// and the server count into it.
 	metrics := server.NewMetrics()
-	broker, store, closeStore, presence, err := openBroker(ctx, cfg, metrics, log)
+	broker, store, closeStore, presence, redisClient, err := openBroker(ctx, cfg, metrics, log)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
+	wx, err := openWeChat(cfg, redisClient, metrics, log)
+	if err != nil {
+		return err
+	}
+	if wx != nil {
+		wx.Start()
+		// Closed after the server: sends in flight may still queue.
+		defer func() { _ = wx.Close() }()
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -97,6 +107,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			MetricsToken:     cfg.MetricsToken,
 			Pprof:            cfg.Pprof,
 			Streams:          streams,
+			WeChat:           wx,
 		}, broker, log),
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ReadHeaderTimeout: 10 * time.Second,
@@ -138,7 +149,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // presence opens the matching presence store (in Redis, shared by every
 // node); closeStore also stops it.
 func openBroker(ctx context.Context, cfg config, metrics *server.Metrics, log zerolog.Logger) (broker pubsub.Broker, desc string, closeStore func(),
-	presence func(pubsub.PresenceChange) pubsub.Presence, err error) {
+	presence func(pubsub.PresenceChange) pubsub.Presence, client redis.UniversalClient, err error) {
 	opts := pubsub.Options{
 		HistorySize:       cfg.HistorySize,
 		HistoryTTL:        cfg.HistoryTTL,
@@ -155,12 +166,12 @@ func openBroker(ctx context.Context, cfg config, metrics *server.Metrics, log ze
 		opts.Retention = cfg.namespaces().Retention
 	}
 	if cfg.Redis == nil {
-		return pubsub.NewMemory(opts), "memory", func() {}, pubsub.NewMemoryPresence, nil
+		return pubsub.NewMemory(opts), "memory", func() {}, pubsub.NewMemoryPresence, nil, nil
 	}
 	// go-redis logs (dial failures during an outage, Sentinel switches)
 	// become JSON lines like the rest.
 	redis.SetLogger(redisLog{log.With().Str("component", "redis").Logger()})
-	client := redis.NewUniversalClient(cfg.Redis)
+	client = redis.NewUniversalClient(cfg.Redis)
 	client.AddHook(metrics.RedisHook())
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -168,7 +179,7 @@ func openBroker(ctx context.Context, cfg config, metrics *server.Metrics, log ze
 		Fencing: cfg.RedisFencing, WaitReplicas: cfg.RedisWaitReplicas, WaitTimeout: cfg.RedisWaitTimeout})
 	if err != nil {
 		_ = client.Close()
-		return nil, "", nil, nil, fmt.Errorf("open --redis-url (%s): %w", pubsub.DescribeRedis(cfg.Redis), err)
+		return nil, "", nil, nil, nil, fmt.Errorf("open --redis-url (%s): %w", pubsub.DescribeRedis(cfg.Redis), err)
 	}
 	var opened []pubsub.Presence
 	presence = func(on pubsub.PresenceChange) pubsub.Presence {
@@ -182,7 +193,35 @@ func openBroker(ctx context.Context, cfg config, metrics *server.Metrics, log ze
 		}
 		_ = client.Close()
 	}
-	return broker, "redis " + pubsub.DescribeRedis(cfg.Redis), closeStore, presence, nil
+	return broker, "redis " + pubsub.DescribeRedis(cfg.Redis), closeStore, presence, client, nil
+}
+
+// openWeChat returns the WeChat side of cfg, nil without WeChat apps. With
+// Redis (client set) its state (access tokens, queue, ledger) and its
+// record of who is online are in Redis, shared by every node; else in
+// memory.
+func openWeChat(cfg config, client redis.UniversalClient, metrics *server.Metrics, log zerolog.Logger) (*server.WeChat, error) {
+	if len(cfg.WeChat.Apps) == 0 {
+		return nil, nil
+	}
+	opts := server.WeChatOptions{Config: cfg.WeChat, Metrics: metrics, Logger: log.With().Str("component", "wechat").Logger()}
+	if client != nil {
+		opts.Store = wechat.NewRedisStore(client, pubsub.DefaultRedisPrefix)
+		opts.Online = pubsub.NewRedisPresence(client, pubsub.DefaultRedisPrefix+"wechat:online:", 0, nil)
+	}
+	wx, err := server.NewWeChat(opts)
+	if err != nil {
+		if opts.Online != nil {
+			_ = opts.Online.Close()
+		}
+		return nil, fmt.Errorf("WeChat: %w", err)
+	}
+	apps := zerolog.Arr()
+	for _, id := range wx.Service().Apps() {
+		apps.Str(id)
+	}
+	log.Info().Array("apps", apps).Msg("WeChat on: wechatLogin, notify, /wechat/events/<appId>")
+	return wx, nil
 }
 
 // redisLog hands go-redis's log lines to zerolog.

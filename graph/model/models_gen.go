@@ -3,7 +3,11 @@
 package model
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
 	"time"
 )
 
@@ -18,6 +22,8 @@ type BroadcastInput struct {
 	Event    *string         `json:"event,omitempty"`
 	// Applies per channel.
 	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
+	// A WeChat subscribe message per channel, as for send: every channel must be user:<sub>.
+	Notify *NotifyInput `json:"notify,omitempty"`
 }
 
 type BroadcastPayload struct {
@@ -80,6 +86,8 @@ type Message struct {
 	// Resumes right after this message. In a feed it covers every channel of the
 	// subscription; elsewhere it names this message's channel only.
 	Cursor string `json:"cursor"`
+	// The outcome of the message's WeChat notification (send with notify); null without one.
+	Notification *Notification `json:"notification,omitempty"`
 }
 
 func (Message) IsFeedEvent() {}
@@ -104,6 +112,31 @@ type MessageEdge struct {
 // broadcast fields after it are null with an error too, not sent, while the
 // ones before keep their messages: every message appended is in the answer.
 type Mutation struct {
+}
+
+// The outcome of a message's WeChat notification.
+type Notification struct {
+	Status NotificationStatus `json:"status"`
+	// WAITING, RETRYING, ONLINE, ACKED, NO_QUOTA, USER_REFUSED, BAD_DATA, BAD_OPENID, BAD_TEMPLATE, BAD_PAGE, WECHAT_ERROR, EXPIRED, NO_OPENID, NO_ANSWER or INTERRUPTED.
+	Reason *string `json:"reason,omitempty"`
+	// WeChat's last errcode (null when none).
+	Errcode *int    `json:"errcode,omitempty"`
+	Errmsg  *string `json:"errmsg,omitempty"`
+	// Calls to subscribeMessage.send.
+	Attempts  int       `json:"attempts"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+type NotifyInput struct {
+	// The subscribe-message template.
+	TemplateID string `json:"templateId"`
+	// WeChat's data object: {"thing1": {"value": "..."}, ...}, checked against WeChat's value rules.
+	Data json.RawMessage `json:"data"`
+	// The mini-program page the message opens.
+	Page *string     `json:"page,omitempty"`
+	When *NotifyWhen `json:"when,omitempty"`
+	// The app (may be omitted when the server has one).
+	AppID *string `json:"appId,omitempty"`
 }
 
 type PageInfo struct {
@@ -144,6 +177,10 @@ type SendInput struct {
 	Event *string `json:"event,omitempty"`
 	// Sending again with the same key within the idempotency window appends nothing and returns the original message.
 	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
+	// A WeChat subscribe message for the user when they do not see the message
+	// (user:<sub> channels only; BAD_USER_INPUT, appending nothing, when its
+	// data breaks WeChat's value rules or WeChat is not configured).
+	Notify *NotifyInput `json:"notify,omitempty"`
 }
 
 type SendPayload struct {
@@ -153,4 +190,145 @@ type SendPayload struct {
 }
 
 type Subscription struct {
+}
+
+type WechatLoginInput struct {
+	// The code of wx.login.
+	Code string `json:"code"`
+	// The app (may be omitted when the server has one).
+	AppID *string `json:"appId,omitempty"`
+}
+
+// A user's quota ledger for one subscribe-message template.
+type WechatSubscription struct {
+	// An event or a send answer about this user and template was seen; without one a notification is tried.
+	Known bool `json:"known"`
+	// The user's last choice was to accept the template.
+	Accepted bool `json:"accepted"`
+	// One-time acceptances not yet used.
+	Count     int        `json:"count"`
+	UpdatedAt *time.Time `json:"updatedAt,omitempty"`
+}
+
+type NotificationStatus string
+
+const (
+	NotificationStatusPending NotificationStatus = "PENDING"
+	NotificationStatusSent    NotificationStatus = "SENT"
+	NotificationStatusSkipped NotificationStatus = "SKIPPED"
+	NotificationStatusRefused NotificationStatus = "REFUSED"
+	NotificationStatusFailed  NotificationStatus = "FAILED"
+	NotificationStatusUnknown NotificationStatus = "UNKNOWN"
+)
+
+var AllNotificationStatus = []NotificationStatus{
+	NotificationStatusPending,
+	NotificationStatusSent,
+	NotificationStatusSkipped,
+	NotificationStatusRefused,
+	NotificationStatusFailed,
+	NotificationStatusUnknown,
+}
+
+func (e NotificationStatus) IsValid() bool {
+	switch e {
+	case NotificationStatusPending, NotificationStatusSent, NotificationStatusSkipped, NotificationStatusRefused, NotificationStatusFailed, NotificationStatusUnknown:
+		return true
+	}
+	return false
+}
+
+func (e NotificationStatus) String() string {
+	return string(e)
+}
+
+func (e *NotificationStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = NotificationStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid NotificationStatus", str)
+	}
+	return nil
+}
+
+func (e NotificationStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *NotificationStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e NotificationStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type NotifyWhen string
+
+const (
+	// After the grace period, if the user has no live subscription to user:<sub> and has not acknowledged the message.
+	NotifyWhenOffline NotifyWhen = "OFFLINE"
+	// At once, regardless.
+	NotifyWhenAlways NotifyWhen = "ALWAYS"
+	// After the grace period, unless the client acknowledged the message (ack).
+	NotifyWhenUnseen NotifyWhen = "UNSEEN"
+)
+
+var AllNotifyWhen = []NotifyWhen{
+	NotifyWhenOffline,
+	NotifyWhenAlways,
+	NotifyWhenUnseen,
+}
+
+func (e NotifyWhen) IsValid() bool {
+	switch e {
+	case NotifyWhenOffline, NotifyWhenAlways, NotifyWhenUnseen:
+		return true
+	}
+	return false
+}
+
+func (e NotifyWhen) String() string {
+	return string(e)
+}
+
+func (e *NotifyWhen) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = NotifyWhen(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid NotifyWhen", str)
+	}
+	return nil
+}
+
+func (e NotifyWhen) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *NotifyWhen) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e NotifyWhen) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
