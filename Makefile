@@ -5,7 +5,7 @@
 
 GO ?= go
 
-.PHONY: run test fuzz flake bench generate lint build redis-server
+.PHONY: run test fuzz flake bench generate docs lint build redis-server
 
 run:
 	@echo "pushgate development server on http://localhost:8080 (memory store)"
@@ -76,6 +76,11 @@ redis-server:
 
 generate:
 	$(GO) tool gqlgen generate
+
+# docs/configuration.md is generated from the flag definitions
+# (TestConfigDocInSync fails when it is stale).
+docs:
+	$(GO) run ./cmd/pushgate print-config-doc > docs/configuration.md
 
 lint:
 	@unformatted="$$(gofmt -l $$(find . -name '*.go' -not -path './interop/*' -not -path './bin/*'))"; \

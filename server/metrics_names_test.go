@@ -22,6 +22,7 @@ import (
 // metrics, with their labels.
 func TestMetricNames(t *testing.T) {
 	m := server.NewMetrics()
+	m.BuildInfo("v0.0.0-test", "0123abc", "go1.0")
 	// Series of label-less vectors appear once used: a failed Redis
 	// command, and the scrape's own HTTP request (counted after it).
 	ctx := context.Background()
@@ -36,7 +37,9 @@ func TestMetricNames(t *testing.T) {
 	e.send(t, "names:1", 1)
 	series, _ := scrape(t, e.url, "")
 
-	allowed := map[string]bool{"transport": true, "reason": true, "outcome": true, "code": true, "op": true, "route": true, "status": true}
+	allowed := map[string]bool{"transport": true, "reason": true, "outcome": true, "code": true, "op": true, "route": true, "status": true,
+		// pushgate_build_info: one series per process.
+		"version": true, "commit": true, "goversion": true}
 	key := regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?$`)
 	label := regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="`)
 	served := map[string][]string{} // pushgate metric -> label names
