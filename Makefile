@@ -5,7 +5,7 @@
 
 GO ?= go
 
-.PHONY: run test fuzz flake bench generate lint build redis-server
+.PHONY: run test fuzz flake bench generate docs lint build docker redis-server
 
 run:
 	@echo "pushgate development server on http://localhost:8080 (memory store)"
@@ -80,6 +80,11 @@ redis-server:
 generate:
 	$(GO) tool gqlgen generate
 
+# docs/configuration.md is generated from the flag definitions
+# (TestConfigDocInSync fails when it is stale).
+docs:
+	$(GO) run ./cmd/pushgate print-config-doc > docs/configuration.md
+
 lint:
 	@unformatted="$$(gofmt -l $$(find . -name '*.go' -not -path './interop/*' -not -path './bin/*'))"; \
 	if [ -n "$$unformatted" ]; then echo "not gofmt-ed:"; echo "$$unformatted"; exit 1; fi
@@ -91,6 +96,13 @@ lint:
 
 build:
 	$(GO) build -o bin/ ./cmd/...
+
+# The container image (Dockerfile): a static binary on distroless, about
+# 20 MB. The version is the checkout's tag or commit.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+DOCKER ?= docker
+docker:
+	$(DOCKER) build --build-arg VERSION=$(VERSION) -t pushgate:$(VERSION) -t pushgate:latest .
 
 # RACE=1 (as make test sets it) builds the servers the suite spawns with -race.
 .PHONY: interop

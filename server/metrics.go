@@ -165,6 +165,18 @@ func NewMetrics() *Metrics {
 	return m
 }
 
+// BuildInfo sets pushgate_build_info{version,commit,goversion} to 1: the
+// facts of the running binary, to be joined with other series in queries
+// (one series per process, so the labels stay bounded). Call it once.
+func (m *Metrics) BuildInfo(version, commit, goVersion string) {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "pushgate_build_info",
+		Help: "Always 1; the labels are the version, VCS commit and Go version of the running binary.",
+	}, []string{"version", "commit", "goversion"})
+	m.reg.MustRegister(g)
+	g.WithLabelValues(version, commit, goVersion).Set(1)
+}
+
 // Registerer is where more collectors can be added, to be served with
 // these.
 func (m *Metrics) Registerer() prometheus.Registerer { return m.reg }

@@ -35,11 +35,12 @@ func readmeTable(t *testing.T, readme, header string) map[string][]string {
 	return rows
 }
 
-// TestREADMEErrorAndCloseCodes: the README's tables list every error code
+// TestREADMEErrorAndCloseCodes: the tables of docs/access.md (moved there
+// from the README, which links to it) list every error code
 // the GraphQL API returns, with the status plain HTTP endpoints answer for
 // it (HTTPStatus), and every WebSocket close code the server chooses.
 func TestREADMEErrorAndCloseCodes(t *testing.T) {
-	raw, err := os.ReadFile("../README.md")
+	raw, err := os.ReadFile("../docs/access.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func TestREADMEErrorAndCloseCodes(t *testing.T) {
 	} {
 		row, ok := codes[code]
 		if !ok || len(row) < 3 {
-			t.Errorf("error code %s is not in the README's table", code)
+			t.Errorf("error code %s is not in the table of docs/access.md", code)
 			continue
 		}
 		want := HTTPStatus(code)
@@ -64,15 +65,15 @@ func TestREADMEErrorAndCloseCodes(t *testing.T) {
 		}
 		status, _, _ := strings.Cut(row[2], " ")
 		if got, err := strconv.Atoi(status); err != nil || got != want {
-			t.Errorf("README: %s is plain HTTP %q, the server answers %d", code, row[2], want)
+			t.Errorf("docs/access.md: %s is plain HTTP %q, the server answers %d", code, row[2], want)
 		}
 	}
 	if row := codes[graph.CodeRateLimited]; len(row) < 3 || !strings.Contains(row[2], "Retry-After") {
-		t.Errorf("README: the RATE_LIMITED row does not mention Retry-After: %v", row)
+		t.Errorf("docs/access.md: the RATE_LIMITED row does not mention Retry-After: %v", row)
 	}
 	for _, code := range []string{"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"} {
 		if !strings.Contains(readme, code) {
-			t.Errorf("README does not mention %s", code)
+			t.Errorf("docs/access.md does not mention %s", code)
 		}
 	}
 
@@ -80,10 +81,10 @@ func TestREADMEErrorAndCloseCodes(t *testing.T) {
 	for _, code := range []int{CloseServiceRestart, CloseTokenExpired, closeTooManyConnections, 1009,
 		closeBadRequest, closeUnauthorized, closeInitTimeout, closeSubscriberExists, closeTooManyInits, 1002} {
 		if _, ok := closes[strconv.Itoa(code)]; !ok {
-			t.Errorf("close code %d is not in the README's table", code)
+			t.Errorf("close code %d is not in the table of docs/access.md", code)
 		}
 	}
 	if !strings.Contains(readme, "event: expired") {
-		t.Error("README does not document SSE's event: expired")
+		t.Error("docs/access.md does not document SSE's event: expired")
 	}
 }

@@ -347,29 +347,12 @@ var options = []option{
 // error naming its flag (and variable, when it came from one), or its field
 // in the file. -h prints the usage to stderr and returns flag.ErrHelp.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
-	fs := flag.NewFlagSet("pushgate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configFile := fs.String("config", "", "YAML config file: namespaces, API keys with channel patterns, jwt, "+
-		"allowed origins and any flag's value; flags and variables win over it (env PUSHGATE_CONFIG)")
-	given := make(map[string][]string)
-	for _, o := range options {
-		usage := fmt.Sprintf("%s (env %s", o.usage, o.env)
-		if o.def != "" {
-			usage += ", default " + o.def
-		}
-		usage += ")"
-		record := func(v string) error {
-			given[o.flag] = append(given[o.flag], v)
-			return nil
-		}
-		if o.boolean {
-			fs.BoolFunc(o.flag, usage, record)
-		} else {
-			fs.Func(o.flag, usage, record)
-		}
-	}
+	fs, given, configFile, showVersion := newFlagSet(stderr)
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
+	}
+	if *showVersion {
+		return config{}, errVersion
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected argument %q (flags are --name value)", fs.Arg(0))
@@ -445,6 +428,44 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return config{}, err
 	}
 	return c, nil
+}
+
+// configUsage is the usage of --config (env PUSHGATE_CONFIG).
+const configUsage = "YAML config file: namespaces, API keys with channel patterns, jwt, " +
+	"allowed origins and any flag's value; flags and variables win over it"
+
+// newFlagSet defines every flag: --config, --version and one per option,
+// whose values are recorded in given (by flag name) to be applied in
+// order of precedence. configDoc walks the same set.
+func newFlagSet(stderr io.Writer) (fs *flag.FlagSet, given map[string][]string, configFile *string, showVersion *bool) {
+	fs = flag.NewFlagSet("pushgate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage:\n  pushgate [flags]               serve\n"+
+			"  pushgate healthcheck [flags]   GET /healthz on the port of --addr over loopback: exit 0 on 200, else 1\n"+
+			"  pushgate --version             print the version, commit and Go version\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	configFile = fs.String("config", "", configUsage+" (env PUSHGATE_CONFIG)")
+	showVersion = fs.Bool("version", false, "print the version, commit and Go version, and exit")
+	given = make(map[string][]string)
+	for _, o := range options {
+		usage := fmt.Sprintf("%s (env %s", o.usage, o.env)
+		if o.def != "" {
+			usage += ", default " + o.def
+		}
+		usage += ")"
+		record := func(v string) error {
+			given[o.flag] = append(given[o.flag], v)
+			return nil
+		}
+		if o.boolean {
+			fs.BoolFunc(o.flag, usage, record)
+		} else {
+			fs.Func(o.flag, usage, record)
+		}
+	}
+	return fs, given, configFile, showVersion
 }
 
 // splitList splits a comma list, except inside [...] (the channel

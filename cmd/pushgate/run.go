@@ -27,12 +27,26 @@ import (
 // environment seen through getenv, logs to stdout as JSON, and serves until
 // ctx is done or a SIGINT/SIGTERM arrives; then it shuts down gracefully.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := parseConfig(args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
+	build := readBuild(version)
+	subcommand := ""
+	if len(args) > 0 && (args[0] == "healthcheck" || args[0] == "print-config-doc") {
+		subcommand, args = args[0], args[1:]
 	}
-	if err != nil {
+	if subcommand == "print-config-doc" { // hidden: make docs writes docs/configuration.md with it
+		_, err := io.WriteString(stdout, configDoc())
 		return err
+	}
+	cfg, err := parseConfig(args, getenv, stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return nil
+	case errors.Is(err, errVersion):
+		_, err = fmt.Fprintln(stdout, build)
+		return err
+	case err != nil:
+		return err
+	case subcommand == "healthcheck":
+		return healthcheck(ctx, cfg)
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -51,6 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// One set of metrics: the broker's observer, the Redis client's hook
 	// and the server count into it.
 	metrics := server.NewMetrics()
+	metrics.BuildInfo(build.Version, build.Commit, build.GoVersion)
 	broker, store, closeStore, presence, redisClient, err := openBroker(ctx, cfg, metrics, log)
 	if err != nil {
 		return err
@@ -116,7 +131,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info().Str("addr", ln.Addr().String()).Str("store", store).Msg("pushgate listening")
+	log.Info().Str("addr", ln.Addr().String()).Str("store", store).
+		Str("version", build.Version).Str("commit", build.Commit).Str("go", build.GoVersion).Msg("pushgate listening")
 
 	select {
 	case err := <-served:
