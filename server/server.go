@@ -93,6 +93,9 @@ type Config struct {
 	// Authorization bears an API key (404 to others, and to all when
 	// false).
 	Pprof bool
+	// Console serves the console page (package console) on /console;
+	// false: /console is 404.
+	Console bool
 }
 
 func (c Config) withDefaults() Config {

@@ -61,6 +61,7 @@ type config struct {
 	Limits         server.Limits
 	MetricsToken   string
 	Pprof          bool
+	Console        bool
 }
 
 // option is one setting: its flag, variable, default and parser.
@@ -261,6 +262,15 @@ var options = []option{
 		usage: "serve /debug/pprof/ to requests bearing an API key (Authorization: Bearer <key>); others get 404",
 		set: func(c *config, v string) (err error) {
 			c.Pprof, err = strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("must be true or false")
+			}
+			return nil
+		}},
+	{flag: "console", env: "PUSHGATE_CONSOLE", def: "false", boolean: true,
+		usage: "serve the console page on /console: watch channels, send, history, GraphQL and metrics in a browser, with a key or token its user enters (on in make run)",
+		set: func(c *config, v string) (err error) {
+			c.Console, err = strconv.ParseBool(v)
 			if err != nil {
 				return errors.New("must be true or false")
 			}

@@ -35,6 +35,7 @@ type fileConfig struct {
 	WriteTimeout      scalar                   `yaml:"write_timeout"`
 	ShutdownTimeout   scalar                   `yaml:"shutdown_timeout"`
 	LogLevel          scalar                   `yaml:"log_level"`
+	Console           scalar                   `yaml:"console"`
 	AllowedOrigins    []scalar                 `yaml:"allowed_origins"`
 	APIKeys           []apiKeyFile             `yaml:"api_keys"`
 	JWT               jwtFile                  `yaml:"jwt"`
@@ -264,6 +265,7 @@ func (f *fileConfig) flagValues() map[string]flagValue {
 		"write-timeout":      {"write_timeout", f.WriteTimeout},
 		"shutdown-timeout":   {"shutdown_timeout", f.ShutdownTimeout},
 		"log-level":          {"log_level", f.LogLevel},
+		"console":            {"console", f.Console},
 	}
 	for flag, v := range all {
 		if !v.set {
