@@ -45,12 +45,21 @@ function freePort() {
   });
 }
 
+// p, or an error after ms: no step of the test waits without a bound.
+function bounded(what, p, ms) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 async function until(what, fn, ms = WAIT) {
   const end = Date.now() + ms;
   let last;
   for (;;) {
     try {
-      const v = await fn();
+      const v = await bounded(what, Promise.resolve().then(fn), Math.max(200, end - Date.now()));
       if (v) return v;
     } catch (e) {
       last = e;
@@ -110,15 +119,19 @@ class Pushgate {
     ]);
     await until('pushgate /readyz', async () => {
       if (this.proc.exitCode !== null) throw new Error('pushgate exited:\n' + this.proc.output);
-      return (await fetch(this.url + '/readyz')).ok;
+      return (await fetch(this.url + '/readyz', { signal: AbortSignal.timeout(2000) })).ok;
     });
   }
 
   async stop() {
-    if (!this.proc || this.proc.exitCode !== null) return;
-    this.proc.kill('SIGTERM');
-    const { code, signal } = await this.proc.exited;
-    assert.ok(code === 0 || signal === 'SIGTERM', `pushgate exit ${code} ${signal}:\n${this.proc.output}`);
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    p.kill('SIGTERM');
+    const { code, signal } = await bounded('pushgate to exit on SIGTERM', p.exited, 10000).catch((e) => {
+      p.kill('SIGKILL');
+      throw new Error(`${e.message}\n${p.output}`);
+    });
+    assert.ok(code === 0, `pushgate exit ${code} ${signal}:\n${p.output}`);
   }
 
   // GraphQL over HTTP with the API key, as a backend sends.
@@ -127,6 +140,7 @@ class Pushgate {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: 'Bearer ' + KEY },
       body: JSON.stringify({ query, variables }),
+      signal: AbortSignal.timeout(10000),
     });
     const b = await r.json();
     assert.equal(b.errors, undefined, JSON.stringify(b.errors));
@@ -135,7 +149,7 @@ class Pushgate {
 
   // The value of a series of /metrics (name{labels} as exposed), or null.
   async metric(series) {
-    const r = await fetch(this.url + '/metrics', { headers: { authorization: 'Bearer ' + METRICS_TOKEN } });
+    const r = await fetch(this.url + '/metrics', { headers: { authorization: 'Bearer ' + METRICS_TOKEN }, signal: AbortSignal.timeout(10000) });
     const line = (await r.text()).split('\n').find((l) => l.startsWith(series + ' '));
     return line ? Number(line.slice(series.length + 1)) : null;
   }
@@ -163,29 +177,43 @@ const METRICS_401 = /status of 401/;
 
 test('the console in Chromium against pushgate on Redis', { timeout: 150000 }, async (t) => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium`);
+  // Everything started is stopped at the end, newest first, each step
+  // bounded, whatever happened.
+  const cleanup = [];
+  t.after(async () => {
+    for (const [what, f] of cleanup.reverse()) {
+      await bounded(what, Promise.resolve().then(f), 15000).catch((e) => process.stderr.write(`cleanup: ${e.message}\n`));
+    }
+  });
   const dir = mkdtempSync(join(tmpdir(), 'pushgate-console-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  cleanup.push(['the temporary directory', () => rmSync(dir, { recursive: true, force: true })]);
   const bin = buildPushgate(dir);
   const redis = await startRedis();
-  t.after(async () => {
+  cleanup.push(['redis-server', () => {
     redis.proc.kill('SIGKILL');
-    await redis.proc.exited;
-  });
+    return redis.proc.exited;
+  }]);
   const server = new Pushgate(bin, await freePort(), redis.port);
   const origin = server.url;
-  t.after(() => server.stop().catch(() => {}));
+  cleanup.push(['pushgate', () => server.stop()]);
   await server.start();
 
-  // A fresh profile, no network of Chromium's own (updates, sync, QUIC).
-  const context = await chromium.launchPersistentContext(join(dir, 'chromium'), {
+  // Playwright gives each launch a fresh profile (a temporary
+  // --user-data-dir, removed at close); the flags keep Chromium's own
+  // traffic (updates, sync, QUIC) out.
+  const browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1360, height: 820 },
-    colorScheme: 'light',
   });
-  t.after(() => context.close().catch(() => {}));
-  const page = context.pages()[0] || (await context.newPage());
+  cleanup.push(['chromium', () =>
+    bounded('browser.close', browser.close(), 10000).catch((e) => {
+      browser.process()?.kill('SIGKILL');
+      throw e;
+    }),
+  ]);
+  const context = await browser.newContext({ viewport: { width: 1360, height: 820 }, colorScheme: 'light' });
+  const page = await context.newPage();
   let phase = 'load';
   const consoleProblems = []; // {phase, type, text}
   const pageErrors = [];
@@ -203,9 +231,9 @@ test('the console in Chromium against pushgate on Redis', { timeout: 150000 }, a
   });
 
   const ch = 'console:live';
-  const messages = () => page.evaluate(() => window.pushgateConsole.messages());
+  const messages = () => bounded('the page', page.evaluate(() => window.pushgateConsole.messages()), WAIT);
   const ids = async (channel) => (await messages()).filter((m) => m.channel === channel && m.kind === 'msg').map((m) => Number(m.id));
-  const state = () => page.evaluate(() => window.pushgateConsole.state());
+  const state = () => bounded('the page', page.evaluate(() => window.pushgateConsole.state()), WAIT);
   const connectedOver = (transport) =>
     until(`the page connected over ${transport}`, async () => {
       const s = await state();
@@ -217,11 +245,15 @@ test('the console in Chromium against pushgate on Redis', { timeout: 150000 }, a
   const subscribed = (n) =>
     until(`${n} subscriptions on the server`, async () => (await server.metric('pushgate_subscriptions{transport="websocket"}')) === n);
   const layout = () =>
-    page.evaluate(() =>
-      ['header', '.toolbar', '.chips', '.listbar', '.list', '.detail', '.side', '.tabs'].map((s) => {
-        const r = document.querySelector(s).getBoundingClientRect();
-        return [s, r.x, r.y, r.width, r.height].join(' ');
-      }),
+    bounded(
+      'the page',
+      page.evaluate(() =>
+        ['header', '.toolbar', '.chips', '.listbar', '.list', '.detail', '.side', '.tabs'].map((s) => {
+          const r = document.querySelector(s).getBoundingClientRect();
+          return [s, r.x, r.y, r.width, r.height].join(' ');
+        }),
+      ),
+      WAIT,
     );
 
   await t.test('the page loads with its headers, no console error and nothing from elsewhere', async () => {
@@ -278,7 +310,7 @@ test('the console in Chromium against pushgate on Redis', { timeout: 150000 }, a
     // While the page's server is down, two messages go in through another
     // node on the same Redis: the page can only get them by resuming.
     const other = new Pushgate(bin, await freePort(), redis.port);
-    t.after(() => other.stop().catch(() => {}));
+    cleanup.push(['the other pushgate', () => other.stop()]);
     await other.start();
     const sent = [];
     for (let i = 0; i < 2; i++) sent.push(await other.send(ch, { order: 1042 + i, status: 'shipped' }, 'status'));
