@@ -17,7 +17,7 @@ run:
 	@echo "read it back:"
 	@echo "  curl -s localhost:8080/graphql -H 'Content-Type: application/json' -d '{\"query\":\"{ history(channel: \\\"news\\\") { nodes { id data createdAt } } }\"}'"
 	@echo
-	$(GO) run ./cmd/pushgate --api-key dev:devkey --jwt-secret devsecret --allow-anonymous
+	$(GO) run ./cmd/pushgate --api-key dev:devkey --jwt-secret devsecret --allow-anonymous --console
 
 test: redis-server
 	$(GO) test -race ./...

@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 
+	"github.com/pushgate/pushgate/console"
 	"github.com/pushgate/pushgate/pubsub"
 )
 
@@ -58,6 +59,10 @@ func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth,
 	}
 	if cfg.Pprof {
 		mux.Handle("/debug/pprof/", pprofHandler(auth))
+	}
+	if cfg.Console { // the page and its files; it uses the routes above
+		mux.Handle(console.Path, console.Handler())
+		mux.Handle(console.Path+"/", console.Handler())
 	}
 	mux.Handle("/", notFound())
 }

@@ -113,6 +113,9 @@ type Config struct {
 	// /wechat/events/{appId}. The caller starts and closes it. nil: none
 	// of it (those fields answer UNAVAILABLE, a notify is refused).
 	WeChat *WeChat
+	// Console serves the console page (package console) on /console;
+	// false: /console is 404.
+	Console bool
 }
 
 func (c Config) withDefaults() Config {

@@ -69,6 +69,7 @@ type config struct {
 	Limits       server.Limits
 	MetricsToken string
 	Pprof        bool
+	Console      bool
 
 	// WeChat is the WeChat side (docs/wechat.md): the file's wechat.apps,
 	// and the app of the --wechat-* flags. No apps: none of it.
@@ -331,6 +332,15 @@ var options = []option{
 		}},
 	rateOption("wechat-login-rate-per-ip", "wechatLogin calls per second per client IP", "10",
 		func(l *server.Limits) *server.Rate { return &l.WechatLoginRatePerIP }),
+	{flag: "console", env: "PUSHGATE_CONSOLE", def: "false", boolean: true,
+		usage: "serve the console page on /console: watch channels, send, history, GraphQL and metrics in a browser, with a key or token its user enters (on in make run)",
+		set: func(c *config, v string) (err error) {
+			c.Console, err = strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("must be true or false")
+			}
+			return nil
+		}},
 	{flag: "log-level", env: "PUSHGATE_LOG_LEVEL", def: "info", usage: "debug, info, warn or error",
 		set: func(c *config, v string) error {
 			l, err := zerolog.ParseLevel(strings.ToLower(v))

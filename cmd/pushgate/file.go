@@ -40,6 +40,7 @@ type fileConfig struct {
 	ReadTimeout       scalar                   `yaml:"read_timeout"`
 	RedisTimeout      scalar                   `yaml:"redis_timeout"`
 	MaxRequestsPerIP  scalar                   `yaml:"max_requests_in_flight_per_ip"`
+	Console           scalar                   `yaml:"console"`
 	AllowedOrigins    []scalar                 `yaml:"allowed_origins"`
 	APIKeys           []apiKeyFile             `yaml:"api_keys"`
 	JWT               jwtFile                  `yaml:"jwt"`
@@ -280,6 +281,7 @@ func (f *fileConfig) flagValues() map[string]flagValue {
 		"read-timeout":                  {"read_timeout", f.ReadTimeout},
 		"redis-timeout":                 {"redis_timeout", f.RedisTimeout},
 		"max-requests-in-flight-per-ip": {"max_requests_in_flight_per_ip", f.MaxRequestsPerIP},
+		"console":                       {"console", f.Console},
 	}
 	for flag, v := range all {
 		if !v.set {
