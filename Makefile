@@ -26,13 +26,19 @@ test: redis-server
 	$(GO) test -count=1 -run '^TestMemoryBound' ./server/
 	$(MAKE) --no-print-directory interop RACE=1
 	$(MAKE) --no-print-directory sdk-test
+	$(MAKE) --no-print-directory console-test
 	$(MAKE) --no-print-directory fuzz
 
 # The client SDK (clients/js): its unit tests, and its runs against a real
 # pushgate on mini-program, browser and Node runtimes (Node.js >= 18).
-.PHONY: sdk-test
+.PHONY: sdk-test console-test
 sdk-test: redis-server
 	cd clients/js && npm ci --no-audit --no-fund && npm test
+
+# The console page in headless Chromium (Debian's chromium, driven by
+# playwright-core) against a real pushgate on Redis.
+console-test: redis-server
+	cd console/test && npm ci --no-audit --no-fund && npm test
 
 # Each fuzz target runs briefly on top of its committed seed corpus
 # (testdata/fuzz/<Target>/); `make fuzz FUZZTIME=5m` digs deeper.
