@@ -1,29 +1,18 @@
 package server
 
 import (
-	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
 
 	"github.com/pushgate/pushgate/graph"
+	"github.com/pushgate/pushgate/internal/httperr"
 )
 
 // writeError answers a plain HTTP request with
 // {"error":{"code":...,"message":...}}.
 func writeError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	var body struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	body.Error.Code = code
-	body.Error.Message = message
-	_ = json.NewEncoder(w).Encode(body)
+	httperr.Write(w, status, code, message)
 }
 
 // HTTPStatus is the status a plain HTTP endpoint answers for an error code.

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pushgate/pushgate/internal/httperr"
 )
 
 // Message push limits.
@@ -79,17 +81,7 @@ func (s *Service) EventsHandler() http.Handler {
 }
 
 func pushError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	var body struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	body.Error.Code, body.Error.Message = code, message
-	_ = json.NewEncoder(w).Encode(body)
+	httperr.Write(w, status, code, message)
 }
 
 func writeText(w http.ResponseWriter, text string) {
