@@ -118,13 +118,11 @@ func (t *tokens) get(ctx context.Context, ap *app) (tokenState, error) {
 		return st, nil
 	}
 	// One caller per app and node goes to the store; the others wait for
-	// it (the semaphore heeds ctx, a mutex would not).
-	select {
-	case ap.tokenSem <- struct{}{}:
-		defer func() { <-ap.tokenSem }()
-	case <-ctx.Done():
-		return tokenState{}, ctx.Err()
+	// it.
+	if err := lockApp(ctx, ap); err != nil {
+		return tokenState{}, err
 	}
+	defer func() { <-ap.tokenSem }()
 	deadline := time.Now().Add(2 * t.lockTTL())
 	for {
 		now := t.s.clock.Now()
@@ -215,12 +213,10 @@ func (t *tokens) unlock(ap *app) {
 // and returns the token to retry with. errForceLimited means no newer
 // token can be had now.
 func (t *tokens) invalid(ctx context.Context, ap *app, bad string) (tokenState, error) {
-	select {
-	case ap.tokenSem <- struct{}{}:
-		defer func() { <-ap.tokenSem }()
-	case <-ctx.Done():
-		return tokenState{}, ctx.Err()
+	if err := lockApp(ctx, ap); err != nil {
+		return tokenState{}, err
 	}
+	defer func() { <-ap.tokenSem }()
 	// Take the refresh lock too, so that a normal refresh running elsewhere
 	// cannot store the old token over the forced one.
 	deadline := time.Now().Add(2 * t.lockTTL())
@@ -276,4 +272,16 @@ func (t *tokens) invalid(ctx context.Context, ap *app, bad string) (tokenState, 
 // or expired, which a forced refresh may fix.
 func tokenErrcode(errcode int) bool {
 	return errcode == ErrcodeInvalidCredential || errcode == ErrcodeTokenExpired || errcode == ErrcodeInvalidToken
+}
+
+// lockApp takes ap's token semaphore (one token operation per app and node
+// at a time) or gives up with ctx; a mutex would not heed ctx. The caller
+// releases it with <-ap.tokenSem.
+func lockApp(ctx context.Context, ap *app) error {
+	select {
+	case ap.tokenSem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
