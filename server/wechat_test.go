@@ -62,6 +62,13 @@ type wxEnv struct {
 // a test's deadline.
 func startWeChat(t *testing.T, grace time.Duration) *wxEnv {
 	t.Helper()
+	return startWeChatWith(t, grace, func(*server.Config) {})
+}
+
+// startWeChatWith is startWeChat with the server's configuration changed
+// by edit first.
+func startWeChatWith(t *testing.T, grace time.Duration, edit func(*server.Config)) *wxEnv {
+	t.Helper()
 	wx := wechattest.New(t)
 	wx.AddApp(wxApp, wxSecret)
 	wx.AddTemplate(wxApp, wxTemplate, false, "thing1", "amount2")
@@ -88,6 +95,7 @@ func startWeChat(t *testing.T, grace time.Duration) *wxEnv {
 	t.Cleanup(func() { _ = w.Close() })
 	cfg.WeChat = w
 	cfg.Metrics = metrics
+	edit(&cfg)
 	e := startEnvLog(t, cfg, memoryBroker(t, pubsub.Options{}), log)
 	return &wxEnv{env: e, wx: wx, log: log}
 }
@@ -576,5 +584,25 @@ func TestWeChatWebSocketFeedNotification(t *testing.T) {
 	n := e.waitStatus(t, "oWS1")
 	if n.Status != "SKIPPED" || *n.Reason != "ONLINE" {
 		t.Fatalf("notification %+v, want SKIPPED ONLINE", n)
+	}
+}
+
+// TestWeChatLoginRateLimitedPerIP: wechatLogin is callable without
+// credentials, so each client IP has a rate of its own: past its burst a
+// call is refused with RATE_LIMITED before anything reaches WeChat (the
+// code stays unused).
+func TestWeChatLoginRateLimitedPerIP(t *testing.T) {
+	e := startWeChatWith(t, time.Second, func(c *server.Config) {
+		// A burst of 2 and no refill within the test.
+		c.Limits.WechatLoginRatePerIP = server.Rate{PerSecond: 0.001, Burst: 2}
+	})
+	e.login(t, "oRate1")
+	e.login(t, "oRate2")
+	calls := e.wx.Calls(wechattest.APICode2Session)
+	e.wx.AddCode(wxApp, "code-oRate3", wechattest.User{OpenID: "oRate3", SessionKey: "k3"})
+	res := e.do(t, "", `mutation($c: String!) { wechatLogin(input: {code: $c}) { token } }`, map[string]any{"c": "code-oRate3"})
+	refused(t, res, "RATE_LIMITED")
+	if got := e.wx.Calls(wechattest.APICode2Session); got != calls {
+		t.Fatalf("code2Session called %d times after the refusal, want %d", got, calls)
 	}
 }
