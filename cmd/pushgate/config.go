@@ -25,6 +25,7 @@ import (
 // over its variable, which wins over the file.
 type config struct {
 	Addr              string
+	TLSCert, TLSKey   string // both or neither: TLS with HTTP/2 (tls.go)
 	RedisURL          string
 	Redis             *redis.UniversalOptions // nil: the memory store
 	RedisFencing      pubsub.Fencing
@@ -97,6 +98,10 @@ var options = []option{
 			c.Addr = v
 			return nil
 		}},
+	{flag: "tls-cert", env: "PUSHGATE_TLS_CERT", usage: "PEM certificate chain to serve HTTPS (HTTP/2 and HTTP/1.1) with; reloaded on SIGHUP and when the file changes; needs --tls-key",
+		set: func(c *config, v string) error { c.TLSCert = v; return nil }},
+	{flag: "tls-key", env: "PUSHGATE_TLS_KEY", usage: "PEM private key of --tls-cert",
+		set: func(c *config, v string) error { c.TLSKey = v; return nil }},
 	{flag: "redis-url", env: "PUSHGATE_REDIS_URL", usage: "Redis URL: redis://[:pass@]host:port/db (rediss:// for TLS), a cluster redis+cluster://h1:p1,h2:p2, or Sentinel redis-sentinel://[:pass@]s1:p1,s2:p2/<master>; empty: the in-memory store",
 		set: func(c *config, v string) error {
 			if v == "" {
@@ -410,6 +415,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 				return config{}, fmt.Errorf("invalid --%s: %q: %w", o.flag, v, err)
 			}
 		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return config{}, errors.New("--tls-cert and --tls-key go together: give both to serve HTTPS, or neither")
 	}
 	if file != nil {
 		if err := file.apply(&c); err != nil {

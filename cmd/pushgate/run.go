@@ -131,8 +131,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ErrorLog:          stdlog.New(log.With().Str("component", "http").Logger(), "", 0),
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	log.Info().Str("addr", ln.Addr().String()).Str("store", store).
+	if cfg.TLSCert != "" {
+		cert, err := loadCertificate(cfg.TLSCert, cfg.TLSKey, log)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		srv.TLSConfig = cert.tlsConfig()
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go cert.watch(ctx, hup)
+		go func() { served <- srv.ServeTLS(ln, "", "") }() // HTTP/2 and HTTP/1.1
+	} else {
+		go func() { served <- srv.Serve(ln) }()
+	}
+	log.Info().Str("addr", ln.Addr().String()).Bool("tls", cfg.TLSCert != "").Str("store", store).
 		Str("version", build.Version).Str("commit", build.Commit).Str("go", build.GoVersion).Msg("pushgate listening")
 
 	select {
