@@ -8,8 +8,10 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -29,8 +31,54 @@ import (
 // it with.
 func writeRequestError(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, status int, e *gqlerror.Error) {
 	w.Header().Set("Content-Type", responseContentType(r.Header.Get("Accept")))
+	writeNotExecuted(w, status, exec.DispatchError(r.Context(), gqlerror.List{e}))
+}
+
+// notExecuted is the answer to a request that failed before its operation
+// ran: without a "data" entry, which the GraphQL over HTTP specification
+// reserves for operations that were executed (gqlgen writes "data": null).
+type notExecuted struct {
+	Errors     gqlerror.List  `json:"errors"`
+	Extensions map[string]any `json:"extensions,omitempty"`
+}
+
+func writeNotExecuted(w http.ResponseWriter, status int, resp *graphql.Response) {
+	b, err := json.Marshal(notExecuted{Errors: resp.Errors, Extensions: resp.Extensions})
+	if err != nil {
+		panic(err)
+	}
 	w.WriteHeader(status)
-	b, err := json.Marshal(exec.DispatchError(r.Context(), gqlerror.List{e}))
+	_, _ = w.Write(b)
+}
+
+// serveOperation runs raw (read by the POST or GET transport; ReadTime.Start
+// set) as gqlgen's transports do, but answers a request that fails before
+// execution as the GraphQL over HTTP specification asks, where gqlgen does
+// not: no query at all is 400 BAD_USER_INPUT; a document that does not
+// parse or validate, or variables that do not coerce, are 200 with
+// application/json (422 in gqlgen) and 400 with
+// application/graphql-response+json; neither has a "data" entry.
+func serveOperation(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, raw *graphql.RawParams) {
+	contentType := responseContentType(r.Header.Get("Accept"))
+	if raw.Query == "" && raw.Extensions["persistedQuery"] == nil {
+		writeRequestError(w, r, exec, http.StatusBadRequest, codedError(graph.CodeBadUserInput,
+			`the request has no query: send {"query": "...", "variables": {...}}`))
+		return
+	}
+	w.Header().Set("Content-Type", contentType)
+	raw.Headers = r.Header
+	raw.ReadTime.End = graphql.Now()
+	rc, opErr := exec.CreateOperationContext(r.Context(), raw)
+	if opErr != nil {
+		status := http.StatusOK
+		if contentType == graphqlResponseJSON && errcode.GetErrorKind(opErr) == errcode.KindProtocol {
+			status = http.StatusBadRequest
+		}
+		writeNotExecuted(w, status, exec.DispatchError(graphql.WithOperationContext(r.Context(), rc), opErr))
+		return
+	}
+	responses, ctx := exec.DispatchOperation(r.Context(), rc)
+	b, err := json.Marshal(responses(ctx))
 	if err != nil {
 		panic(err)
 	}
@@ -117,22 +165,41 @@ func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 		writeRequestError(w, r, exec, http.StatusBadRequest, codedError(graph.CodeBadUserInput, "the query string: %v", err))
 		return
 	}
-	for _, param := range []string{"variables", "extensions"} {
-		if v := q.Get(param); v != "" {
-			var m map[string]any
-			if err := json.Unmarshal([]byte(v), &m); err != nil {
-				writeRequestError(w, r, exec, http.StatusBadRequest, jsonError(param, err, len(v), "send a JSON object"))
-				return
-			}
-		}
-	}
 	if op := t.operation(r.Context(), q.Get("query"), q.Get("operationName")); op == ast.Mutation || op == ast.Subscription {
 		w.Header().Set("Allow", "POST")
 		writeRequestError(w, r, exec, http.StatusMethodNotAllowed, codedError(codeMethodNotAllowed,
 			"a %s cannot run over GET: send it with POST (a subscription over the WebSocket or graphql-sse)", op))
 		return
 	}
-	t.GET.Do(w, r, exec)
+	raw := &graphql.RawParams{Query: q.Get("query"), OperationName: q.Get("operationName")}
+	raw.ReadTime.Start = graphql.Now()
+	for _, p := range []struct {
+		name string
+		into *map[string]any
+	}{{"variables", &raw.Variables}, {"extensions", &raw.Extensions}} {
+		if v := q.Get(p.name); v != "" {
+			if err := decodeJSONNumbers(v, p.into); err != nil {
+				writeRequestError(w, r, exec, http.StatusBadRequest, jsonError(p.name, err, len(v), "send a JSON object"))
+				return
+			}
+		}
+	}
+	serveOperation(w, r, exec, raw)
+}
+
+// decodeJSONNumbers decodes one JSON object, numbers kept as written
+// (json.Number), as gqlgen decodes variables: a large integer is then
+// refused by its scalar, not rounded through a float64.
+func decodeJSONNumbers(text string, into *map[string]any) error {
+	// json.Unmarshal first: its errors say where (and refuse data after
+	// the object), which a Decoder's do not.
+	var check map[string]any
+	if err := json.Unmarshal([]byte(text), &check); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(strings.NewReader(text))
+	dec.UseNumber()
+	return dec.Decode(into)
 }
 
 // operation returns the kind of the operation query and name select, ""
