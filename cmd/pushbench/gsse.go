@@ -20,7 +20,9 @@ import (
 // the WebSocket; "event: complete" ends the operation. The response opens
 // without a sign that the subscription is live, so the subscriber counts
 // as connected once the event stream's headers arrive: the warm-up, as for
-// the WebSocket, shows when its feed is live.
+// the WebSocket, shows when its feed is live. A subscription the server
+// refuses (an error result) fails to connect when its error comes with the
+// headers, and ends its feed when it comes after them.
 
 func (s *subscriber) runGSSE(ctx, cctx context.Context, env *subEnv, connected func()) error {
 	body, err := json.Marshal(map[string]any{"query": feedQuery, "variables": map[string]any{"channels": s.channels}})
