@@ -32,7 +32,9 @@ const messageOverhead = 512
 // a page that would take the operation over Max fails with
 // RESPONSE_TOO_LARGE. The store stops reading soon after the bound
 // (pubsub.HistoryRequest.MaxBytes), and one operation's pages are read one
-// at a time, so a refused operation costs little more than Max.
+// at a time, so a refused operation costs little more than Max. What the
+// pages counted also sizes the response's buffer before it is rendered
+// (model.WithResponseSize), so that it is not grown by doubling.
 type ResponseLimit struct{ Max int64 }
 
 var _ interface {
