@@ -55,9 +55,11 @@ scenario() {
 
 scenario "1,000 SSE subscribers, one channel, 100 msg/s (memory)" -sse 1000 -rate 100 -duration "$DURATION"
 scenario "1,000 WebSocket subscribers, one channel, 100 msg/s (memory)" -ws 1000 -rate 100 -duration "$DURATION"
+scenario "1,000 graphql-sse subscribers, one channel, 100 msg/s (memory)" -gsse 1000 -rate 100 -duration "$DURATION"
 scenario "1,000 SSE subscribers, one channel, 100 msg/s (Redis)" -sse 1000 -rate 100 -duration "$DURATION" -redis-url "$redis_url"
 scenario "10,000 idle SSE connections" -idle -sse 10000
 scenario "10,000 idle WebSocket connections" -idle -ws 10000
+scenario "10,000 idle graphql-sse connections" -idle -gsse 10000
 scenario "10,000 SSE subscribers on their own user:<id> channel, 5,000 sends/s (memory)" -sse 10000 -channels per-sub -rate 5000 -senders 32 -duration "$DURATION"
 scenario "send over HTTP keep-alive, 64 senders, as fast as possible (memory)" -sse 1 -rate 0 -senders 64 -duration "$DURATION"
 scenario "send over HTTP keep-alive, 64 senders, as fast as possible (Redis)" -sse 1 -rate 0 -senders 64 -duration "$DURATION" -redis-url "$redis_url"

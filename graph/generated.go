@@ -5254,7 +5254,7 @@ func (ec *executionContext) marshalNIssuedToken2ᚖgithubᚗcomᚋpushgateᚋpus
 }
 
 func (ec *executionContext) unmarshalNJSON2encodingᚋjsonᚐRawMessage(ctx context.Context, v any) (json.RawMessage, error) {
-	res, err := model.UnmarshalJSON(v)
+	res, err := model.UnmarshalJSONContext(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
@@ -5264,11 +5264,11 @@ func (ec *executionContext) marshalNJSON2encodingᚋjsonᚐRawMessage(ctx contex
 		return graphql.Null
 	}
 	_ = sel
-	res := model.MarshalJSON(v)
+	res := model.MarshalJSONContext(v)
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "JSON!")
 	}
-	return res
+	return graphql.WrapContextMarshaler(ctx, res)
 }
 
 func (ec *executionContext) marshalNMessage2ᚕᚖgithubᚗcomᚋpushgateᚋpushgateᚋgraphᚋmodelᚐMessageᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Message) graphql.Marshaler {

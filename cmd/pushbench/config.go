@@ -29,12 +29,12 @@ type config struct {
 	spawnArgs []string
 	redisURL  string
 
-	ws, sse, poll int
-	channels      string // "shared" or "per-sub"
-	broadcast     int    // channels per call; 0: send to one channel
-	anonymous     bool
-	jwtSecret     string
-	key           string
+	ws, sse, gsse, poll int
+	channels            string // "shared" or "per-sub"
+	broadcast           int    // channels per call; 0: send to one channel
+	anonymous           bool
+	jwtSecret           string
+	key                 string
 
 	rate     float64 // calls per second over all senders; 0: as fast as possible
 	senders  int
@@ -57,7 +57,7 @@ type config struct {
 	cpuProfile string
 }
 
-func (c *config) conns() int { return c.ws + c.sse + c.poll }
+func (c *config) conns() int { return c.ws + c.sse + c.gsse + c.poll }
 
 // perCall is how many channels one call reaches.
 func (c *config) perCall() int { return max(c.broadcast, 1) }
@@ -80,7 +80,8 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
   go run ./cmd/pushbench -spawn -idle -sse 2000
   pushbench -addr 127.0.0.1:8080 -key KEY -jwt-secret SECRET -ws 500 -channels per-sub -rate 0
 
-Subscribers (WebSocket graphql-transport-ws, SSE /events, long-poll /poll)
+Subscribers (WebSocket graphql-transport-ws, SSE /events, graphql-sse,
+long-poll /poll)
 connect, get a warm-up message on each channel, then senders call send (or
 broadcast) at -rate for -duration; every delivery is checked for loss,
 duplication and order and timed end to end. The server's CPU and memory come
@@ -98,6 +99,7 @@ Flags:
 	fs.StringVar(&c.redisURL, "redis-url", "", "with -spawn: the spawned pushgate's --redis-url (default: the memory store)")
 	fs.IntVar(&c.ws, "ws", 0, "WebSocket subscribers (graphql-transport-ws)")
 	fs.IntVar(&c.sse, "sse", 0, "SSE subscribers (GET /events)")
+	fs.IntVar(&c.gsse, "gsse", 0, "graphql-sse subscribers (POST /graphql, Accept: text/event-stream: distinct connections mode)")
 	fs.IntVar(&c.poll, "poll", 0, "long-poll subscribers (GET /poll)")
 	fs.StringVar(&c.channels, "channels", "shared", "shared: every subscriber reads the same channel(s); per-sub: one channel each (user:bench-<i> with tokens, bench:<i> with -anonymous)")
 	fs.IntVar(&c.broadcast, "broadcast", 0, "call broadcast with this many channels per call (0: send to one channel); with -channels shared every subscriber reads all of them (at most 32)")
@@ -145,10 +147,10 @@ func (c *config) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	switch n := c.conns(); {
-	case c.ws < 0 || c.sse < 0 || c.poll < 0:
-		bad("-ws, -sse and -poll cannot be negative")
+	case c.ws < 0 || c.sse < 0 || c.gsse < 0 || c.poll < 0:
+		bad("-ws, -sse, -gsse and -poll cannot be negative")
 	case n == 0:
-		bad("no subscribers: give -ws, -sse and/or -poll")
+		bad("no subscribers: give -ws, -sse, -gsse and/or -poll")
 	case n > c.maxConns:
 		bad("%d connections are over -max-conns %d", n, c.maxConns)
 	}

@@ -21,6 +21,7 @@ type report struct {
 	Store       string  `json:"store,omitempty"` // of a spawned server: memory or redis
 	WS          int     `json:"ws"`
 	SSE         int     `json:"sse"`
+	GSSE        int     `json:"gsse"` // graphql-sse
 	Poll        int     `json:"poll"`
 	Channels    string  `json:"channels"` // shared or per-sub
 	NChannels   int     `json:"channelCount"`
@@ -139,7 +140,7 @@ func (r *report) writeTable(w io.Writer) error {
 	for _, t := range []struct {
 		name string
 		n    int
-	}{{"ws", r.WS}, {"sse", r.SSE}, {"poll", r.Poll}} {
+	}{{"ws", r.WS}, {"sse", r.SSE}, {"gsse", r.GSSE}, {"poll", r.Poll}} {
 		if t.n > 0 {
 			subs = append(subs, fmt.Sprintf("%s %d", t.name, t.n))
 		}
@@ -153,7 +154,7 @@ func (r *report) writeTable(w io.Writer) error {
 		from = fmt.Sprintf(" from %d loopback addresses", r.SourceAddrs)
 	}
 	fmt.Fprintf(&b, "pushbench %s: %d subscribers (%s)%s, %s; server %s\n",
-		r.Mode, r.WS+r.SSE+r.Poll, strings.Join(subs, ", "), from, r.channelsText(), server)
+		r.Mode, r.WS+r.SSE+r.GSSE+r.Poll, strings.Join(subs, ", "), from, r.channelsText(), server)
 	if r.Mode == "load" {
 		rate := "as fast as possible"
 		if r.Rate > 0 {
