@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -78,11 +79,31 @@ func serveOperation(w http.ResponseWriter, r *http.Request, exec graphql.GraphEx
 		return
 	}
 	responses, ctx := exec.DispatchOperation(r.Context(), rc)
-	b, err := json.Marshal(responses(ctx))
-	if err != nil {
-		panic(err)
+	// Encoded into the connection's writer, not marshalled and copied: a
+	// 15 MB history page costs one 15 MB buffer less.
+	out := &writeOnce{w: w}
+	if err := json.NewEncoder(out).Encode(responses(ctx)); err != nil && out.err == nil {
+		panic(err) // not a write's: a response that cannot be encoded, as gqlgen's transports
 	}
-	_, _ = w.Write(b)
+}
+
+// writeOnce is the writer of a json.Encoder's one Encode: it drops the
+// newline Encode ends with (the response is the JSON alone, as the send
+// fast path writes it), and remembers a failed write (a client gone), to
+// tell it from an encoding error.
+type writeOnce struct {
+	w   http.ResponseWriter
+	err error
+}
+
+func (o *writeOnce) Write(p []byte) (int, error) {
+	trimmed := bytes.TrimSuffix(p, []byte("\n"))
+	n, err := o.w.Write(trimmed)
+	if err != nil {
+		o.err = err
+		return n, err
+	}
+	return len(p), nil
 }
 
 func codedError(code, format string, args ...any) *gqlerror.Error {
