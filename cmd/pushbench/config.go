@@ -102,7 +102,7 @@ Flags:
 	fs.StringVar(&c.channels, "channels", "shared", "shared: every subscriber reads the same channel(s); per-sub: one channel each (user:bench-<i> with tokens, bench:<i> with -anonymous)")
 	fs.IntVar(&c.broadcast, "broadcast", 0, "call broadcast with this many channels per call (0: send to one channel); with -channels shared every subscriber reads all of them (at most 32)")
 	fs.BoolVar(&c.anonymous, "anonymous", false, "subscribe without a token (the server must allow anonymous reading); channels are bench:*")
-	fs.StringVar(&c.jwtSecret, "jwt-secret", "", "HS256 secret to mint subscriber tokens with (default with -spawn: benchsecret)")
+	fs.StringVar(&c.jwtSecret, "jwt-secret", "", "HS256 secret to mint subscriber tokens with (default with -spawn: benchsecret-0123456789abcdef-0123456789)")
 	fs.StringVar(&c.key, "key", "", "API key for send and broadcast (default with -spawn: benchkey)")
 	fs.Float64Var(&c.rate, "rate", 100, "calls per second over all senders (each broadcast call appends -broadcast messages); 0: as fast as possible")
 	fs.IntVar(&c.senders, "senders", 4, "sending goroutines, each with one call in flight")
@@ -131,7 +131,7 @@ Flags:
 			c.key = "benchkey"
 		}
 		if c.jwtSecret == "" {
-			c.jwtSecret = "benchsecret"
+			c.jwtSecret = "benchsecret-0123456789abcdef-0123456789"
 		}
 	}
 	return c, c.validate()

@@ -31,17 +31,20 @@ type config struct {
 	RedisWaitReplicas int
 	RedisWaitTimeout  time.Duration
 	// RedisTimeout bounds a publish (pubsub.Options.PublishTimeout).
-	RedisTimeout      time.Duration
-	APIKeys           []server.APIKey
-	JWTSecret         string
-	AllowAnonymous    bool
-	HistorySize       int
-	HistoryTTL        time.Duration
-	IdempotencyWindow time.Duration
-	MaxMessageSize    int
-	WriteTimeout      time.Duration
-	ShutdownTimeout   time.Duration
-	LogLevel          zerolog.Level
+	RedisTimeout time.Duration
+	APIKeys      []server.APIKey
+	JWTSecret    string
+	// AllowWeakJWTSecret lets an HS256 secret be shorter than 32 bytes
+	// (checkJWTSecret).
+	AllowWeakJWTSecret bool
+	AllowAnonymous     bool
+	HistorySize        int
+	HistoryTTL         time.Duration
+	IdempotencyWindow  time.Duration
+	MaxMessageSize     int
+	WriteTimeout       time.Duration
+	ShutdownTimeout    time.Duration
+	LogLevel           zerolog.Level
 
 	// From the config file only. The default namespace's rules are
 	// AllowAnonymous, HistorySize, HistoryTTL, MaxMessageSize, TokenPublish
@@ -151,6 +154,15 @@ var options = []option{
 		}},
 	{flag: "jwt-secret", env: "PUSHGATE_JWT_SECRET", usage: "HS256 secret of subscriber tokens; empty: only API keys read",
 		set: func(c *config, v string) error { c.JWTSecret = v; return nil }},
+	{flag: "allow-weak-jwt-secret", env: "PUSHGATE_ALLOW_WEAK_JWT_SECRET", def: "false", boolean: true,
+		usage: "accept an HS256 secret shorter than 32 bytes (RFC 7518 section 3.2 requires a key at least as long as the hash: 256 bits); for tests only",
+		set: func(c *config, v string) (err error) {
+			c.AllowWeakJWTSecret, err = strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("must be true or false")
+			}
+			return nil
+		}},
 	{flag: "allow-anonymous", env: "PUSHGATE_ALLOW_ANONYMOUS", def: "false", boolean: true,
 		usage: "let requests without credentials read every channel but user:* ones, except in namespaces whose anonymous_read is false (the default namespace's anonymous_read; development)",
 		set: func(c *config, v string) (err error) {
@@ -201,7 +213,13 @@ var options = []option{
 		}},
 	{flag: "allowed-origin", env: "PUSHGATE_ALLOWED_ORIGINS", list: true,
 		usage: "browser origin allowed on /graphql, /events and /poll (https://app.example.com, https://*.example.com or *; repeatable; default: same origin only; requests without Origin, as from mini-programs, are always allowed)",
-		set:   func(c *config, v string) error { c.AllowedOrigins = append(c.AllowedOrigins, v); return nil }},
+		set: func(c *config, v string) error {
+			if err := checkOrigin(v); err != nil {
+				return err
+			}
+			c.AllowedOrigins = append(c.AllowedOrigins, v)
+			return nil
+		}},
 	{flag: "trusted-proxy", env: "PUSHGATE_TRUSTED_PROXIES", list: true,
 		usage: "IP or CIDR of a reverse proxy whose X-Forwarded-For names the client (repeatable)",
 		set: func(c *config, v string) error {
@@ -431,6 +449,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if f := c.jwtFlags; f.Leeway != 0 {
 		c.JWT.Leeway = f.Leeway
 	}
+	if err := checkJWTSecret(c.JWT.Secret, c.AllowWeakJWTSecret); err != nil {
+		return config{}, err
+	}
 	if err := c.JWT.Validate(); err != nil {
 		return config{}, fmt.Errorf("invalid token settings: %w", err)
 	}
@@ -438,6 +459,49 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return config{}, err
 	}
 	return c, nil
+}
+
+// minJWTSecret is the shortest HS256 secret accepted without
+// --allow-weak-jwt-secret: RFC 7518 section 3.2 requires a key of at least
+// the hash's size (SHA-256: 32 bytes). A shorter one, like a word, is
+// found by brute force from one token, and with it any token can be forged.
+const minJWTSecret = 32
+
+// checkJWTSecret refuses an HS256 secret (from --jwt-secret, its variable
+// or the file's jwt.secret) shorter than minJWTSecret unless weak is set.
+// The error names the setting and its length, never the secret.
+func checkJWTSecret(secret string, weak bool) error {
+	if secret == "" || len(secret) >= minJWTSecret || weak {
+		return nil
+	}
+	return fmt.Errorf("invalid --jwt-secret (PUSHGATE_JWT_SECRET, jwt.secret in the config file): %d bytes, "+
+		"an HS256 secret must have at least %d (RFC 7518 section 3.2); make one with `openssl rand -base64 32`, "+
+		"or pass --allow-weak-jwt-secret in a test setup", len(secret), minJWTSecret)
+}
+
+// checkOrigin checks an allowed origin (--allowed-origin, the file's
+// allowed_origins): "*", or scheme://host[:port] where the host and port
+// may hold wildcards. An origin the browser could never send, such as
+// example.com without its scheme or one with a path, would silently match
+// nothing; it is refused with the spelling that works.
+func checkOrigin(v string) error {
+	v = strings.TrimSpace(v)
+	if v == "*" {
+		return nil
+	}
+	scheme, rest, ok := strings.Cut(v, "://")
+	if !ok || scheme == "" {
+		v = strings.TrimSuffix(v, "/")
+		return fmt.Errorf("an origin starts with its scheme: https://%s (or http://%s)", v, v)
+	}
+	rest = strings.TrimSuffix(rest, "/") // as the server reads it
+	if rest == "" {
+		return errors.New("an origin names a host after its scheme, as in https://app.example.com")
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		return fmt.Errorf("an origin is scheme://host[:port], without a path, query or fragment: %s://%s", scheme, rest[:i])
+	}
+	return nil
 }
 
 // configUsage is the usage of --config (env PUSHGATE_CONFIG).
