@@ -30,6 +30,9 @@ type config struct {
 	RedisFencing      pubsub.Fencing
 	RedisWaitReplicas int
 	RedisWaitTimeout  time.Duration
+	// RedisWait is how long start-up retries a Redis that does not
+	// answer (waitForStore).
+	RedisWait time.Duration
 	// RedisTimeout bounds a publish (pubsub.Options.PublishTimeout).
 	RedisTimeout time.Duration
 	APIKeys      []server.APIKey
@@ -140,6 +143,16 @@ var options = []option{
 		}},
 	{flag: "redis-wait-timeout", env: "PUSHGATE_REDIS_WAIT_TIMEOUT", def: "100ms", usage: "how long a publish waits for --redis-wait-replicas",
 		set: func(c *config, v string) (err error) { c.RedisWaitTimeout, err = positiveDuration(v); return err }},
+	{flag: "redis-wait", env: "PUSHGATE_REDIS_WAIT", def: "30s",
+		usage: "how long start-up keeps trying a Redis that does not answer, /healthz answering 200 and /readyz 503 meanwhile, before it gives up (0s: one try), so that pushgate may start before its Redis",
+		set: func(c *config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 || d > 24*time.Hour {
+				return errors.New("must be a duration from 0s to 24h, such as 30s or 5m")
+			}
+			c.RedisWait = d
+			return nil
+		}},
 	{flag: "redis-timeout", env: "PUSHGATE_REDIS_TIMEOUT",
 		usage: "bound of one send's wait for Redis, a free connection and retries included: over it the send fails with UNAVAILABLE (extensions.stored \"unknown\" when it may have been stored: retry with the same idempotencyKey) (default 3s)",
 		set:   func(c *config, v string) (err error) { c.RedisTimeout, err = positiveDuration(v); return err }},

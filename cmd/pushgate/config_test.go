@@ -20,6 +20,7 @@ func withDefaults(c config) config {
 	c.GCMinHeapMB = 64
 	c.GoMaxProcs = -1
 	c.Heartbeat = 15 * time.Second
+	c.RedisWait = 30 * time.Second
 	c.Limits = server.Limits{
 		MaxSubscriptionsPerConnection: 100, MaxConnectionsPerSubject: 100, MaxConnectionsPerIP: 1000,
 		ConnectRatePerIP: server.Rate{PerSecond: 50}, SendRatePerKey: server.Rate{PerSecond: 1000},
