@@ -66,7 +66,8 @@ flake: redis-server
 
 # Go micro-benchmarks (broker publish and fan-out on memory and Redis, SSE
 # fan-out and long-poll over loopback), then the pushbench scenarios of the
-# performance budget against freshly spawned servers: bench/run.sh.
+# performance budget against freshly spawned servers: bench/run.sh. It ends
+# with a pass/FAIL line per budget figure and fails when one was missed.
 bench: redis-server
 	bench/run.sh
 

@@ -53,6 +53,7 @@ type config struct {
 	sourceAddrs        int
 
 	json       bool
+	budgets    []budget
 	quiet      bool
 	cpuProfile string
 }
@@ -118,6 +119,13 @@ Flags:
 	fs.IntVar(&c.maxConns, "max-conns", 20000, "refuse to open more subscriber connections than this")
 	fs.IntVar(&c.sourceAddrs, "source-addrs", 0, "connect subscribers from this many loopback addresses 127.0.0.1, .2, ... so that a server's per-IP limits see many clients (0: one per 50 subscribers with an IPv4 loopback target on Linux and Windows, else the system's choice)")
 	fs.BoolVar(&c.json, "json", false, "print one JSON object with every figure instead of the table")
+	fs.Func("budget", "a bound on a figure of the report, figure<=limit or figure>=limit, the figure named by its path in -json "+
+		"(latency.p99Ms<=15, server.cpuPerDeliveryUs<=7, server.memPerConnKB<=16, send.callsPerSec>=54000); repeatable. "+
+		"Each gets a pass/FAIL line after the report, and pushbench exits 1 when one fails", func(v string) error {
+		b, err := parseBudget(v)
+		c.budgets = append(c.budgets, b)
+		return err
+	})
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress lines on stderr")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write pushbench's own CPU profile of the send phase to this file")
 	if err := fs.Parse(args); err != nil {
