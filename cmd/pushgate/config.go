@@ -169,22 +169,10 @@ var options = []option{
 		set: func(c *config, v string) error { c.JWTSecret = v; return nil }},
 	{flag: "allow-weak-jwt-secret", env: "PUSHGATE_ALLOW_WEAK_JWT_SECRET", def: "false", boolean: true,
 		usage: "accept an HS256 secret shorter than 32 bytes (RFC 7518 section 3.2 requires a key at least as long as the hash: 256 bits); for tests only",
-		set: func(c *config, v string) (err error) {
-			c.AllowWeakJWTSecret, err = strconv.ParseBool(v)
-			if err != nil {
-				return errors.New("must be true or false")
-			}
-			return nil
-		}},
+		set:   func(c *config, v string) error { return parseBool(&c.AllowWeakJWTSecret, v) }},
 	{flag: "allow-anonymous", env: "PUSHGATE_ALLOW_ANONYMOUS", def: "false", boolean: true,
 		usage: "let requests without credentials read every channel but user:* ones, except in namespaces whose anonymous_read is false (the default namespace's anonymous_read; development)",
-		set: func(c *config, v string) (err error) {
-			c.AllowAnonymous, err = strconv.ParseBool(v)
-			if err != nil {
-				return errors.New("must be true or false")
-			}
-			return nil
-		}},
+		set:   func(c *config, v string) error { return parseBool(&c.AllowAnonymous, v) }},
 	{flag: "history-size", env: "PUSHGATE_HISTORY_SIZE", def: strconv.Itoa(pubsub.DefaultHistorySize), usage: "messages retained per channel (the default namespace's history_size)",
 		set: func(c *config, v string) (err error) { c.HistorySize, err = positiveInt(v, maxHistorySize); return err }},
 	{flag: "history-ttl", env: "PUSHGATE_HISTORY_TTL", def: "24h", usage: "how long messages are retained (the default namespace's history_ttl)",
@@ -322,13 +310,7 @@ var options = []option{
 		set: func(c *config, v string) error { c.MetricsToken = v; return nil }},
 	{flag: "pprof", env: "PUSHGATE_PPROF", def: "false", boolean: true,
 		usage: "serve /debug/pprof/ (but cmdline) to requests bearing an API key allowed every channel (Authorization: Bearer <key>); others, scoped keys included, get 404",
-		set: func(c *config, v string) (err error) {
-			c.Pprof, err = strconv.ParseBool(v)
-			if err != nil {
-				return errors.New("must be true or false")
-			}
-			return nil
-		}},
+		set:   func(c *config, v string) error { return parseBool(&c.Pprof, v) }},
 	// WeChat (docs/wechat.md): the flags configure one app; the config
 	// file's wechat.apps may list several. Values are checked by
 	// wechat.Config.Validate, whose errors never repeat a secret.
@@ -365,13 +347,7 @@ var options = []option{
 		func(l *server.Limits) *server.Rate { return &l.WechatLoginRatePerIP }),
 	{flag: "console", env: "PUSHGATE_CONSOLE", def: "false", boolean: true,
 		usage: "serve the console page on /console: watch channels, send, history, GraphQL and metrics in a browser, with a key or token its user enters (on in make run)",
-		set: func(c *config, v string) (err error) {
-			c.Console, err = strconv.ParseBool(v)
-			if err != nil {
-				return errors.New("must be true or false")
-			}
-			return nil
-		}},
+		set:   func(c *config, v string) error { return parseBool(&c.Console, v) }},
 	{flag: "log-level", env: "PUSHGATE_LOG_LEVEL", def: "info", usage: "debug, info, warn or error",
 		set: func(c *config, v string) error {
 			l, err := zerolog.ParseLevel(strings.ToLower(v))
@@ -618,6 +594,14 @@ func rateOption(name, what, def string, field func(*server.Limits) *server.Rate)
 			}
 			return nil
 		}}
+}
+
+// parseBool reads a boolean option's value into dst.
+func parseBool(dst *bool, v string) (err error) {
+	if *dst, err = strconv.ParseBool(v); err != nil {
+		return errors.New("must be true or false")
+	}
+	return nil
 }
 
 func intOrOff(s string) (int, error) {
