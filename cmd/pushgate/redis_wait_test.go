@@ -177,3 +177,13 @@ func TestRedisWaitGivesUp(t *testing.T) {
 		t.Fatalf("stopped while waiting: run returned %v", err)
 	}
 }
+
+// TestRedisWaitZeroWithRedisUp: --redis-wait 0s still makes its one try
+// in full: with Redis up, pushgate serves.
+func TestRedisWaitZeroWithRedisUp(t *testing.T) {
+	p := start(t, "--redis-url", redistest.Start(t).URL(), "--redis-wait", "0s")
+	sent := p.send(t, "news", "no wait needed")
+	if h := p.history(t, "news"); len(h) != 1 || h[0].ID != sent.ID {
+		t.Fatalf("history %+v, want message %s", h, sent.ID)
+	}
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -66,52 +65,46 @@ type store struct {
 
 // waitForStore opens the store the configuration names. A Redis that does
 // not answer is tried again, backing off to one try a second, until
-// --redis-wait has passed: then the error names --redis-url and
+// --redis-wait has passed (a try then in progress, bounded by openBroker,
+// still runs to its end): then the error names --redis-url and
 // --redis-wait, with the last failure. Meanwhile g answers 503 saying so,
 // and the log says it every 5 seconds. It returns ctx's error when ctx
 // ends first (pushgate was stopped while waiting).
 func waitForStore(ctx context.Context, cfg config, metrics *server.Metrics, log zerolog.Logger, g *gate, addr string) (store, error) {
-	wctx, cancel := context.WithTimeout(ctx, cfg.RedisWait)
-	defer cancel()
+	deadline := time.Now().Add(cfg.RedisWait)
 	// go-redis logs each failed dial (three a try): while waiting, the
 	// line every 5 seconds below says it. Once open, its logs (dial
 	// failures during an outage, Sentinel switches) become JSON lines
 	// like the rest.
 	redis.SetLogger(redisLog{zerolog.Nop()})
 	defer redis.SetLogger(redisLog{log.With().Str("component", "redis").Logger()})
-	var lastErr error
 	var logged time.Time
 	backoff := 50 * time.Millisecond
 	for {
 		var s store
 		var err error
-		s.broker, s.desc, s.close, s.presence, s.client, err = openBroker(wctx, cfg, metrics, log)
-		if err == nil {
+		s.broker, s.desc, s.close, s.presence, s.client, err = openBroker(ctx, cfg, metrics, log)
+		switch {
+		case err == nil:
 			return s, nil
-		}
-		if ctx.Err() != nil {
+		case ctx.Err() != nil:
 			return store{}, ctx.Err()
+		case cfg.Redis == nil:
+			return store{}, err
+		case cfg.RedisWait == 0:
+			return store{}, fmt.Errorf("%w (--redis-wait 0s: tried once)", err)
+		case !time.Now().Before(deadline):
+			return store{}, fmt.Errorf("gave up after --redis-wait %v: %w", cfg.RedisWait, err)
 		}
-		// A try cut short by the end of the wait says less than the one
-		// before it.
-		if lastErr == nil || !errors.Is(err, context.DeadlineExceeded) {
-			lastErr = err
-		}
-		if cfg.Redis == nil || wctx.Err() != nil || cfg.RedisWait == 0 {
-			if cfg.RedisWait == 0 {
-				return store{}, fmt.Errorf("%w (--redis-wait 0s: tried once)", lastErr)
-			}
-			return store{}, fmt.Errorf("gave up after --redis-wait %v: %w", cfg.RedisWait, lastErr)
-		}
-		g.wait("waiting for Redis to answer: " + lastErr.Error())
+		g.wait("waiting for Redis to answer: " + err.Error())
 		if time.Since(logged) >= 5*time.Second {
 			logged = time.Now()
-			log.Warn().Err(lastErr).Str("addr", addr).Str("redis_wait", cfg.RedisWait.String()).
+			log.Warn().Err(err).Str("addr", addr).Str("redis_wait", cfg.RedisWait.String()).
 				Msg("waiting for Redis: /healthz answers 200, /readyz 503 until it answers")
 		}
 		select {
-		case <-time.After(backoff):
-		case <-wctx.Done():
+		case <-time.After(min(backoff, time.Until(deadline))):
+		case <-ctx.Done():
 		}
 		backoff = min(2*backoff, time.Second)
 	}
