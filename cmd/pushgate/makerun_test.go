@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/pushgate/pushgate/internal/pushclient"
 )
 
@@ -132,6 +134,19 @@ func TestMakeRunAsNewUser(t *testing.T) {
 		}
 		if allowed := resp.Header.Get("Access-Control-Allow-Origin"); (tt.status == http.StatusOK) != (allowed == tt.origin) {
 			t.Errorf("Origin %s: Access-Control-Allow-Origin %q", tt.origin, allowed)
+		}
+	}
+	// The WebSocket handshake applies the same list.
+	for origin, ok := range map[string]bool{"http://localhost:5173": true, "http://evil.example:5173": false} {
+		d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}}
+		c, resp, err := d.DialContext(ctx, "ws"+strings.TrimPrefix(p.url, "http")+"/graphql", http.Header{"Origin": {origin}})
+		if err == nil {
+			_ = c.Close()
+		} else if resp != nil {
+			_ = resp.Body.Close()
+		}
+		if (err == nil) != ok {
+			t.Errorf("WebSocket from Origin %s: %v, want allowed %v", origin, err, ok)
 		}
 	}
 }
