@@ -21,7 +21,7 @@ export const INTEROP_DIR = dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = dirname(INTEROP_DIR);
 export const BIN_DIR = join(INTEROP_DIR, '.bin');
 export const API_KEY = 'devkey';
-export const JWT_SECRET = 'devsecret';
+export const JWT_SECRET = 'interop-secret-0123456789abcdef-0123456789';
 
 /** The fields every test selects on a Message. */
 export const MESSAGE_FIELDS = 'channel id event data createdAt cursor';

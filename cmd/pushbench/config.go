@@ -53,6 +53,7 @@ type config struct {
 	sourceAddrs        int
 
 	json       bool
+	budgets    []budget
 	quiet      bool
 	cpuProfile string
 }
@@ -104,7 +105,7 @@ Flags:
 	fs.StringVar(&c.channels, "channels", "shared", "shared: every subscriber reads the same channel(s); per-sub: one channel each (user:bench-<i> with tokens, bench:<i> with -anonymous)")
 	fs.IntVar(&c.broadcast, "broadcast", 0, "call broadcast with this many channels per call (0: send to one channel); with -channels shared every subscriber reads all of them (at most 32)")
 	fs.BoolVar(&c.anonymous, "anonymous", false, "subscribe without a token (the server must allow anonymous reading); channels are bench:*")
-	fs.StringVar(&c.jwtSecret, "jwt-secret", "", "HS256 secret to mint subscriber tokens with (default with -spawn: benchsecret)")
+	fs.StringVar(&c.jwtSecret, "jwt-secret", "", "HS256 secret to mint subscriber tokens with (default with -spawn: benchsecret-0123456789abcdef-0123456789)")
 	fs.StringVar(&c.key, "key", "", "API key for send and broadcast (default with -spawn: benchkey)")
 	fs.Float64Var(&c.rate, "rate", 100, "calls per second over all senders (each broadcast call appends -broadcast messages); 0: as fast as possible")
 	fs.IntVar(&c.senders, "senders", 4, "sending goroutines, each with one call in flight")
@@ -120,6 +121,13 @@ Flags:
 	fs.IntVar(&c.maxConns, "max-conns", 20000, "refuse to open more subscriber connections than this")
 	fs.IntVar(&c.sourceAddrs, "source-addrs", 0, "connect subscribers from this many loopback addresses 127.0.0.1, .2, ... so that a server's per-IP limits see many clients (0: one per 50 subscribers with an IPv4 loopback target on Linux and Windows, else the system's choice)")
 	fs.BoolVar(&c.json, "json", false, "print one JSON object with every figure instead of the table")
+	fs.Func("budget", "a bound on a figure of the report, figure<=limit or figure>=limit, the figure named by its path in -json "+
+		"(latency.p99Ms<=15, server.cpuPerDeliveryUs<=7, server.memPerConnKB<=16, send.callsPerSec>=54000); repeatable. "+
+		"Each gets a pass/FAIL line after the report, and pushbench exits 1 when one fails", func(v string) error {
+		b, err := parseBudget(v)
+		c.budgets = append(c.budgets, b)
+		return err
+	})
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress lines on stderr")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write pushbench's own CPU profile of the send phase to this file")
 	if err := fs.Parse(args); err != nil {
@@ -133,7 +141,7 @@ Flags:
 			c.key = "benchkey"
 		}
 		if c.jwtSecret == "" {
-			c.jwtSecret = "benchsecret"
+			c.jwtSecret = "benchsecret-0123456789abcdef-0123456789"
 		}
 	}
 	return c, c.validate()
