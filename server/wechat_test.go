@@ -69,6 +69,13 @@ func startWeChat(t *testing.T, grace time.Duration) *wxEnv {
 // by edit first.
 func startWeChatWith(t *testing.T, grace time.Duration, edit func(*server.Config)) *wxEnv {
 	t.Helper()
+	return startWeChatOn(t, grace, nil, edit)
+}
+
+// startWeChatOn is startWeChatWith with the WeChat state in store (nil: in
+// memory).
+func startWeChatOn(t *testing.T, grace time.Duration, store wechat.Store, edit func(*server.Config)) *wxEnv {
+	t.Helper()
 	wx := wechattest.New(t)
 	wx.AddApp(wxApp, wxSecret)
 	wx.AddTemplate(wxApp, wxTemplate, false, "thing1", "amount2")
@@ -84,6 +91,7 @@ func startWeChatWith(t *testing.T, grace time.Duration, edit func(*server.Config
 				LoginChannels: []string{"room:{sub}:*"},
 			}},
 		},
+		Store:   store,
 		Metrics: metrics,
 		Logger:  zerolog.New(log),
 		Backoff: func(int) time.Duration { return 10 * time.Millisecond },
@@ -493,29 +501,60 @@ func getBody(t *testing.T, u string) string {
 	return string(b)
 }
 
+// gatedStore holds every notification's queueing (Queue.Put) until the
+// test opens the gate: the message of a send with notify is appended and
+// delivered, its notification not yet queued.
+type gatedStore struct {
+	wechat.Store
+	entered chan struct{} // a Put is waiting at the gate
+	open    chan struct{}
+	once    sync.Once
+}
+
+// release opens the gate (once; a test's cleanup opens it too, so that a
+// failed test does not leave a send waiting at it).
+func (g *gatedStore) release() { g.once.Do(func() { close(g.open) }) }
+
+func newGatedStore() *gatedStore {
+	return &gatedStore{Store: wechat.NewMemoryStore(), entered: make(chan struct{}, 16), open: make(chan struct{})}
+}
+
+func (g *gatedStore) Queue(app string) wechat.Queue { return gatedQueue{g.Store.Queue(app), g} }
+
+type gatedQueue struct {
+	wechat.Queue
+	g *gatedStore
+}
+
+func (q gatedQueue) Put(ctx context.Context, job *wechat.Job, reason string, due, now time.Time, ttl time.Duration) (bool, error) {
+	q.g.entered <- struct{}{}
+	<-q.g.open
+	return q.Queue.Put(ctx, job, reason, due, now, ttl)
+}
+
 // A WebSocket feed that selects Message.notification is served by gqlgen's
 // executor (the feed fast path renders only Message's scalars), and a user
-// subscribed over WebSocket counts as online.
+// subscribed over WebSocket counts as online. A message sent with notify
+// carries its notify mark from its append on: the live feed's first
+// rendering of it, and history, read its notification PENDING while the
+// notification is not queued yet (the store's queueing held at a gate),
+// never null.
 func TestWeChatWebSocketFeedNotification(t *testing.T) {
-	e := startWeChat(t, 200*time.Millisecond)
+	store := newGatedStore()
+	e := startWeChatOn(t, 200*time.Millisecond, store, func(*server.Config) {})
+	t.Cleanup(store.release) // before the server's cleanup, which waits for the send
 	tok := e.login(t, "oWS1")
 	c := e.dialWS(t, transportWS, "", nil)
 	c.init(map[string]any{"token": tok})
 	// Selecting notification runs the feed through gqlgen's executor.
-	feed := func(id, cursor string) {
-		vars := map[string]any{}
-		if cursor != "" {
-			vars["cursor"] = cursor
-		}
-		raw, _ := json.Marshal(map[string]any{"query": `subscription($cursor: String) { feed(channels: ["user:oWS1"], cursor: $cursor) {
-		... on Message { id cursor notification { status } } } }`, "variables": vars})
-		c.write(wsMsg{Type: "subscribe", ID: id, Payload: raw})
-	}
+	raw, _ := json.Marshal(map[string]any{"query": `subscription { feed(channels: ["user:oWS1"]) {
+		... on Message { id cursor notification { status reason } } } }`})
+	c.write(wsMsg{Type: "subscribe", ID: "f", Payload: raw})
 	type event struct {
 		Data struct {
 			Feed struct {
 				ID, Cursor   string
-				Notification *struct{ Status string }
+				Notification *struct{ Status, Reason string }
 			}
 		}
 	}
@@ -527,7 +566,6 @@ func TestWeChatWebSocketFeedNotification(t *testing.T) {
 		}
 		return ev
 	}
-	feed("f", "")
 	// The feed is live once a first message arrives.
 	deadline := time.Now().Add(waitTimeout)
 	var first wsMsg
@@ -544,43 +582,56 @@ func TestWeChatWebSocketFeedNotification(t *testing.T) {
 	if ev := decode(first); ev.Data.Feed.Notification != nil {
 		t.Fatalf("a message without notify: %s", first.Payload)
 	}
-	sent, res := e.sendNotify(t, "oWS1", "OFFLINE", goodData)
-	if len(res.Errors) > 0 {
-		t.Fatalf("send: %+v", res.Errors)
+	type answer struct {
+		sent sentMessage
+		res  gqlResponse
 	}
-	// The live event of the notify message. Send appends (and so fans out)
-	// the message before it queues the notification, whose id is the
-	// message's position: a live event rendered in between shows null.
-	// The hellos before it have none.
-	before := decode(first).Data.Feed.Cursor
+	answered := make(chan answer, 1)
+	go func() {
+		sent, res := e.sendNotify(t, "oWS1", "OFFLINE", goodData)
+		answered <- answer{sent, res}
+	}()
+	<-store.entered // appended, and its notification held before the queue
+	// History: the newest message is the notify message, its notification
+	// PENDING though not queued.
+	var hist struct {
+		History struct {
+			Nodes []struct {
+				ID           string
+				Notification *notification
+			}
+		}
+	}
+	e.do(t, testKey, `{ history(channel: "user:oWS1", last: 1) { nodes { id notification { status reason } } } }`, nil).decode(t, &hist)
+	if len(hist.History.Nodes) != 1 {
+		t.Fatalf("history: %+v", hist)
+	}
+	id := hist.History.Nodes[0].ID
+	if n := hist.History.Nodes[0].Notification; n == nil || n.Status != "PENDING" || *n.Reason != "WAITING" {
+		t.Fatalf("history before the notification is queued: %+v, want PENDING WAITING", n)
+	}
+	// The live feed's first rendering of the notify message; the hellos
+	// before it have none.
 	for {
 		ev := decode(c.next())
-		if ev.Data.Feed.ID == sent.ID {
-			break
+		n := ev.Data.Feed.Notification
+		if ev.Data.Feed.ID != id {
+			if n != nil {
+				t.Fatalf("hello %s has a notification %+v", ev.Data.Feed.ID, *n)
+			}
+			continue
 		}
-		if ev.Data.Feed.Notification != nil {
-			t.Fatalf("hello %s has a notification %+v", ev.Data.Feed.ID, *ev.Data.Feed.Notification)
-		}
-		before = ev.Data.Feed.Cursor
-	}
-	// Once send has answered the notification is queued: a feed resumed
-	// from the message before renders it, PENDING or, the user being
-	// online past the 200 ms grace, already SKIPPED.
-	feed("r", before)
-	for {
-		m := c.next()
-		if m.ID != "r" {
-			continue // a late hello on f
-		}
-		ev := decode(m)
-		if ev.Data.Feed.ID != sent.ID {
-			t.Fatalf("resumed feed: %s, want message %s", m.Payload, sent.ID)
-		}
-		if n := ev.Data.Feed.Notification; n == nil || (n.Status != "PENDING" && n.Status != "SKIPPED") {
-			t.Fatalf("resumed feed: %s, want the notification PENDING or SKIPPED", m.Payload)
+		if n == nil || n.Status != "PENDING" || n.Reason != "WAITING" {
+			t.Fatalf("the live feed's first rendering of the notify message: %+v, want its notification PENDING WAITING", ev.Data.Feed)
 		}
 		break
 	}
+	store.release()
+	a := <-answered
+	if len(a.res.Errors) > 0 || a.sent.ID != id {
+		t.Fatalf("send: %+v %+v, want message %s", a.sent, a.res.Errors, id)
+	}
+	// The user is online past the 200 ms grace.
 	n := e.waitStatus(t, "oWS1")
 	if n.Status != "SKIPPED" || *n.Reason != "ONLINE" {
 		t.Fatalf("notification %+v, want SKIPPED ONLINE", n)
