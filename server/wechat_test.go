@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -69,12 +70,18 @@ func startWeChat(t *testing.T, grace time.Duration) *wxEnv {
 // by edit first.
 func startWeChatWith(t *testing.T, grace time.Duration, edit func(*server.Config)) *wxEnv {
 	t.Helper()
-	return startWeChatOn(t, grace, nil, edit)
+	return startWeChatOpts(t, grace, wxOptions{server: edit})
 }
 
-// startWeChatOn is startWeChatWith with the WeChat state in store (nil: in
-// memory).
-func startWeChatOn(t *testing.T, grace time.Duration, store wechat.Store, edit func(*server.Config)) *wxEnv {
+// wxOptions change startWeChat's setup.
+type wxOptions struct {
+	store  wechat.Store            // the WeChat state (nil: in memory)
+	app    func(*wechat.AppConfig) // edits the app's configuration
+	server func(*server.Config)    // edits the server's configuration
+}
+
+// startWeChatOpts is startWeChat with the changes of o.
+func startWeChatOpts(t *testing.T, grace time.Duration, o wxOptions) *wxEnv {
 	t.Helper()
 	wx := wechattest.New(t)
 	wx.AddApp(wxApp, wxSecret)
@@ -82,16 +89,17 @@ func startWeChatOn(t *testing.T, grace time.Duration, store wechat.Store, edit f
 	log := &lockedBuffer{}
 	cfg := testConfig()
 	metrics := server.NewMetrics()
+	app := wechat.AppConfig{
+		AppID: wxApp, AppSecret: wxSecret, PushToken: wxPush, AESKey: wxAESKey,
+		APIURL: wx.URL, OfflineGrace: grace, NotifyMaxAge: time.Minute,
+		LoginChannels: []string{"room:{sub}:*"},
+	}
+	if o.app != nil {
+		o.app(&app)
+	}
 	w, err := server.NewWeChat(server.WeChatOptions{
-		Config: wechat.Config{
-			PollInterval: 20 * time.Millisecond,
-			Apps: []wechat.AppConfig{{
-				AppID: wxApp, AppSecret: wxSecret, PushToken: wxPush, AESKey: wxAESKey,
-				APIURL: wx.URL, OfflineGrace: grace, NotifyMaxAge: time.Minute,
-				LoginChannels: []string{"room:{sub}:*"},
-			}},
-		},
-		Store:   store,
+		Config:  wechat.Config{PollInterval: 20 * time.Millisecond, Apps: []wechat.AppConfig{app}},
+		Store:   o.store,
 		Metrics: metrics,
 		Logger:  zerolog.New(log),
 		Backoff: func(int) time.Duration { return 10 * time.Millisecond },
@@ -103,7 +111,9 @@ func startWeChatOn(t *testing.T, grace time.Duration, store wechat.Store, edit f
 	t.Cleanup(func() { _ = w.Close() })
 	cfg.WeChat = w
 	cfg.Metrics = metrics
-	edit(&cfg)
+	if o.server != nil {
+		o.server(&cfg)
+	}
 	e := startEnvLog(t, cfg, memoryBroker(t, pubsub.Options{}), log)
 	return &wxEnv{env: e, wx: wx, log: log}
 }
@@ -223,6 +233,105 @@ func TestWeChatLoginTokenSubscribes(t *testing.T) {
 	res = e.do(t, "", `mutation { wechatLogin(input: {code: "code-oUserLogin1"}) { token } }`, nil)
 	if c := res.code(t); c != "BAD_USER_INPUT" || !strings.Contains(res.Errors[0].Message, "40163") {
 		t.Fatalf("used code: %s %q", c, res.Errors[0].Message)
+	}
+}
+
+// jwtSubject returns the sub claim of a token (not verified: the server
+// made it).
+func jwtSubject(t *testing.T, tok string) string {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %q", tok)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	var claims struct{ Sub string }
+	if err != nil || json.Unmarshal(raw, &claims) != nil {
+		t.Fatalf("JWT claims %q: %v", parts[1], err)
+	}
+	return claims.Sub
+}
+
+// TestWeChatLoginUnionID: an app with subject unionid gets tokens whose sub
+// is the user's unionid (user:<unionid> readable, user:<openid> not), and
+// a notification to user:<unionid> reaches the openid the login
+// remembered. A user WeChat answers no unionid for gets no token:
+// INTERNAL naming the missing unionid (the app is misconfigured).
+func TestWeChatLoginUnionID(t *testing.T) {
+	e := startWeChatOpts(t, time.Second, wxOptions{app: func(a *wechat.AppConfig) { a.Subject = wechat.SubjectUnionID }})
+	e.wx.AddCode(wxApp, "code-u1", wechattest.User{OpenID: "oUnion1", UnionID: "uUnion1", SessionKey: "sk-u1"})
+	var out struct{ WechatLogin struct{ Token string } }
+	e.do(t, "", `mutation { wechatLogin(input: {code: "code-u1"}) { token } }`, nil).decode(t, &out)
+	tok := out.WechatLogin.Token
+	if sub := jwtSubject(t, tok); sub != "uUnion1" {
+		t.Fatalf("token sub %q, want the unionid uUnion1", sub)
+	}
+	if res := e.do(t, tok, `{ history(channel: "user:uUnion1") { nodes { id } } }`, nil); len(res.Errors) > 0 {
+		t.Fatalf("user:<unionid> with its token: %+v", res.Errors)
+	}
+	if c := e.do(t, tok, `{ history(channel: "user:oUnion1") { nodes { id } } }`, nil).code(t); c != "FORBIDDEN" {
+		t.Fatalf("user:<openid> with the unionid's token: %s, want FORBIDDEN", c)
+	}
+	e.wx.Accept(wxApp, "oUnion1", wxTemplate, 1) // WeChat's quota, by openid
+	if _, res := e.sendNotify(t, "uUnion1", "ALWAYS", goodData); len(res.Errors) > 0 {
+		t.Fatalf("send: %+v", res.Errors)
+	}
+	if n := e.waitStatus(t, "uUnion1"); n.Status != "SENT" {
+		t.Fatalf("notification %+v, want SENT", n)
+	}
+	if sentTo(e.wx, "oUnion1") != 1 || sentTo(e.wx, "uUnion1") != 0 {
+		t.Fatalf("sent to the openid %d, to the unionid %d; want 1 and 0", sentTo(e.wx, "oUnion1"), sentTo(e.wx, "uUnion1"))
+	}
+
+	e.wx.AddCode(wxApp, "code-nounion", wechattest.User{OpenID: "oNoUnion", SessionKey: "sk-n"})
+	res := e.do(t, "", `mutation { wechatLogin(input: {code: "code-nounion"}) { token } }`, nil)
+	if c := res.code(t); c != "INTERNAL" || !strings.Contains(res.Errors[0].Message, "no unionid") {
+		t.Fatalf("no unionid: %s %q, want INTERNAL naming the missing unionid", c, res.Errors[0].Message)
+	}
+	if string(res.Data) != "null" && len(res.Data) != 0 {
+		t.Fatalf("no unionid: data %s, want none", res.Data)
+	}
+}
+
+// TestWeChatKeyScope: an API key limited to some channels reads the quota
+// ledger and sends with notify only for users its patterns cover; outside
+// them both are FORBIDDEN, and the refused send appends and queues
+// nothing.
+func TestWeChatKeyScope(t *testing.T) {
+	const scoped = "scoped-key-secret"
+	e := startWeChatWith(t, time.Second, func(c *server.Config) {
+		c.APIKeys = append(c.APIKeys, server.APIKey{Name: "scoped", Secret: scoped, Channels: []string{"user:oIn*"}})
+	})
+	ledger := `query($s: String!) { wechatSubscription(subject: $s, templateId: "` + wxTemplate + `") { known } }`
+	if res := e.do(t, scoped, ledger, map[string]any{"s": "oIn1"}); len(res.Errors) > 0 {
+		t.Fatalf("wechatSubscription inside the key's scope: %+v", res.Errors)
+	}
+	if c := e.do(t, scoped, ledger, map[string]any{"s": "oOut1"}).code(t); c != "FORBIDDEN" {
+		t.Fatalf("wechatSubscription outside the key's scope: %s, want FORBIDDEN", c)
+	}
+	send := func(openid string) gqlResponse {
+		return e.do(t, scoped, `mutation($in: SendInput!) { send(input: $in) { message { id } } }`, map[string]any{
+			"in": map[string]any{"channel": "user:" + openid, "data": map[string]any{"text": "shipped"},
+				"notify": map[string]any{"templateId": wxTemplate, "data": goodData, "when": "ALWAYS"}},
+		})
+	}
+	e.login(t, "oIn1") // WeChat knows the user
+	e.wx.Accept(wxApp, "oIn1", wxTemplate, 1)
+	if res := send("oIn1"); len(res.Errors) > 0 {
+		t.Fatalf("send with notify inside the key's scope: %+v", res.Errors)
+	}
+	if c := send("oOut1").code(t); c != "FORBIDDEN" {
+		t.Fatalf("send with notify outside the key's scope: %s, want FORBIDDEN", c)
+	}
+	if n := e.waitStatus(t, "oIn1"); n.Status != "SENT" {
+		t.Fatalf("notification inside the scope: %+v, want SENT", n)
+	}
+	var hist struct {
+		History struct{ Nodes []struct{ ID string } }
+	}
+	e.do(t, testKey, `{ history(channel: "user:oOut1") { nodes { id } } }`, nil).decode(t, &hist)
+	if len(hist.History.Nodes) != 0 || sentTo(e.wx, "oOut1") != 0 {
+		t.Fatalf("the refused send appended %d messages and sent %d notifications", len(hist.History.Nodes), sentTo(e.wx, "oOut1"))
 	}
 }
 
@@ -541,7 +650,7 @@ func (q gatedQueue) Put(ctx context.Context, job *wechat.Job, reason string, due
 // never null.
 func TestWeChatWebSocketFeedNotification(t *testing.T) {
 	store := newGatedStore()
-	e := startWeChatOn(t, 200*time.Millisecond, store, func(*server.Config) {})
+	e := startWeChatOpts(t, 200*time.Millisecond, wxOptions{store: store})
 	t.Cleanup(store.release) // before the server's cleanup, which waits for the send
 	tok := e.login(t, "oWS1")
 	c := e.dialWS(t, transportWS, "", nil)
