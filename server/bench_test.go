@@ -18,6 +18,7 @@ import (
 
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 var benchPayload = json.RawMessage(`{"type":"order.updated","id":"a1b2c3d4","status":"shipped","items":3,"total":12999}`)
@@ -126,7 +127,7 @@ func BenchmarkPoll(b *testing.B) {
 // memory store: the whole path of a backend's send.
 func BenchmarkSend(b *testing.B) {
 	br := pubsub.NewMemory(pubsub.Options{})
-	cfg := server.Config{APIKeys: []server.APIKey{{Name: "bench", Secret: "benchkey"}},
+	cfg := server.Config{APIKeys: []access.APIKey{{Name: "bench", Secret: "benchkey"}},
 		Limits: server.Limits{SendRatePerKey: server.Rate{PerSecond: -1}, ConnectRatePerIP: server.Rate{PerSecond: -1}}}
 	ts := httptest.NewServer(server.New(cfg, br, zerolog.New(io.Discard)))
 	b.Cleanup(func() { ts.Close(); _ = br.Close() })
@@ -161,7 +162,7 @@ func BenchmarkSend(b *testing.B) {
 func BenchmarkSendHandler(b *testing.B) {
 	br := pubsub.NewMemory(pubsub.Options{})
 	b.Cleanup(func() { _ = br.Close() })
-	cfg := server.Config{APIKeys: []server.APIKey{{Name: "bench", Secret: "benchkey"}},
+	cfg := server.Config{APIKeys: []access.APIKey{{Name: "bench", Secret: "benchkey"}},
 		Limits: server.Limits{SendRatePerKey: server.Rate{PerSecond: -1}, ConnectRatePerIP: server.Rate{PerSecond: -1}}}
 	h := server.New(cfg, br, zerolog.New(io.Discard))
 	body := []byte(`{"query":"mutation($in: SendInput!) { send(input: $in) { message { id } } }","variables":{"in":{"channel":"bench","data":` + string(benchPayload) + `}}}`)

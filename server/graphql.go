@@ -11,11 +11,12 @@ import (
 
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // graphqlHandler serves the GraphQL API on every transport.
 // lim enforces the operation and WebSocket limits (limits.go).
-func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, pres *presence) http.Handler {
+func graphqlHandler(cfg Config, broker pubsub.Broker, auth *access.Auth, lim *limits, pres *presence) http.Handler {
 	// Sends are counted as they reach the broker (metrics.go).
 	opts := graph.Options{
 		MaxMessageSize:   cfg.MaxMessageSize,
@@ -38,9 +39,9 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, p
 		auth:     auth,
 		lim:      lim,
 		metrics:  cfg.Metrics,
-		// Origins are checked before the upgrade (origin.go); coder/websocket's
+		// Origins are checked before the upgrade (access.Origins.Guard); coder/websocket's
 		// own check is told the same allow-list.
-		accept: newOrigins(cfg.AllowedOrigins).acceptOptions(),
+		accept: access.NewOrigins(cfg.AllowedOrigins).AcceptOptions(),
 		// A message as large as a request body; a larger one closes the
 		// connection with 1009.
 		readLimit:    cfg.MaxBodyBytes,

@@ -20,6 +20,7 @@ import (
 
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 const (
@@ -30,7 +31,7 @@ const (
 
 func testConfig() server.Config {
 	return server.Config{
-		APIKeys:   []server.APIKey{{Name: "test", Secret: testKey}},
+		APIKeys:   []access.APIKey{{Name: "test", Secret: testKey}},
 		JWTSecret: testJWTSecret,
 		// Tests connect from one IP far faster than any client would;
 		// limits_test.go turns the limit back on where it is tested.
@@ -75,7 +76,7 @@ func memoryBroker(t *testing.T, opts pubsub.Options) pubsub.Broker {
 // token mints a subscriber token.
 func token(t *testing.T, sub string, channels []string, ttl time.Duration) string {
 	t.Helper()
-	claims := server.Claims{
+	claims := access.Claims{
 		Channels: channels,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Subject:   sub,

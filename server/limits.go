@@ -17,6 +17,7 @@ import (
 
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // Limits bound what one client may take of the server; docs/limits.md
@@ -151,7 +152,7 @@ func (l Limits) withDefaults() Limits {
 // follows the load, not the history.
 type limits struct {
 	Limits
-	auth    *Auth
+	auth    *access.Auth
 	proxies []netip.Prefix
 
 	warnedXFF    atomic.Bool
@@ -176,7 +177,7 @@ const maxBuckets = 1 << 16
 // connections: when one closes is unknown.
 const busyRetryAfter = 5 * time.Second
 
-func newLimits(l Limits, auth *Auth, proxies []netip.Prefix) *limits {
+func newLimits(l Limits, auth *access.Auth, proxies []netip.Prefix) *limits {
 	l = l.withDefaults()
 	lim := &limits{Limits: l, auth: auth, proxies: proxies}
 	if l.MaxConnectionsPerIP > 0 {
@@ -402,14 +403,14 @@ func (l *limits) websocketInit(ctx context.Context) error {
 // subject returns the sub of the token in ctx ("" for none, an API key or
 // an invalid token).
 func (l *limits) subject(ctx context.Context) string {
-	cred := credential(ctx)
+	cred := l.auth.Credential(ctx)
 	if cred == "" {
 		return ""
 	}
-	if _, ok := l.auth.key(cred); ok {
+	if _, ok := l.auth.Key(cred); ok {
 		return ""
 	}
-	claims, err := l.auth.tokens.Verify(ctx, cred)
+	claims, err := l.auth.Verify(ctx, cred)
 	if err != nil {
 		return ""
 	}
@@ -420,14 +421,14 @@ func (l *limits) subject(ctx context.Context) string {
 // its API key's name, else its token's subject. ok is false without a
 // valid credential (the resolver refuses the send).
 func (l *limits) sendBucket(ctx context.Context) (b *buckets, key, who string, ok bool) {
-	cred := credential(ctx)
+	cred := l.auth.Credential(ctx)
 	if cred == "" {
 		return nil, "", "", false
 	}
-	if k, ok := l.auth.key(cred); ok {
-		return l.keySends, k.name, "API key", true
+	if k, ok := l.auth.Key(cred); ok {
+		return l.keySends, k.Name(), "API key", true
 	}
-	claims, err := l.auth.tokens.Verify(ctx, cred)
+	claims, err := l.auth.Verify(ctx, cred)
 	if err != nil {
 		return nil, "", "", false
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/pushgate/pushgate/server/access"
 )
 
 func TestClientIP(t *testing.T) {
@@ -52,7 +54,7 @@ func TestClientIP(t *testing.T) {
 }
 
 func TestClientKeyIPv6Prefix(t *testing.T) {
-	lim := newLimits(Limits{}, NewAuth(nil, "", false), nil)
+	lim := newLimits(Limits{}, access.NewAuth(nil, "", false), nil)
 	key := func(peer string) string {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.RemoteAddr = peer

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // limitError is a GraphQL error with the fields a limit sets.
@@ -221,7 +222,7 @@ func TestSendRatePerKey(t *testing.T) {
 // senderToken mints a token whose holder may read and send to channels.
 func senderToken(t *testing.T, sub string, channels []string) string {
 	t.Helper()
-	claims := server.Claims{
+	claims := access.Claims{
 		Channels: channels,
 		Publish:  channels,
 		RegisteredClaims: jwt.RegisteredClaims{
@@ -240,7 +241,7 @@ func senderToken(t *testing.T, sub string, channels []string) string {
 // holder (sub), apart from other holders and from API keys.
 func TestSendRatePerToken(t *testing.T) {
 	cfg := testConfig()
-	cfg.Namespaces = server.Namespaces{Named: map[string]server.Namespace{"chat": {TokenPublish: true}}}
+	cfg.Namespaces = access.Namespaces{Named: map[string]access.Namespace{"chat": {TokenPublish: true}}}
 	cfg.Limits.SendRatePerToken = server.Rate{PerSecond: 1, Burst: 2}
 	e := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	alice := senderToken(t, "alice", []string{"chat:*"})

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pushgate/pushgate/graph"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // request is what the layers below requestContext know of one request,
@@ -37,6 +38,15 @@ type request struct {
 }
 
 type requestKey struct{}
+
+// requestCredentialOf is the credential requestContext read from ctx's
+// request ("" outside it): access.Auth's credential source.
+func requestCredentialOf(ctx context.Context) string {
+	if st := requestOf(ctx); st != nil {
+		return st.cred
+	}
+	return ""
+}
 
 // requestOf returns ctx's request, or nil outside requestContext.
 func requestOf(ctx context.Context) *request {
@@ -204,7 +214,7 @@ func limitBody(limit int64, timeout time.Duration, next http.Handler) http.Handl
 // else the token query parameter (for clients that cannot set headers). A
 // WebSocket connection_init payload may replace it.
 func requestCredential(r *http.Request) string {
-	if cred := bearer(r.Header.Get("Authorization")); cred != "" {
+	if cred := access.Bearer(r.Header.Get("Authorization")); cred != "" {
 		return cred
 	}
 	return r.URL.Query().Get("token")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // sendCase is one POST /graphql of TestSendFastPath.
@@ -79,7 +80,7 @@ var sendCases = []sendCase{
 func TestSendFastPath(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxMessageSize = 256
-	cfg.APIKeys = append(cfg.APIKeys, server.APIKey{Name: "scoped", Secret: "scoped-key", Channels: []string{"orders:*"}})
+	cfg.APIKeys = append(cfg.APIKeys, access.APIKey{Name: "scoped", Secret: "scoped-key", Channels: []string{"orders:*"}})
 	fastEnv := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	refEnv := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	for _, c := range sendCases {

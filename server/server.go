@@ -15,6 +15,7 @@ import (
 
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // Config is the server's configuration. The zero value of each field means
@@ -22,14 +23,14 @@ import (
 type Config struct {
 	// APIKeys may send (each to the channels of its patterns), and read
 	// every channel.
-	APIKeys []APIKey
+	APIKeys []access.APIKey
 	// JWTSecret verifies subscriber tokens (HS256); empty: tokens are
 	// rejected.
 	JWTSecret string
 	// Tokens configures subscriber token verification: JWKS for RS256 and
 	// ES256, issuer, audience, leeway. Tokens.Secret defaults to
 	// JWTSecret. New panics when Tokens.Validate fails: check it first.
-	Tokens TokenConfig
+	Tokens access.TokenConfig
 	// AllowAnonymous lets requests without credentials read every channel
 	// of the default namespace but user:* ones (development); it turns on
 	// Namespaces.Default.AnonymousRead.
@@ -41,7 +42,7 @@ type Config struct {
 	// before its first ':'): anonymous reading, token publishing, message
 	// size. A named namespace without a message size takes the default
 	// namespace's. Retention is the broker's (see Namespaces.Retention).
-	Namespaces Namespaces
+	Namespaces access.Namespaces
 	// MaxBodyBytes bounds a request body (default 1 MiB, and at least the
 	// largest namespace's MaxMessageSize plus 64 KiB).
 	MaxBodyBytes int64
@@ -122,15 +123,15 @@ func (c Config) withDefaults() Config {
 	if c.MaxMessageSize <= 0 {
 		c.MaxMessageSize = graph.DefaultMaxMessageSize
 	}
-	c.Namespaces = c.Namespaces.withDefaults(c.MaxMessageSize, c.AllowAnonymous)
+	c.Namespaces = c.Namespaces.WithDefaults(c.MaxMessageSize, c.AllowAnonymous)
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 1 << 20
 	}
-	c.MaxBodyBytes = max(c.MaxBodyBytes, int64(c.Namespaces.maxMessageSize())+64<<10)
+	c.MaxBodyBytes = max(c.MaxBodyBytes, int64(c.Namespaces.MaxMessageSize())+64<<10)
 	if c.MaxResponseBytes <= 0 {
 		c.MaxResponseBytes = graph.DefaultMaxResponseBytes
 	}
-	c.MaxResponseBytes = max(c.MaxResponseBytes, int64(c.Namespaces.maxMessageSize())+64<<10)
+	c.MaxResponseBytes = max(c.MaxResponseBytes, int64(c.Namespaces.MaxMessageSize())+64<<10)
 	if c.ReadTimeout <= 0 {
 		c.ReadTimeout = DefaultReadTimeout
 	}
@@ -173,10 +174,11 @@ const CloseServiceRestart = 1012
 // ErrShutdown. The caller does both on shutdown (see Streams).
 func New(cfg Config, broker pubsub.Broker, log zerolog.Logger) http.Handler {
 	cfg = cfg.withDefaults()
-	auth := NewAuth(cfg.APIKeys, cfg.JWTSecret, cfg.AllowAnonymous)
+	auth := access.NewAuth(cfg.APIKeys, cfg.JWTSecret, cfg.AllowAnonymous)
 	auth.SetTokenVerifier(mustTokenVerifier(cfg.Tokens, cfg.JWTSecret))
-	auth.ns = cfg.Namespaces
-	auth.signer = newTokenSigner(cfg.Tokens, cfg.JWTSecret)
+	auth.SetNamespaces(cfg.Namespaces)
+	auth.SetSigner(cfg.Tokens, cfg.JWTSecret)
+	auth.SetCredentialSource(requestCredentialOf)
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
 	}
@@ -191,12 +193,12 @@ func New(cfg Config, broker pubsub.Broker, log zerolog.Logger) http.Handler {
 
 // mustTokenVerifier returns the verifier of tokens, whose secret defaults
 // to jwtSecret. Like ServeMux.Handle with a bad pattern, it panics on a
-// configuration error, which TokenConfig.Validate reports beforehand.
-func mustTokenVerifier(tokens TokenConfig, jwtSecret string) TokenVerifier {
+// configuration error, which access.TokenConfig.Validate reports beforehand.
+func mustTokenVerifier(tokens access.TokenConfig, jwtSecret string) access.TokenVerifier {
 	if tokens.Secret == "" {
 		tokens.Secret = jwtSecret
 	}
-	v, err := NewTokenVerifier(tokens)
+	v, err := access.NewTokenVerifier(tokens)
 	if err != nil {
 		panic("server.New: Config.Tokens: " + err.Error())
 	}

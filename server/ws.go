@@ -22,6 +22,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/pushgate/pushgate/graph"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // wsTransport serves GraphQL over WebSocket on /graphql, with both
@@ -37,11 +38,11 @@ import (
 // outlives its handler: one goroutine with a small stack reads it.
 //
 // Each connection lasts no longer than its token (expiry.go): it is closed
-// with CloseTokenExpired when the token expires, and with
+// with access.CloseTokenExpired when the token expires, and with
 // CloseServiceRestart when the node shuts down.
 type wsTransport struct {
 	resolver *graph.Resolver
-	auth     *Auth
+	auth     *access.Auth
 	lim      *limits
 	metrics  *Metrics
 	accept   websocket.AcceptOptions
@@ -388,8 +389,8 @@ func (c *wsConn) init() bool {
 		}
 	}
 	ctx := c.req
-	if cred := initCredential(payload); cred != "" {
-		ctx = withCredential(ctx, cred)
+	if cred := access.InitCredential(payload); cred != "" {
+		ctx = access.WithCredential(ctx, cred)
 	}
 	// The connection counts for its token's subject from here on.
 	if err := c.t.lim.websocketInit(ctx); err != nil {
@@ -397,7 +398,7 @@ func (c *wsConn) init() bool {
 		c.close(closeTooManyConnections, err.Error())
 		return false
 	}
-	c.ctx, c.cancel = c.t.auth.untilTokenExpires(ctx)
+	c.ctx, c.cancel = c.t.auth.UntilTokenExpires(ctx)
 	c.mu.Lock()
 	c.lastPong = time.Now()
 	c.mu.Unlock()
@@ -464,11 +465,11 @@ var legacyExpired = wsMessage{Type: "connection_error",
 func (c *wsConn) closeForContext() {
 	defer recoverClient(c.req, "websocket close", func() { _ = c.ws.CloseNow() })
 	switch {
-	case tokenExpired(c.ctx):
+	case access.TokenExpired(c.ctx):
 		if c.legacy {
 			c.writeMsg(legacyExpired)
 		}
-		c.close(CloseTokenExpired, "token expired")
+		c.close(access.CloseTokenExpired, "token expired")
 	case shuttingDown(c.req):
 		c.close(CloseServiceRestart, "server restarting: reconnect")
 	default:

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
 	"github.com/pushgate/pushgate/wechat"
 )
 
@@ -32,7 +33,7 @@ type config struct {
 	RedisWaitTimeout  time.Duration
 	// RedisTimeout bounds a publish (pubsub.Options.PublishTimeout).
 	RedisTimeout      time.Duration
-	APIKeys           []server.APIKey
+	APIKeys           []access.APIKey
 	JWTSecret         string
 	AllowAnonymous    bool
 	HistorySize       int
@@ -49,13 +50,13 @@ type config struct {
 	ConfigFile     string
 	TokenPublish   bool
 	Presence       bool
-	Namespaces     map[string]server.Namespace
+	Namespaces     map[string]access.Namespace
 	AllowedOrigins []string
-	JWT            server.TokenConfig
+	JWT            access.TokenConfig
 
 	// jwtFlags are the --jwks-url, --jwt-issuer, --jwt-audience and
 	// --jwt-leeway values; they win over the file's jwt section.
-	jwtFlags       server.TokenConfig
+	jwtFlags       access.TokenConfig
 	TrustedProxies []netip.Prefix
 	MaxBodyBytes   int64
 	// MaxResponseBytes bounds a GraphQL response's history pages and a

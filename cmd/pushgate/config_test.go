@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // withDefaults sets, on c, the defaults of the flags beyond the basic ones.
@@ -64,7 +65,7 @@ func TestParseConfig(t *testing.T) {
 			},
 			want: with(func(c *config) {
 				c.Addr, c.JWTSecret, c.JWT.Secret, c.AllowAnonymous = "127.0.0.1:9000", "s", "s", true
-				c.APIKeys = []server.APIKey{{Name: "a", Secret: "1"}, {Name: "b", Secret: "2"}}
+				c.APIKeys = []access.APIKey{{Name: "a", Secret: "1"}, {Name: "b", Secret: "2"}}
 				c.HistorySize, c.HistoryTTL, c.IdempotencyWindow, c.MaxMessageSize = 10, time.Hour, 30*time.Second, 1024
 				c.LogLevel, c.WriteTimeout, c.ShutdownTimeout = zerolog.DebugLevel, 2*time.Second, 3*time.Second
 			}),
@@ -75,7 +76,7 @@ func TestParseConfig(t *testing.T) {
 			env:  map[string]string{"PUSHGATE_ADDR": ":2", "PUSHGATE_API_KEYS": "e:1", "PUSHGATE_HISTORY_SIZE": "9", "PUSHGATE_ALLOW_ANONYMOUS": "1"},
 			want: with(func(c *config) {
 				c.Addr, c.HistorySize, c.LogLevel = ":1", 7, zerolog.WarnLevel
-				c.APIKeys = []server.APIKey{{Name: "f", Secret: "x"}, {Name: "g", Secret: "y:z"}}
+				c.APIKeys = []access.APIKey{{Name: "f", Secret: "x"}, {Name: "g", Secret: "y:z"}}
 			}),
 		},
 		{
