@@ -21,6 +21,7 @@ import (
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 const (
@@ -35,7 +36,7 @@ func testConfig() server.Config {
 		JWTSecret: testJWTSecret,
 		// Tests connect from one IP far faster than any client would;
 		// limits_test.go turns the limit back on where it is tested.
-		Limits: server.Limits{ConnectRatePerIP: server.Rate{PerSecond: -1}},
+		Limits: limits.Limits{ConnectRatePerIP: limits.Rate{PerSecond: -1}},
 	}
 }
 

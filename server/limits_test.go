@@ -17,8 +17,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pushgate/pushgate/pubsub"
-	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // limitError is a GraphQL error with the fields a limit sets.
@@ -166,7 +166,7 @@ func (e *env) wantWSRefused(t *testing.T, header http.Header, status int, code, 
 // again.
 func TestSendRatePerKey(t *testing.T) {
 	cfg := testConfig()
-	cfg.Limits.SendRatePerKey = server.Rate{PerSecond: 1, Burst: 3}
+	cfg.Limits.SendRatePerKey = limits.Rate{PerSecond: 1, Burst: 3}
 	e := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	ws := e.dialWS(t, transportWS, "", nil)
 	ws.init(map[string]any{"token": testKey})
@@ -242,7 +242,7 @@ func senderToken(t *testing.T, sub string, channels []string) string {
 func TestSendRatePerToken(t *testing.T) {
 	cfg := testConfig()
 	cfg.Namespaces = access.Namespaces{Named: map[string]access.Namespace{"chat": {TokenPublish: true}}}
-	cfg.Limits.SendRatePerToken = server.Rate{PerSecond: 1, Burst: 2}
+	cfg.Limits.SendRatePerToken = limits.Rate{PerSecond: 1, Burst: 2}
 	e := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	alice := senderToken(t, "alice", []string{"chat:*"})
 	aliceAgain := senderToken(t, "alice", []string{"chat:room"}) // another token, the same holder
@@ -318,7 +318,7 @@ func TestTrustedProxies(t *testing.T) {
 // get 429 with Retry-After until the bucket refills.
 func TestConnectRatePerIP(t *testing.T) {
 	cfg := anonConfig()
-	cfg.Limits.ConnectRatePerIP = server.Rate{PerSecond: 2, Burst: 3}
+	cfg.Limits.ConnectRatePerIP = limits.Rate{PerSecond: 2, Burst: 3}
 	e := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	for i := range 3 {
 		if s := e.status(t, "/poll?channel=r&timeout=0", nil); s != http.StatusOK {
@@ -444,11 +444,11 @@ func TestSubscriptionsPerWebSocket(t *testing.T) {
 // TestLimitsOff: negative limits turn them off.
 func TestLimitsOff(t *testing.T) {
 	cfg := anonConfig()
-	cfg.Limits = server.Limits{
+	cfg.Limits = limits.Limits{
 		MaxConnectionsPerIP:           -1,
 		MaxSubscriptionsPerConnection: -1,
-		ConnectRatePerIP:              server.Rate{PerSecond: -1},
-		SendRatePerKey:                server.Rate{PerSecond: -1},
+		ConnectRatePerIP:              limits.Rate{PerSecond: -1},
+		SendRatePerKey:                limits.Rate{PerSecond: -1},
 		MaxQueryDepth:                 -1,
 		MaxQueryComplexity:            -1,
 	}

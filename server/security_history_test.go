@@ -19,6 +19,7 @@ import (
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // The security suite of issue 4: hostile or out-of-scope requests, each on
@@ -539,7 +540,7 @@ func TestSecurityConnectionFloodChangesNothing(t *testing.T) {
 	})
 	t.Run("connect rate", func(t *testing.T) {
 		cfg := testConfig()
-		cfg.Limits.ConnectRatePerIP = server.Rate{PerSecond: 0.2, Burst: 2}
+		cfg.Limits.ConnectRatePerIP = limits.Rate{PerSecond: 0.2, Burst: 2}
 		e := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 		e.send(t, "flood:1", "seed")
 		poll := "/poll?channel=flood:1&timeout=0&token=" + url.QueryEscape(testKey)

@@ -11,6 +11,7 @@ import (
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // sendCase is one POST /graphql of TestSendFastPath.
@@ -106,7 +107,7 @@ func TestSendFastPath(t *testing.T) {
 // RATE_LIMITED with the same Retry-After.
 func TestSendFastPathRateLimited(t *testing.T) {
 	cfg := testConfig()
-	cfg.Limits.SendRatePerKey = server.Rate{PerSecond: 0.01, Burst: 1}
+	cfg.Limits.SendRatePerKey = limits.Rate{PerSecond: 0.01, Burst: 1}
 	fastEnv := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	refEnv := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	c := sendCase{query: plainSend, variables: `{"in":{"channel":"fast","data":1}}`}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // sendPaths holds two in-process servers, each on a memory broker of its
@@ -41,7 +42,7 @@ func newSendPaths(tb testing.TB) *sendPaths {
 		APIKeys: []access.APIKey{{Name: "paths", Secret: pathsKey}},
 		// The same requests reach both servers at different moments: no
 		// limit may tell them apart.
-		Limits:         Limits{SendRatePerKey: Rate{PerSecond: -1}, ConnectRatePerIP: Rate{PerSecond: -1}},
+		Limits:         limits.Limits{SendRatePerKey: limits.Rate{PerSecond: -1}, ConnectRatePerIP: limits.Rate{PerSecond: -1}},
 		MaxMessageSize: 512,
 	}
 	p := &sendPaths{}

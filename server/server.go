@@ -16,6 +16,7 @@ import (
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // Config is the server's configuration. The zero value of each field means
@@ -84,8 +85,8 @@ type Config struct {
 	// X-Forwarded-For names the client, for the per-IP limits. Without
 	// them the client IP is the TCP peer's.
 	TrustedProxies []netip.Prefix
-	// Limits bound what one client may take (limits.go, docs/limits.md).
-	Limits Limits
+	// Limits bound what one client may take (package limits, docs/limits.md).
+	Limits limits.Limits
 	// Presence opens the store of presence (who is subscribed, for
 	// namespaces with presence on), calling onChange on joins and leaves;
 	// nil: pubsub.NewMemoryPresence, right for one node. Several nodes on
@@ -187,8 +188,8 @@ func New(cfg Config, broker pubsub.Broker, log zerolog.Logger) http.Handler {
 	}
 	mux := http.NewServeMux()
 	addRoutes(mux, cfg, broker, auth, newPresence(cfg, broker, auth, log))
-	inFlight := newInFlight(cfg.Limits.withDefaults().MaxRequestsInFlightPerIP, cfg.TrustedProxies, cfg.Metrics)
-	return requestContext(log, cfg.Metrics, inFlight.limit(limitBody(cfg.MaxBodyBytes, cfg.ReadTimeout, notePattern(mux))))
+	inFlight := limits.NewInFlight(cfg.Limits, cfg.TrustedProxies, limitHooks(cfg.Metrics, auth))
+	return requestContext(log, cfg.Metrics, inFlight.Limit(limitBody(cfg.MaxBodyBytes, cfg.ReadTimeout, notePattern(mux))))
 }
 
 // mustTokenVerifier returns the verifier of tokens, whose secret defaults

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // sseOptions configure GET /events.
@@ -69,7 +70,7 @@ func handleEvents(broker pubsub.Broker, auth *access.Auth, opts sseOptions) http
 		ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
 		stopWatch := stopping.watch(r, cancel)
 		cleanup.add(func() { stopWatch(); cancel(nil) })
-		cleanup.add(keepStreamSlot(r.Context()))
+		cleanup.add(limits.KeepStreamSlot(r.Context()))
 		sub, err := subscribeRead(ctx, broker, auth, req)
 		if err != nil {
 			writeErr(w, err)

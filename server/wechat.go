@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 	"github.com/pushgate/pushgate/wechat"
 )
 
@@ -126,7 +126,7 @@ func (w *WeChat) join(ctx context.Context, subject string, channels []string, lo
 // wechatAccess is graph.WeChatAccess over the server's access rules.
 type wechatAccess struct {
 	auth *access.Auth
-	lim  *limits
+	lim  *limits.Limiter
 }
 
 var _ graph.WeChatAccess = wechatAccess{}
@@ -145,15 +145,10 @@ func (a wechatAccess) MintToken(_ context.Context, req graph.TokenRequest) (grap
 
 func (a wechatAccess) TakeLogin(ctx context.Context) error {
 	st := requestOf(ctx)
-	if st == nil || st.client == "" || a.lim.wechatLogins == nil {
+	if st == nil {
 		return nil
 	}
-	if ok, wait := a.lim.wechatLogins.take(st.client, 1, time.Now()); !ok {
-		noteRetry(ctx, wait)
-		return graph.Errorf(graph.CodeRateLimited, "wechatLogin rate limit of %s per client IP exceeded; retry after %ds",
-			a.lim.WechatLoginRatePerIP, retrySeconds(wait))
-	}
-	return nil
+	return a.lim.TakeWechatLogin(ctx, st.client)
 }
 
 func (a wechatAccess) MayAck(ctx context.Context, sub string) error {

@@ -17,6 +17,7 @@ import (
 	"github.com/pushgate/pushgate/internal/wechattest"
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/limits"
 	"github.com/pushgate/pushgate/wechat"
 )
 
@@ -594,7 +595,7 @@ func TestWeChatWebSocketFeedNotification(t *testing.T) {
 func TestWeChatLoginRateLimitedPerIP(t *testing.T) {
 	e := startWeChatWith(t, time.Second, func(c *server.Config) {
 		// A burst of 2 and no refill within the test.
-		c.Limits.WechatLoginRatePerIP = server.Rate{PerSecond: 0.001, Burst: 2}
+		c.Limits.WechatLoginRatePerIP = limits.Rate{PerSecond: 0.001, Burst: 2}
 	})
 	e.login(t, "oRate1")
 	e.login(t, "oRate2")

@@ -23,6 +23,7 @@ import (
 
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // wsTransport serves GraphQL over WebSocket on /graphql, with both
@@ -43,7 +44,7 @@ import (
 type wsTransport struct {
 	resolver *graph.Resolver
 	auth     *access.Auth
-	lim      *limits
+	lim      *limits.Limiter
 	metrics  *Metrics
 	accept   websocket.AcceptOptions
 	// readLimit bounds a client message (a larger one closes with 1009).
@@ -100,7 +101,7 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	var cleanup cleanups
 	stopWatch := t.stopping.watch(r, cancel)
 	cleanup.add(func() { stopWatch(); cancel(nil) })
-	cleanup.add(keepStreamSlot(r.Context()))
+	cleanup.add(limits.KeepStreamSlot(r.Context()))
 	cleanup.add(t.streams.open())
 	ws.SetReadLimit(t.readLimit)
 	c := &wsConn{
@@ -393,9 +394,9 @@ func (c *wsConn) init() bool {
 		ctx = access.WithCredential(ctx, cred)
 	}
 	// The connection counts for its token's subject from here on.
-	if err := c.t.lim.websocketInit(ctx); err != nil {
+	if err := c.t.lim.WebSocketInit(ctx); err != nil {
 		c.connectionError(err.Error())
-		c.close(closeTooManyConnections, err.Error())
+		c.close(limits.CloseTooManyConnections, err.Error())
 		return false
 	}
 	c.ctx, c.cancel = c.t.auth.UntilTokenExpires(ctx)

@@ -11,8 +11,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/pushgate/pushgate/server"
 	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // withDefaults sets, on c, the defaults of the flags beyond the basic ones.
@@ -21,11 +21,11 @@ func withDefaults(c config) config {
 	c.GCMinHeapMB = 64
 	c.GoMaxProcs = -1
 	c.Heartbeat = 15 * time.Second
-	c.Limits = server.Limits{
+	c.Limits = limits.Limits{
 		MaxSubscriptionsPerConnection: 100, MaxConnectionsPerSubject: 100, MaxConnectionsPerIP: 1000,
-		ConnectRatePerIP: server.Rate{PerSecond: 50}, SendRatePerKey: server.Rate{PerSecond: 1000},
-		SendRatePerToken: server.Rate{PerSecond: 10}, MaxQueryDepth: 10, MaxQueryComplexity: 10000,
-		WechatLoginRatePerIP: server.Rate{PerSecond: 10},
+		ConnectRatePerIP: limits.Rate{PerSecond: 50}, SendRatePerKey: limits.Rate{PerSecond: 1000},
+		SendRatePerToken: limits.Rate{PerSecond: 10}, MaxQueryDepth: 10, MaxQueryComplexity: 10000,
+		WechatLoginRatePerIP: limits.Rate{PerSecond: 10},
 	}
 	c.wechatFlags.OfflineGrace, c.wechatFlags.NotifyMaxAge = 10*time.Second, 24*time.Hour
 	return c
@@ -170,7 +170,7 @@ func TestParseLimitAndTokenFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := c.Limits
-	if l.MaxConnectionsPerIP != -1 || l.MaxSubscriptionsPerConnection != 5 || l.ConnectRatePerIP != (server.Rate{PerSecond: 10, Burst: 30}) ||
+	if l.MaxConnectionsPerIP != -1 || l.MaxSubscriptionsPerConnection != 5 || l.ConnectRatePerIP != (limits.Rate{PerSecond: 10, Burst: 30}) ||
 		l.SendRatePerToken.PerSecond != -1 || !l.DisableIntrospection {
 		t.Fatalf("limits = %+v", l)
 	}

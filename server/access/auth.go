@@ -72,6 +72,25 @@ func (a *Auth) Verify(ctx context.Context, raw string) (*Claims, error) {
 	return a.tokens.Verify(ctx, raw)
 }
 
+// Who names the sender of ctx's credential, for the limits: its API key's
+// name (token false) or its token's subject (token true). ok is false
+// without a credential, and for one that is neither a key nor a valid
+// token.
+func (a *Auth) Who(ctx context.Context) (name string, token, ok bool) {
+	cred := a.Credential(ctx)
+	if cred == "" {
+		return "", false, false
+	}
+	if k, ok := a.Key(cred); ok {
+		return k.name, false, true
+	}
+	claims, err := a.tokens.Verify(ctx, cred)
+	if err != nil {
+		return "", false, false
+	}
+	return claims.Subject, true, true
+}
+
 // Subject names the request's credential for presence: the token's sub,
 // key:<name> for an API key, anonymous without credentials (or for a token
 // without a subject). Tokens cannot wear the last two (Claims.Validate), so

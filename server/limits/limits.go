@@ -1,4 +1,31 @@
-package server
+// Package limits bounds what one client may take of a pushgate server
+// (docs/limits.md): it owns Limits and their defaults, the admission of
+// streaming connections (per client IP and per token subject), the rates
+// of new connections, of sends and of wechatLogin calls, the operations
+// active on one WebSocket, the requests in progress per client IP
+// (InFlight), the GraphQL checks of depth, complexity and introspection
+// (Operations, a gqlgen extension), and who the client IP is behind trusted
+// proxies.
+//
+// Its contract with the rest of the server:
+//
+//   - A refusal changes nothing: nothing is taken from any other limit, and
+//     the client gets RATE_LIMITED with when to retry (Retry-After, or
+//     extensions.retryAfter), or BAD_USER_INPUT for what can never pass.
+//   - Every slot taken is given back exactly once, by the release a
+//     stream keeps (KeepStreamSlot) or by its handler's return; the tables
+//     hold an entry per key in use, so memory follows the load, not the
+//     history.
+//   - A Limiter and an InFlight are safe for concurrent use once built;
+//     LimitWechatLogins is called before they serve.
+//
+// limits may not touch: credentials and tokens (Hooks.Who names the
+// sender), metrics (Hooks.Refused counts), the request's state and its
+// response headers other than a refusal's (Hooks.NoteRetry,
+// Hooks.NoteGraphQL), connections and streams (the server closes a
+// WebSocket with CloseTooManyConnections when WebSocketInit refuses it),
+// and the broker. It imports no other package of the server.
+package limits
 
 import (
 	"context"
@@ -16,8 +43,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/pushgate/pushgate/graph"
+	"github.com/pushgate/pushgate/internal/httperr"
 	"github.com/pushgate/pushgate/pubsub"
-	"github.com/pushgate/pushgate/server/access"
 )
 
 // Limits bound what one client may take of the server; docs/limits.md
@@ -125,7 +152,8 @@ var (
 	DefaultWechatLoginRatePerIP = Rate{PerSecond: 10, Burst: 20}
 )
 
-func (l Limits) withDefaults() Limits {
+// WithDefaults returns l with the default of each zero field.
+func (l Limits) WithDefaults() Limits {
 	if l.MaxSubscriptionChannels <= 0 || l.MaxSubscriptionChannels > pubsub.MaxChannelsPerSubscription {
 		l.MaxSubscriptionChannels = pubsub.MaxChannelsPerSubscription
 	}
@@ -147,12 +175,48 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// limits enforces Limits at run time. Its tables hold an entry per key in
+// Hooks connect a Limiter to the server that runs it: they count and take
+// notes, and never decide. A nil hook does nothing.
+type Hooks struct {
+	// Refused counts a request, connection, subscription or operation
+	// refused for a limit.
+	Refused func()
+	// Who names the sender of ctx's credential: its API key's name (token
+	// false) or its token's subject (token true). ok is false without a
+	// valid credential (anonymous, or refused: the resolvers say why).
+	Who func(ctx context.Context) (name string, token, ok bool)
+	// NoteRetry has a GraphQL rate limit's wait (whole seconds) sent in the
+	// response of ctx's request: Retry-After, and 429 for
+	// application/graphql-response+json, whose request errors are 4xx.
+	NoteRetry func(ctx context.Context, seconds int)
+	// NoteGraphQL tells the server that ctx's request is a GraphQL request
+	// other than a stream (its response may carry a NoteRetry), and client
+	// its client IP's key, for TakeWechatLogin ("" when wechatLogin is not
+	// limited).
+	NoteGraphQL func(ctx context.Context, client string)
+	// IsStream tells streams (WebSocket, SSE, graphql-sse, long-poll) from
+	// the other requests, which InFlight counts.
+	IsStream func(r *http.Request) bool
+}
+
+func (h Hooks) refused() {
+	if h.Refused != nil {
+		h.Refused()
+	}
+}
+
+func (h Hooks) noteRetry(ctx context.Context, wait time.Duration) {
+	if h.NoteRetry != nil {
+		h.NoteRetry(ctx, RetrySeconds(wait))
+	}
+}
+
+// Limiter enforces Limits at run time. Its tables hold an entry per key in
 // use (an open connection, a bucket not yet refilled), so their memory
 // follows the load, not the history.
-type limits struct {
+type Limiter struct {
 	Limits
-	auth    *access.Auth
+	hooks   Hooks
 	proxies []netip.Prefix
 
 	warnedXFF    atomic.Bool
@@ -163,9 +227,6 @@ type limits struct {
 	tokenSends   *buckets
 	// wechatLogins: wechatLogin calls per client IP (nil: no WeChat, or off).
 	wechatLogins *buckets
-	// metrics count the connections and subscriptions refused (nil: not
-	// counted).
-	metrics *Metrics
 }
 
 // maxBuckets bounds each bucket table. A table is full only when that many
@@ -177,9 +238,11 @@ const maxBuckets = 1 << 16
 // connections: when one closes is unknown.
 const busyRetryAfter = 5 * time.Second
 
-func newLimits(l Limits, auth *access.Auth, proxies []netip.Prefix) *limits {
-	l = l.withDefaults()
-	lim := &limits{Limits: l, auth: auth, proxies: proxies}
+// New returns the Limiter of l (its defaults filled) for a server whose
+// trusted proxies are proxies.
+func New(l Limits, proxies []netip.Prefix, h Hooks) *Limiter {
+	l = l.WithDefaults()
+	lim := &Limiter{Limits: l, hooks: h, proxies: proxies}
 	if l.MaxConnectionsPerIP > 0 {
 		lim.ipConns = newCounter(l.MaxConnectionsPerIP)
 	}
@@ -190,6 +253,27 @@ func newLimits(l Limits, auth *access.Auth, proxies []netip.Prefix) *limits {
 	lim.keySends = newBuckets(l.SendRatePerKey, maxBuckets)
 	lim.tokenSends = newBuckets(l.SendRatePerToken, maxBuckets)
 	return lim
+}
+
+// LimitWechatLogins turns on the limit of wechatLogin calls per client IP
+// (TakeWechatLogin), for a server with WeChat configured. It is called
+// before the Limiter serves.
+func (l *Limiter) LimitWechatLogins() {
+	l.wechatLogins = newBuckets(l.WechatLoginRatePerIP, maxBuckets)
+}
+
+// TakeWechatLogin takes a wechatLogin call of client (the key NoteGraphQL
+// was given): RATE_LIMITED over its rate, with the wait noted.
+func (l *Limiter) TakeWechatLogin(ctx context.Context, client string) error {
+	if client == "" || l.wechatLogins == nil {
+		return nil
+	}
+	if ok, wait := l.wechatLogins.take(client, 1, time.Now()); !ok {
+		l.hooks.noteRetry(ctx, wait)
+		return graph.Errorf(graph.CodeRateLimited, "wechatLogin rate limit of %s per client IP exceeded; retry after %ds",
+			l.WechatLoginRatePerIP, RetrySeconds(wait))
+	}
+	return nil
 }
 
 // limitError is a refusal for a limit: RATE_LIMITED, or BAD_USER_INPUT
@@ -207,8 +291,8 @@ func rateLimited(retry time.Duration, format string, args ...any) *limitError {
 	return &limitError{code: graph.CodeRateLimited, msg: fmt.Sprintf(format, args...), retry: retry}
 }
 
-// retrySeconds rounds a wait up to whole seconds, as Retry-After takes.
-func retrySeconds(d time.Duration) int {
+// RetrySeconds rounds a wait up to whole seconds, as Retry-After takes.
+func RetrySeconds(d time.Duration) int {
 	return max(1, int(math.Ceil(d.Seconds())))
 }
 
@@ -218,13 +302,13 @@ func writeLimitError(w http.ResponseWriter, e *limitError) {
 	status := http.StatusBadRequest
 	if e.code == graph.CodeRateLimited {
 		status = http.StatusTooManyRequests
-		w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(e.retry)))
+		w.Header().Set("Retry-After", strconv.Itoa(RetrySeconds(e.retry)))
 	}
-	writeError(w, status, e.code, e.msg)
+	httperr.Write(w, status, e.code, e.msg)
 }
 
-// channels refuses SSE and long-poll requests of too many channels.
-func (l *limits) channels(next http.Handler) http.Handler {
+// Channels refuses SSE and long-poll requests of too many channels.
+func (l *Limiter) Channels(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n := len(r.URL.Query()["channel"]); n > l.MaxSubscriptionChannels {
 			writeLimitError(w, l.tooManyChannels(n))
@@ -234,10 +318,10 @@ func (l *limits) channels(next http.Handler) http.Handler {
 	})
 }
 
-// streams admits SSE and long-poll requests: the number of channels, then
+// Streams admits SSE and long-poll requests: the number of channels, then
 // admit's shares.
-func (l *limits) streams(next http.Handler) http.Handler {
-	return l.channels(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+func (l *Limiter) Streams(next http.Handler) http.Handler {
+	return l.Channels(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		release, err := l.admit(r, true)
 		if err != nil {
 			writeLimitError(w, err)
@@ -261,7 +345,7 @@ func serveWithSlot(w http.ResponseWriter, r *http.Request, next http.Handler, re
 
 // streamSlot is an admitted stream's share of the limits, given back when
 // its handler returns, unless the stream outlives the handler (SSE,
-// WebSocket): that one keeps it (keepStreamSlot) and gives it back when it ends.
+// WebSocket): that one keeps it (KeepStreamSlot) and gives it back when it ends.
 type streamSlot struct {
 	release func()
 	kept    bool
@@ -269,9 +353,9 @@ type streamSlot struct {
 
 type streamSlotKey struct{}
 
-// keepStreamSlot takes over the slot of ctx's stream: the caller calls
+// KeepStreamSlot takes over the slot of ctx's stream: the caller calls
 // release once the stream ended.
-func keepStreamSlot(ctx context.Context) (release func()) {
+func KeepStreamSlot(ctx context.Context) (release func()) {
 	s, ok := ctx.Value(streamSlotKey{}).(*streamSlot)
 	if !ok {
 		return func() {}
@@ -281,18 +365,18 @@ func keepStreamSlot(ctx context.Context) (release func()) {
 }
 
 // tooManyChannels refuses a subscription of n channels.
-func (l *limits) tooManyChannels(n int) *limitError {
-	l.metrics.drop(dropLimit)
+func (l *Limiter) tooManyChannels(n int) *limitError {
+	l.hooks.refused()
 	return &limitError{code: graph.CodeBadUserInput,
 		msg: fmt.Sprintf("channels: %d channels, over the limit of %d per subscription", n, l.MaxSubscriptionChannels)}
 }
 
-// graphql admits the streaming requests of /graphql: a WebSocket is
+// GraphQL admits the streaming requests of /graphql: a WebSocket is
 // admitted at the upgrade and its subject counted at connection_init
-// (websocketInit), and its operations are counted by operationLimits; a
+// (WebSocketInit), and its operations are counted by Operations; a
 // graphql-sse stream is admitted as an SSE one. Other requests get a note
 // through which a rate-limited mutation sets Retry-After.
-func (l *limits) graphql(next http.Handler) http.Handler {
+func (l *Limiter) GraphQL(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.Header.Get("Upgrade") != "":
@@ -301,7 +385,7 @@ func (l *limits) graphql(next http.Handler) http.Handler {
 				writeLimitError(w, err)
 				return
 			}
-			ws := &wsLimits{max: l.MaxSubscriptionsPerConnection, metrics: l.metrics}
+			ws := &WebSocket{max: l.MaxSubscriptionsPerConnection, refused: l.hooks.refused}
 			r = r.WithContext(context.WithValue(r.Context(), wsLimitsKey{}, ws))
 			serveWithSlot(w, r, next, func() { ws.close(); release() })
 		case r.Method == http.MethodPost && strings.Contains(r.Header.Get("Accept"), "text/event-stream"):
@@ -313,12 +397,13 @@ func (l *limits) graphql(next http.Handler) http.Handler {
 			defer release()
 			next.ServeHTTP(w, r)
 		default:
-			if st := requestOf(r.Context()); st != nil {
-				st.retryAfter = true
+			if l.hooks.NoteGraphQL != nil {
+				var client string
 				if l.wechatLogins != nil {
 					// wechatLogin is limited per client IP.
-					st.client, _ = l.clientKey(r)
+					client, _ = l.clientKey(r)
 				}
+				l.hooks.NoteGraphQL(r.Context(), client)
 			}
 			next.ServeHTTP(w, r)
 		}
@@ -328,10 +413,10 @@ func (l *limits) graphql(next http.Handler) http.Handler {
 // admit takes a new streaming connection's shares: a token of its IP's
 // connect rate, a slot of its IP's connections and, with subject, a slot of
 // its token subject's connections. release gives the slots back.
-func (l *limits) admit(r *http.Request, subject bool) (release func(), err *limitError) {
+func (l *Limiter) admit(r *http.Request, subject bool) (release func(), err *limitError) {
 	defer func() {
 		if err != nil {
-			l.metrics.drop(dropLimit)
+			l.hooks.refused()
 		}
 	}()
 	ip, ok := l.clientKey(r)
@@ -340,7 +425,7 @@ func (l *limits) admit(r *http.Request, subject bool) (release func(), err *limi
 	}
 	if ok, wait := l.ipConnects.take(ip, 1, time.Now()); !ok {
 		return nil, rateLimited(wait, "new connection rate limit of %s per client IP exceeded; retry after %ds",
-			l.ConnectRatePerIP, retrySeconds(wait))
+			l.ConnectRatePerIP, RetrySeconds(wait))
 	}
 	releaseIP := func() {}
 	if l.ipConns != nil {
@@ -363,7 +448,7 @@ func (l *limits) admit(r *http.Request, subject bool) (release func(), err *limi
 // admitSubject takes a slot of the connections of the token in ctx. A
 // request without a valid token takes none (its handler refuses it, or it
 // reads as an API key or anonymously).
-func (l *limits) admitSubject(ctx context.Context) (release func(), err *limitError) {
+func (l *Limiter) admitSubject(ctx context.Context) (release func(), err *limitError) {
 	if l.subjectConns == nil {
 		return func() {}, nil
 	}
@@ -379,21 +464,21 @@ func (l *limits) admitSubject(ctx context.Context) (release func(), err *limitEr
 	return release, nil
 }
 
-// closeTooManyConnections closes a WebSocket refused at connection_init for
+// CloseTooManyConnections closes a WebSocket refused at connection_init for
 // its subject's connections: graphql-transport-ws's code for "too many",
 // which graphql-ws clients do not retry at once.
-const closeTooManyConnections = 4429
+const CloseTooManyConnections = 4429
 
-// websocketInit counts a WebSocket's subject once connection_init named its
+// WebSocketInit counts a WebSocket's subject once connection_init named its
 // credential; the slot is given back when the connection ends.
-func (l *limits) websocketInit(ctx context.Context) error {
-	ws, _ := ctx.Value(wsLimitsKey{}).(*wsLimits)
+func (l *Limiter) WebSocketInit(ctx context.Context) error {
+	ws, _ := ctx.Value(wsLimitsKey{}).(*WebSocket)
 	if ws == nil {
 		return nil
 	}
 	release, err := l.admitSubject(ctx)
 	if err != nil {
-		l.metrics.drop(dropLimit)
+		l.hooks.refused()
 		return err
 	}
 	ws.onClose(release)
@@ -402,41 +487,47 @@ func (l *limits) websocketInit(ctx context.Context) error {
 
 // subject returns the sub of the token in ctx ("" for none, an API key or
 // an invalid token).
-func (l *limits) subject(ctx context.Context) string {
-	cred := l.auth.Credential(ctx)
-	if cred == "" {
+func (l *Limiter) subject(ctx context.Context) string {
+	if l.hooks.Who == nil {
 		return ""
 	}
-	if _, ok := l.auth.Key(cred); ok {
+	name, token, ok := l.hooks.Who(ctx)
+	if !ok || !token {
 		return ""
 	}
-	claims, err := l.auth.Verify(ctx, cred)
-	if err != nil {
-		return ""
-	}
-	return claims.Subject
+	return name
 }
 
 // sendBucket returns the send-rate table and key of the credential in ctx:
 // its API key's name, else its token's subject. ok is false without a
 // valid credential (the resolver refuses the send).
-func (l *limits) sendBucket(ctx context.Context) (b *buckets, key, who string, ok bool) {
-	cred := l.auth.Credential(ctx)
-	if cred == "" {
+func (l *Limiter) sendBucket(ctx context.Context) (b *buckets, key, who string, ok bool) {
+	if l.hooks.Who == nil {
 		return nil, "", "", false
 	}
-	if k, ok := l.auth.Key(cred); ok {
-		return l.keySends, k.Name(), "API key", true
-	}
-	claims, err := l.auth.Verify(ctx, cred)
-	if err != nil {
+	name, token, ok := l.hooks.Who(ctx)
+	switch {
+	case !ok:
 		return nil, "", "", false
+	case token:
+		return l.tokenSends, name, "token holder", true
+	default:
+		return l.keySends, name, "API key", true
 	}
-	return l.tokenSends, claims.Subject, "token holder", true
+}
+
+// TakeSend charges n messages to the sender in ctx; over the rate, it
+// takes none and says why (the send fast path leaves the answer to
+// gqlgen's path, whose Operations extension takes again).
+func (l *Limiter) TakeSend(ctx context.Context, n int) error {
+	if err := l.takeSend(ctx, n); err != nil {
+		return err
+	}
+	return nil
 }
 
 // takeSend charges n messages to the sender in ctx.
-func (l *limits) takeSend(ctx context.Context, n int) *limitError {
+func (l *Limiter) takeSend(ctx context.Context, n int) *limitError {
 	b, key, who, ok := l.sendBucket(ctx)
 	if !ok || b == nil {
 		return nil
@@ -446,7 +537,7 @@ func (l *limits) takeSend(ctx context.Context, n int) *limitError {
 			"%d messages in one operation is over the send burst of %d per %s; send fewer at once", n, b.rate.Burst, who)}
 	}
 	if ok, wait := b.take(key, n, time.Now()); !ok {
-		return rateLimited(wait, "send rate limit of %s per %s exceeded; retry after %ds", b.rate, who, retrySeconds(wait))
+		return rateLimited(wait, "send rate limit of %s per %s exceeded; retry after %ds", b.rate, who, RetrySeconds(wait))
 	}
 	return nil
 }
@@ -454,7 +545,7 @@ func (l *limits) takeSend(ctx context.Context, n int) *limitError {
 // clientKey returns the key of the request's client for the per-IP
 // limits: its IP, or for IPv6 its /64, which one host or home usually
 // holds whole. ok is false when the peer has no IP address (a Unix socket).
-func (l *limits) clientKey(r *http.Request) (string, bool) {
+func (l *Limiter) clientKey(r *http.Request) (string, bool) {
 	if len(l.proxies) == 0 && r.Header.Get("X-Forwarded-For") != "" && l.warnedXFF.CompareAndSwap(false, true) {
 		zerolog.Ctx(r.Context()).Warn().Msg("X-Forwarded-For is ignored without trusted proxies: behind a reverse proxy, " +
 			"set the trusted proxies, or every client shares the proxy's IP for the per-IP limits")
@@ -630,12 +721,13 @@ func (b *buckets) size() int {
 	return len(b.m)
 }
 
-// wsLimits are one WebSocket connection's: its active operations, and what
-// to give back when it ends.
-type wsLimits struct {
+// WebSocket is one WebSocket connection's limits: its active operations,
+// and what to give back when it ends. An operation admitted by Operations
+// holds a slot, found in its stats under WebSocketSlot, until Release.
+type WebSocket struct {
 	max     int // negative: off
 	ops     atomic.Int64
-	metrics *Metrics // counts refusals
+	refused func() // counts refusals
 
 	mu      sync.Mutex
 	closed  bool
@@ -645,26 +737,27 @@ type wsLimits struct {
 type wsLimitsKey struct{}
 
 // acquire takes an operation slot.
-func (ws *wsLimits) acquire() bool {
+func (ws *WebSocket) acquire() bool {
 	if ws.max < 0 {
 		return true
 	}
 	if ws.ops.Add(1) > int64(ws.max) {
 		ws.ops.Add(-1)
-		ws.metrics.drop(dropLimit)
+		ws.refused()
 		return false
 	}
 	return true
 }
 
-func (ws *wsLimits) release() {
+// Release gives an operation's slot back.
+func (ws *WebSocket) Release() {
 	if ws.max >= 0 {
 		ws.ops.Add(-1)
 	}
 }
 
 // onClose runs f when the connection ends (at once if it has).
-func (ws *wsLimits) onClose(f func()) {
+func (ws *WebSocket) onClose(f func()) {
 	ws.mu.Lock()
 	if !ws.closed {
 		ws.closers = append(ws.closers, f)
@@ -676,7 +769,7 @@ func (ws *wsLimits) onClose(f func()) {
 	}
 }
 
-func (ws *wsLimits) close() {
+func (ws *WebSocket) close() {
 	ws.mu.Lock()
 	fs := ws.closers
 	ws.closed, ws.closers = true, nil
@@ -686,34 +779,28 @@ func (ws *wsLimits) close() {
 	}
 }
 
-// noteRetry has a GraphQL rate limit's wait sent in the HTTP response
-// (requestWriter): Retry-After, and 429 for
-// application/graphql-response+json, whose request errors are 4xx.
-func noteRetry(ctx context.Context, wait time.Duration) {
-	if st := requestOf(ctx); st != nil {
-		st.retry.Store(int64(retrySeconds(wait)))
-	}
-}
-
-// inFlight counts the requests in progress per client IP, streams aside
+// InFlight counts the requests in progress per client IP, streams aside
 // (they have their own limits): a client that opens requests and stalls
 // them (a body sent slowly, within ReadTimeout) takes its share, not the
 // server's memory.
-type inFlight struct {
+type InFlight struct {
 	max     int // <= 0: off
 	proxies []netip.Prefix
-	metrics *Metrics
+	hooks   Hooks
 	mu      sync.Mutex
 	n       map[netip.Prefix]int // by client: an IPv4 address, an IPv6 /64
 }
 
-func newInFlight(max int, proxies []netip.Prefix, m *Metrics) *inFlight {
-	return &inFlight{max: max, proxies: proxies, metrics: m, n: make(map[netip.Prefix]int)}
+// NewInFlight returns the count of l's MaxRequestsInFlightPerIP (its
+// default filled) for a server whose trusted proxies are proxies; of h it
+// uses Refused and IsStream.
+func NewInFlight(l Limits, proxies []netip.Prefix, h Hooks) *InFlight {
+	return &InFlight{max: l.WithDefaults().MaxRequestsInFlightPerIP, proxies: proxies, hooks: h, n: make(map[netip.Prefix]int)}
 }
 
-// key is the request's client as limits.clientKey sees it, without
+// key is the request's client as Limiter.clientKey sees it, without
 // formatting it (no allocation per request).
-func (f *inFlight) key(r *http.Request) (netip.Prefix, bool) {
+func (f *InFlight) key(r *http.Request) (netip.Prefix, bool) {
 	ip := clientIP(r, f.proxies)
 	if !ip.IsValid() {
 		return netip.Prefix{}, false
@@ -725,15 +812,15 @@ func (f *inFlight) key(r *http.Request) (netip.Prefix, bool) {
 	return netip.PrefixFrom(ip, 32), true
 }
 
-// limit admits a request, or answers 429 RATE_LIMITED when its client IP
+// Limit admits a request, or answers 429 RATE_LIMITED when its client IP
 // has max in progress.
-func (f *inFlight) limit(next http.Handler) http.Handler {
+func (f *InFlight) Limit(next http.Handler) http.Handler {
 	if f.max <= 0 {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, ok := f.key(r)
-		if !ok || isStream(r) {
+		if !ok || f.hooks.IsStream != nil && f.hooks.IsStream(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -741,7 +828,7 @@ func (f *inFlight) limit(next http.Handler) http.Handler {
 		n := f.n[key]
 		if n >= f.max {
 			f.mu.Unlock()
-			f.metrics.drop(dropLimit)
+			f.hooks.refused()
 			writeLimitError(w, rateLimited(time.Second, "limit of %d requests in progress per client IP reached; "+
 				"wait for one to end, or retry later", f.max))
 			return
@@ -753,7 +840,7 @@ func (f *inFlight) limit(next http.Handler) http.Handler {
 	})
 }
 
-func (f *inFlight) done(key netip.Prefix) {
+func (f *InFlight) done(key netip.Prefix) {
 	f.mu.Lock()
 	if f.n[key]--; f.n[key] <= 0 {
 		delete(f.n, key)
