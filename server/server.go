@@ -1,6 +1,9 @@
 // Package server is pushgate's HTTP surface: GraphQL over HTTP, WebSocket
-// and SSE, health and readiness, access rules, logs and limits. New builds
-// it; routes.go lists every route.
+// and SSE, health and readiness, logs. New builds it; routes.go lists every
+// route. Who may do what is package access's (keys, tokens, namespaces,
+// origins), and what one client may take is package limits's: server wires
+// them in (New, limitHooks) and keeps the per-request state they read and
+// note through their hooks.
 package server
 
 import (
