@@ -30,6 +30,7 @@ import (
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/graph/model"
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // Metrics are pushgate's Prometheus metrics, in a registry of their own
@@ -351,7 +352,7 @@ func (m *Metrics) handler(token string) http.Handler {
 	}
 	want := sha256.Sum256([]byte(token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := sha256.Sum256([]byte(bearer(r.Header.Get("Authorization"))))
+		got := sha256.Sum256([]byte(access.Bearer(r.Header.Get("Authorization"))))
 		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
 			writeError(w, http.StatusUnauthorized, graph.CodeUnauthenticated, "the metrics token is missing or wrong")
@@ -363,7 +364,7 @@ func (m *Metrics) handler(token string) http.Handler {
 
 // pprofHandler serves net/http/pprof under /debug/pprof/ to requests
 // whose Authorization bears an API key; to others it does not exist (404).
-func pprofHandler(auth *Auth) http.Handler {
+func pprofHandler(auth *access.Auth) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index) // and the named profiles: heap, goroutine, ...
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -376,7 +377,7 @@ func pprofHandler(auth *Auth) http.Handler {
 		// The header only: a ?token= could be an API key logged by proxies.
 		// Only a key allowed every channel: profiles show the process's
 		// memory and goroutines, all of its channels' data included.
-		if k, ok := auth.key(bearer(r.Header.Get("Authorization"))); !ok || !k.everyChannel() {
+		if k, ok := auth.Key(access.Bearer(r.Header.Get("Authorization"))); !ok || !k.EveryChannel() {
 			hidden.ServeHTTP(w, r)
 			return
 		}
@@ -660,7 +661,7 @@ func (s *wsStream) done() {
 	switch {
 	case slow:
 		e.drop = dropSlowClient
-	case e.by == "server" && e.code == CloseTokenExpired:
+	case e.by == "server" && e.code == access.CloseTokenExpired:
 		e.drop = dropExpired
 	case e.by == "server" && e.code == CloseServiceRestart:
 		e.drop = dropShutdown
@@ -688,7 +689,7 @@ func (m *Metrics) graphqlSSE(next http.Handler) http.Handler {
 		switch {
 		case sw.slow.Load():
 			e = streamEnd{drop: dropSlowClient, by: "server", reason: "slow client: write timed out"}
-		case tokenExpired(ctx):
+		case access.TokenExpired(ctx):
 			e = streamEnd{drop: dropExpired, by: "server", reason: "token expired"}
 		case shuttingDown(ctx):
 			e = streamEnd{drop: dropShutdown, by: "server", reason: "server shutting down"}

@@ -5,40 +5,41 @@ import (
 
 	"github.com/pushgate/pushgate/console"
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // addRoutes lists every route of the server.
 //
-// Browser origins are checked on the routes browsers use (origin.go), and
-// streaming connections are admitted by the limits (limits.go): WebSocket
+// Browser origins are checked on the routes browsers use (access.Origins), and
+// streaming connections are admitted by the limits (package limits): WebSocket
 // and graphql-sse inside the GraphQL handler, SSE and long-poll here.
-func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth, pres *presence) {
-	lim := newLimits(cfg.Limits, auth, cfg.TrustedProxies)
-	lim.metrics = cfg.Metrics // counts refusals
+func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *access.Auth, pres *presence) {
+	lim := limits.New(cfg.Limits, cfg.TrustedProxies, limitHooks(cfg.Metrics, auth))
 	if cfg.WeChat != nil {
-		lim.wechatLogins = newBuckets(lim.WechatLoginRatePerIP, maxBuckets)
+		lim.LimitWechatLogins()
 	}
-	org := newOrigins(cfg.AllowedOrigins)
+	org := access.NewOrigins(cfg.AllowedOrigins)
 	gql := graphqlHandler(cfg, broker, auth, lim, pres)
 	// Queries and mutations (POST, GET for queries), subscriptions over
 	// WebSocket (GET + Upgrade) and graphql-sse (POST + Accept:
 	// text/event-stream); streams end when their token expires (expiry.go).
-	mux.Handle("/graphql", org.guard("GET, POST",
+	mux.Handle("/graphql", org.Guard("GET, POST",
 		allowMethods(expireGraphQLSSE(auth, gql), http.MethodGet, http.MethodPost, http.MethodOptions)))
 
 	// Fallbacks for clients that cannot hold a WebSocket: the SSE feed
 	// (EventSource, chunked wx.request) and long-polling (wx.request).
-	mux.Handle("GET /events", org.guard("GET", lim.streams(handleEvents(broker, auth, sseOptions{
+	mux.Handle("GET /events", org.Guard("GET", lim.Streams(handleEvents(broker, auth, sseOptions{
 		heartbeat: cfg.Heartbeat, writeTimeout: cfg.WriteTimeout, retry: cfg.SSERetry, presence: pres,
 		metrics: cfg.Metrics, streams: cfg.Streams,
 	}))))
-	mux.Handle("GET /poll", org.guard("GET", lim.polls(handlePoll(broker, auth, cfg.Metrics, cfg.MaxResponseBytes))))
+	mux.Handle("GET /poll", org.Guard("GET", lim.Polls(handlePoll(broker, auth, cfg.Metrics, cfg.MaxResponseBytes))))
 	// A HEAD has no body to stream: it gets the status and headers its GET
 	// would start with, and opens nothing (methods.go).
-	mux.Handle("HEAD /events", org.guard("GET", lim.channels(headRead(auth, parseEventsRequest, sseHeaders))))
-	mux.Handle("HEAD /poll", org.guard("GET", lim.channels(headRead(auth, parsePollRequest, pollHeaders))))
-	mux.Handle("OPTIONS /events", org.guard("GET", nil)) // CORS preflights
-	mux.Handle("OPTIONS /poll", org.guard("GET", nil))
+	mux.Handle("HEAD /events", org.Guard("GET", lim.Channels(headRead(auth, parseEventsRequest, sseHeaders))))
+	mux.Handle("HEAD /poll", org.Guard("GET", lim.Channels(headRead(auth, parsePollRequest, pollHeaders))))
+	mux.Handle("OPTIONS /events", org.Guard("GET", nil)) // CORS preflights
+	mux.Handle("OPTIONS /poll", org.Guard("GET", nil))
 
 	mux.Handle("GET /healthz", healthz())
 	mux.Handle("GET /readyz", readyz(broker))

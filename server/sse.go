@@ -11,6 +11,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // sseOptions configure GET /events.
@@ -45,7 +47,7 @@ const maxCoalesce = 64
 // that cannot take a write at once is left to a goroutine of its own
 // (deadlineConn). An idle stream holds no write buffer of its own and one
 // small goroutine, which waits for the client to go away (watch).
-func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handler {
+func handleEvents(broker pubsub.Broker, auth *access.Auth, opts sseOptions) http.Handler {
 	writers := newStreamWriters()
 	stopping := new(shutdowns)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -68,7 +70,7 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 		ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
 		stopWatch := stopping.watch(r, cancel)
 		cleanup.add(func() { stopWatch(); cancel(nil) })
-		cleanup.add(keepStreamSlot(r.Context()))
+		cleanup.add(limits.KeepStreamSlot(r.Context()))
 		sub, err := subscribeRead(ctx, broker, auth, req)
 		if err != nil {
 			writeErr(w, err)
@@ -77,7 +79,7 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 		cleanup.add(sub.Close)
 		// A token bounds the stream: when it expires the client gets
 		// "event: expired" with its cursor (expiry.go).
-		live, stop := auth.untilTokenExpires(ctx)
+		live, stop := auth.UntilTokenExpires(ctx)
 		cleanup.add(stop)
 		if opts.presence != nil {
 			cleanup.add(opts.presence.join(ctx, req.channels))
@@ -117,7 +119,7 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 		stopEnd := context.AfterFunc(live, func() {
 			defer recoverClient(ctx, "SSE stream end", func() { c.end(internalEnd) })
 			switch {
-			case tokenExpired(live) && ctx.Err() == nil:
+			case access.TokenExpired(live) && ctx.Err() == nil:
 				c.finish(streamEnd{drop: dropExpired, by: "server", reason: "token expired"}, true)
 			case shuttingDown(ctx):
 				c.finish(streamEnd{drop: dropShutdown, by: "server", reason: "server shutting down"}, false)

@@ -18,6 +18,8 @@ import (
 	"github.com/pushgate/pushgate/internal/wechattest"
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 	"github.com/pushgate/pushgate/wechat"
 )
 
@@ -300,7 +302,7 @@ func TestWeChatLoginUnionID(t *testing.T) {
 func TestWeChatKeyScope(t *testing.T) {
 	const scoped = "scoped-key-secret"
 	e := startWeChatWith(t, time.Second, func(c *server.Config) {
-		c.APIKeys = append(c.APIKeys, server.APIKey{Name: "scoped", Secret: scoped, Channels: []string{"user:oIn*"}})
+		c.APIKeys = append(c.APIKeys, access.APIKey{Name: "scoped", Secret: scoped, Channels: []string{"user:oIn*"}})
 	})
 	ledger := `query($s: String!) { wechatSubscription(subject: $s, templateId: "` + wxTemplate + `") { known } }`
 	if res := e.do(t, scoped, ledger, map[string]any{"s": "oIn1"}); len(res.Errors) > 0 {
@@ -754,7 +756,7 @@ func TestWeChatWebSocketFeedNotification(t *testing.T) {
 func TestWeChatLoginRateLimitedPerIP(t *testing.T) {
 	e := startWeChatWith(t, time.Second, func(c *server.Config) {
 		// A burst of 2 and no refill within the test.
-		c.Limits.WechatLoginRatePerIP = server.Rate{PerSecond: 0.001, Burst: 2}
+		c.Limits.WechatLoginRatePerIP = limits.Rate{PerSecond: 0.001, Burst: 2}
 	})
 	e.login(t, "oRate1")
 	e.login(t, "oRate2")

@@ -22,6 +22,8 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/pushgate/pushgate/graph"
+	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // wsTransport serves GraphQL over WebSocket on /graphql, with both
@@ -37,12 +39,12 @@ import (
 // outlives its handler: one goroutine with a small stack reads it.
 //
 // Each connection lasts no longer than its token (expiry.go): it is closed
-// with CloseTokenExpired when the token expires, and with
+// with access.CloseTokenExpired when the token expires, and with
 // CloseServiceRestart when the node shuts down.
 type wsTransport struct {
 	resolver *graph.Resolver
-	auth     *Auth
-	lim      *limits
+	auth     *access.Auth
+	lim      *limits.Limiter
 	metrics  *Metrics
 	accept   websocket.AcceptOptions
 	// readLimit bounds a client message (a larger one closes with 1009).
@@ -99,7 +101,7 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	var cleanup cleanups
 	stopWatch := t.stopping.watch(r, cancel)
 	cleanup.add(func() { stopWatch(); cancel(nil) })
-	cleanup.add(keepStreamSlot(r.Context()))
+	cleanup.add(limits.KeepStreamSlot(r.Context()))
 	cleanup.add(t.streams.open())
 	ws.SetReadLimit(t.readLimit)
 	c := &wsConn{
@@ -388,16 +390,16 @@ func (c *wsConn) init() bool {
 		}
 	}
 	ctx := c.req
-	if cred := initCredential(payload); cred != "" {
-		ctx = withCredential(ctx, cred)
+	if cred := access.InitCredential(payload); cred != "" {
+		ctx = access.WithCredential(ctx, cred)
 	}
 	// The connection counts for its token's subject from here on.
-	if err := c.t.lim.websocketInit(ctx); err != nil {
+	if err := c.t.lim.WebSocketInit(ctx); err != nil {
 		c.connectionError(err.Error())
-		c.close(closeTooManyConnections, err.Error())
+		c.close(limits.CloseTooManyConnections, err.Error())
 		return false
 	}
-	c.ctx, c.cancel = c.t.auth.untilTokenExpires(ctx)
+	c.ctx, c.cancel = c.t.auth.UntilTokenExpires(ctx)
 	c.mu.Lock()
 	c.lastPong = time.Now()
 	c.mu.Unlock()
@@ -464,11 +466,11 @@ var legacyExpired = wsMessage{Type: "connection_error",
 func (c *wsConn) closeForContext() {
 	defer recoverClient(c.req, "websocket close", func() { _ = c.ws.CloseNow() })
 	switch {
-	case tokenExpired(c.ctx):
+	case access.TokenExpired(c.ctx):
 		if c.legacy {
 			c.writeMsg(legacyExpired)
 		}
-		c.close(CloseTokenExpired, "token expired")
+		c.close(access.CloseTokenExpired, "token expired")
 	case shuttingDown(c.req):
 		c.close(CloseServiceRestart, "server restarting: reconnect")
 	default:

@@ -14,6 +14,7 @@ import (
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/graph/model"
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // The WebSocket fast path of feed subscriptions. The selection of a feed
@@ -310,8 +311,8 @@ func (c *wsConn) runFeed(ctx context.Context, cancel context.CancelFunc, id stri
 	ends.add(sub.Close)
 	// What gqlgen's interceptors would do: give the WebSocket's operation
 	// slot back, count the subscription.
-	if ws, ok := rc.Stats.GetExtension(wsSlotKey).(*wsLimits); ok {
-		ends.add(ws.release)
+	if ws, ok := rc.Stats.GetExtension(limits.WebSocketSlot).(*limits.WebSocket); ok {
+		ends.add(ws.Release)
 	}
 	if c.acct != nil {
 		g := c.t.metrics.subscriptions[transportWebSocket]
