@@ -680,11 +680,11 @@ func (c *wsConn) start(m wsMessage) {
 	if errs != nil {
 		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
 		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
-			c.sendError(m.ID, resp.Errors...)
+			c.fail(m.ID, resp.Errors...)
 		} else {
 			c.sendResponse(m.ID, &graphql.Response{Errors: errs})
+			c.complete(m.ID)
 		}
-		c.complete(m.ID)
 		done()
 		return
 	}
@@ -725,8 +725,7 @@ func (c *wsConn) badPayload(m wsMessage, err error) {
 		c.protocolError(msg)
 		return
 	}
-	c.sendError(m.ID, &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": graph.CodeBadUserInput}})
-	c.complete(m.ID)
+	c.fail(m.ID, &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": graph.CodeBadUserInput}})
 }
 
 // dispatch runs an operation through gqlgen's executor.
@@ -738,7 +737,7 @@ func (c *wsConn) dispatch(ctx context.Context, id string, rc *graphql.OperationC
 			if !errors.As(err, &gqlErr) {
 				gqlErr = &gqlerror.Error{Message: fmt.Sprint(err)}
 			}
-			c.sendError(id, gqlErr)
+			c.fail(id, gqlErr) // ends the operation: nothing after it
 		}
 	}()
 	responses, ctx := c.exec.DispatchOperation(ctx, rc)
@@ -782,3 +781,15 @@ func (c *wsConn) sendError(id string, errs ...*gqlerror.Error) {
 }
 
 func (c *wsConn) complete(id string) { c.writeMsg(wsMessage{ID: id, Type: "complete"}) }
+
+// fail ends operation id with errs. In graphql-transport-ws, error is the
+// operation's last message: nothing follows it, complete included (the
+// protocol: "no further events will be sent after an Error"). The legacy
+// graphql-ws completes the operation after its error, as Apollo's
+// subscriptions-transport-ws clients expect.
+func (c *wsConn) fail(id string, errs ...*gqlerror.Error) {
+	c.sendError(id, errs...)
+	if c.legacy {
+		c.complete(id)
+	}
+}

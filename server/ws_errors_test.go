@@ -38,8 +38,9 @@ func TestWebSocketOperationErrors(t *testing.T) {
 			// A feed that runs through all of it.
 			const ch = "wserr"
 			c.subscribe("live", []string{ch}, e.cursor(t, ch))
-			// An error message ends its operation; a complete after it
-			// (which graphql-transport-ws does not ask for) is let pass.
+			// An error message ends its operation: graphql-transport-ws
+			// sends nothing after it (a complete would be a protocol
+			// violation); the legacy graphql-ws completes it.
 			ended := map[string]bool{}
 			next := func() wsMsg {
 				t.Helper()
@@ -47,6 +48,9 @@ func TestWebSocketOperationErrors(t *testing.T) {
 					m := c.next()
 					if m.Type != "complete" || !ended[m.ID] {
 						return m
+					}
+					if proto != legacyWS {
+						t.Fatalf("complete for %s after its error", m.ID)
 					}
 				}
 			}
@@ -97,7 +101,7 @@ func TestWebSocketOperationErrors(t *testing.T) {
 			}
 			select {
 			case m := <-c.msgs:
-				if m.Type != "complete" || !ended[m.ID] {
+				if m.Type != "complete" || !ended[m.ID] || proto != legacyWS {
 					t.Fatalf("unexpected %+v", m)
 				}
 			case <-time.After(100 * time.Millisecond):
