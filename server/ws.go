@@ -19,6 +19,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/coder/websocket"
+	"github.com/rs/zerolog"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/pushgate/pushgate/graph"
@@ -121,6 +122,14 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	c.dconn.resume = c.resumeFeeds
 	if sc, ok := c.dconn.Conn.(syscall.Conn); ok && canWaitReadable {
 		c.raw, _ = sc.SyscallConn()
+	}
+	if ws.Subprotocol() == "" {
+		// Clients that name no subprotocol (a bare WebSocket, some
+		// older Apollo setups) get the legacy graphql-ws protocol: said
+		// once per connection, at debug, for whoever wonders why their
+		// graphql-transport-ws messages are not understood.
+		zerolog.Ctx(ctx).Debug().Msg("WebSocket without a subprotocol: served as legacy graphql-ws " +
+			"(subscriptions-transport-ws); ask for graphql-transport-ws to get that protocol")
 	}
 	acct.accepted(c)
 	go c.serve()

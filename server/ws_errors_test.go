@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/pushgate/pushgate/pubsub"
 )
 
@@ -141,4 +143,38 @@ func mustJSON(v any) string {
 		panic(err)
 	}
 	return string(b)
+}
+
+// TestWebSocketWithoutSubprotocol: a WebSocket that asks for no
+// subprotocol is served the legacy graphql-ws protocol, and the server says
+// so once, at debug; one that asks for graphql-transport-ws is not logged.
+func TestWebSocketWithoutSubprotocol(t *testing.T) {
+	var logs syncBuffer
+	e := startEnvLog(t, testConfig(), memoryBroker(t, pubsub.Options{}), &logs)
+	const said = "WebSocket without a subprotocol"
+	for _, proto := range []string{"", transportWS} {
+		before := strings.Count(logs.String(), said)
+		d := websocket.Dialer{HandshakeTimeout: waitTimeout}
+		if proto != "" {
+			d.Subprotocols = []string{proto}
+		}
+		conn, res, err := d.Dial("ws"+strings.TrimPrefix(e.url, "http")+"/graphql", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if err := conn.WriteJSON(wsMsg{Type: "connection_init", Payload: json.RawMessage(`{"token":"` + testKey + `"}`)}); err != nil {
+			t.Fatal(err)
+		}
+		var ack wsMsg
+		if err := conn.ReadJSON(&ack); err != nil || ack.Type != "connection_ack" {
+			t.Fatalf("subprotocol %q: %+v %v, want connection_ack", proto, ack, err)
+		}
+		// The line is written before the connection is served: by the ack,
+		// it is there or it never will be.
+		if n := strings.Count(logs.String(), said) - before; (proto == "") != (n == 1) || n > 1 {
+			t.Fatalf("subprotocol %q: %d log lines saying %q:\n%s", proto, n, said, logs.String())
+		}
+		conn.Close()
+	}
 }
