@@ -27,7 +27,7 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, p
 		opts.WeChat = cfg.WeChat.svc
 		opts.WeChatAccess = wechatAccess{auth: auth, lim: lim}
 	}
-	resolver := graph.NewResolver(cfg.Metrics.countSends(broker), auth, opts)
+	resolver := graph.NewResolver(cfg.Metrics.CountSends(broker), auth, opts)
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: resolver}))
 
 	// The first transport that supports a request serves it: WebSocket
@@ -77,5 +77,5 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, p
 	srv.SetRecoverFunc(graph.Recover)
 
 	// graphql-sse streams are accounted once admitted (metrics.go).
-	return cfg.Metrics.graphqlSSE(lim.graphql(streamWriteTimeout(cfg.WriteTimeout, srv)))
+	return graphqlSSEAccount(cfg.Metrics, lim.graphql(streamWriteTimeout(cfg.WriteTimeout, srv)))
 }

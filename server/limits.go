@@ -17,6 +17,7 @@ import (
 
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/observe"
 )
 
 // Limits bound what one client may take of the server; docs/limits.md
@@ -281,7 +282,7 @@ func keepStreamSlot(ctx context.Context) (release func()) {
 
 // tooManyChannels refuses a subscription of n channels.
 func (l *limits) tooManyChannels(n int) *limitError {
-	l.metrics.drop(dropLimit)
+	l.metrics.Dropped(observe.DropLimit)
 	return &limitError{code: graph.CodeBadUserInput,
 		msg: fmt.Sprintf("channels: %d channels, over the limit of %d per subscription", n, l.MaxSubscriptionChannels)}
 }
@@ -330,7 +331,7 @@ func (l *limits) graphql(next http.Handler) http.Handler {
 func (l *limits) admit(r *http.Request, subject bool) (release func(), err *limitError) {
 	defer func() {
 		if err != nil {
-			l.metrics.drop(dropLimit)
+			l.metrics.Dropped(observe.DropLimit)
 		}
 	}()
 	ip, ok := l.clientKey(r)
@@ -392,7 +393,7 @@ func (l *limits) websocketInit(ctx context.Context) error {
 	}
 	release, err := l.admitSubject(ctx)
 	if err != nil {
-		l.metrics.drop(dropLimit)
+		l.metrics.Dropped(observe.DropLimit)
 		return err
 	}
 	ws.onClose(release)
@@ -650,7 +651,7 @@ func (ws *wsLimits) acquire() bool {
 	}
 	if ws.ops.Add(1) > int64(ws.max) {
 		ws.ops.Add(-1)
-		ws.metrics.drop(dropLimit)
+		ws.metrics.Dropped(observe.DropLimit)
 		return false
 	}
 	return true
@@ -740,7 +741,7 @@ func (f *inFlight) limit(next http.Handler) http.Handler {
 		n := f.n[key]
 		if n >= f.max {
 			f.mu.Unlock()
-			f.metrics.drop(dropLimit)
+			f.metrics.Dropped(observe.DropLimit)
 			writeLimitError(w, rateLimited(time.Second, "limit of %d requests in progress per client IP reached; "+
 				"wait for one to end, or retry later", f.max))
 			return

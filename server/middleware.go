@@ -75,7 +75,10 @@ func requestContext(log zerolog.Logger, m *Metrics, next http.Handler) http.Hand
 		// context and st: st must not keep net/http's response and its
 		// buffers (11 KB per idle SSE connection).
 		st.w = requestWriter{}
-		m.count(r, st.route, status, d)
+		// A stream's duration is its life, not the time to answer it.
+		stream := status == http.StatusSwitchingProtocols || st.route == "GET /events" ||
+			strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+		m.CountRequest(st.route, status, d, stream)
 		st.log.Info().
 			Str("method", r.Method).
 			Str("path", r.URL.Path).
@@ -291,4 +294,17 @@ func (b *deadlineBody) clear() {
 	if b.w.body == b {
 		b.w.body = nil
 	}
+}
+
+// notePattern records the pattern the mux matched in the request: HTTP
+// requests are counted by the pattern of the route that served them, never
+// by path, and the pattern is known once the mux has matched, deep in the
+// handler chain, while the count is made around it (requestContext).
+func notePattern(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, r)
+		if st := requestOf(r.Context()); st != nil {
+			st.route = r.Pattern // set by the mux on r
+		}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/observe"
 )
 
 // Long-poll limits. WeChat caps a request at 60 s, so a hold stays well
@@ -52,8 +53,8 @@ func handlePoll(broker pubsub.Broker, auth *Auth, metrics *Metrics, maxBytes int
 			return
 		}
 		defer sub.Close()
-		st := metrics.newStream(transportPoll, r)
-		st.open(true, nil)
+		st := metrics.NewStream(observe.Poll, r)
+		st.Open(true, nil)
 
 		cursor := sub.Cursor()
 		buf := make([]byte, 0, 512)
@@ -121,14 +122,14 @@ func handlePoll(broker pubsub.Broker, auth *Auth, metrics *Metrics, maxBytes int
 		}
 		buf = append(buf, "}\n"...)
 		pollHeaders(w.Header())
-		end := streamEnd{}
+		end := observe.End{}
 		if shuttingDown(ctx) {
-			end.drop = dropShutdown
+			end.Drop = observe.DropShutdown
 		}
 		if _, err := w.Write(buf); err == nil {
-			st.deliver(time.Now(), created...)
+			st.Deliver(time.Now(), created...)
 		}
-		st.end(end)
+		st.End(end)
 	})
 }
 

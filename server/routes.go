@@ -5,6 +5,7 @@ import (
 
 	"github.com/pushgate/pushgate/console"
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/observe"
 )
 
 // addRoutes lists every route of the server.
@@ -44,7 +45,7 @@ func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth,
 	mux.Handle("GET /readyz", readyz(broker))
 	// Prometheus (metrics.go), behind Config.MetricsToken when set; the
 	// profiler only when Config.Pprof, for API keys.
-	mux.Handle("GET /metrics", cfg.Metrics.handler(cfg.MetricsToken))
+	mux.Handle("GET /metrics", cfg.Metrics.Handler(cfg.MetricsToken, func(r *http.Request) string { return bearer(r.Header.Get("Authorization")) }))
 	// The other methods of these paths: 405 with Allow, not the 404 of "/".
 	for path, allow := range map[string][]string{
 		"/events": {"GET", "HEAD", "OPTIONS"}, "/poll": {"GET", "HEAD", "OPTIONS"},
@@ -58,7 +59,13 @@ func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth,
 		mux.Handle("/wechat/events/{appId}", cfg.WeChat.svc.EventsHandler())
 	}
 	if cfg.Pprof {
-		mux.Handle("/debug/pprof/", pprofHandler(auth))
+		// The header only: a ?token= could be an API key logged by proxies.
+		// Only a key allowed every channel: profiles show the process's
+		// memory and goroutines, all of its channels' data included.
+		mux.Handle("/debug/pprof/", observe.PprofHandler(func(r *http.Request) bool {
+			k, ok := auth.key(bearer(r.Header.Get("Authorization")))
+			return ok && k.everyChannel()
+		}, notFound()))
 	}
 	if cfg.Console { // the page and its files; it uses the routes above
 		mux.Handle(console.Path, console.Handler())

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/observe"
 )
 
 // sseOptions configure GET /events.
@@ -94,11 +95,11 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 		cleanup.add(opts.streams.open())
 		cleanup.add(func() { _ = dconn.Close() })
 
-		st := opts.metrics.newStream(transportSSE, r)
-		st.open(true, func(e *zerolog.Event) { e.Int("channels", len(req.channels)).Bool("resume", !req.cursor.IsZero()) })
+		st := opts.metrics.NewStream(observe.SSE, r)
+		st.Open(true, func(e *zerolog.Event) { e.Int("channels", len(req.channels)).Bool("resume", !req.cursor.IsZero()) })
 		c := &sseConn{ctx: ctx, conn: dconn, sub: sub, st: st, writers: writers}
 		c.conn.resume = c.kick
-		cleanup.add(func() { st.end(c.endState()) })
+		cleanup.add(func() { st.End(c.endState()) })
 
 		b := writeBuffers.get()
 		b.events = append(b.events, "retry: "...)
@@ -118,9 +119,9 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 			defer recoverClient(ctx, "SSE stream end", func() { c.end(internalEnd) })
 			switch {
 			case tokenExpired(live) && ctx.Err() == nil:
-				c.finish(streamEnd{drop: dropExpired, by: "server", reason: "token expired"}, true)
+				c.finish(observe.End{Drop: observe.DropExpired, By: "server", Reason: "token expired"}, true)
 			case shuttingDown(ctx):
-				c.finish(streamEnd{drop: dropShutdown, by: "server", reason: "server shutting down"}, false)
+				c.finish(observe.End{Drop: observe.DropShutdown, By: "server", Reason: "server shutting down"}, false)
 			}
 		})
 		cleanup.add(func() { stopEnd() })
@@ -151,7 +152,7 @@ func (c *sseConn) watch(cleanup cleanups) {
 			if c.conn.timedOut.Load() {
 				c.end(slowClient)
 			}
-			c.end(streamEnd{by: "client", reason: "client gone"})
+			c.end(observe.End{By: "client", Reason: "client gone"})
 			return
 		}
 	}
@@ -173,7 +174,7 @@ type sseConn struct {
 	ctx  context.Context // the request's
 	conn *deadlineConn   // writes bounded by the write timeout
 	sub  *pubsub.Subscription
-	st   *stream
+	st   *observe.Stream
 
 	writers *streamWriters
 	turn    writeTurn // its mu serializes writes
@@ -184,7 +185,7 @@ type sseConn struct {
 	endMu  sync.Mutex
 	ended  bool // state says why
 	closed bool // the socket is closed
-	state  streamEnd
+	state  observe.End
 	hb     *time.Timer // the next heartbeat
 }
 
@@ -195,7 +196,7 @@ func (c *sseConn) kick() {
 	// The broker closed. When the request's context ended (shutdown), the
 	// stream's end says so instead.
 	if c.sub.Ended() && c.ctx.Err() == nil {
-		c.end(streamEnd{by: "server", reason: "subscription ended: " + c.sub.Err().Error()})
+		c.end(observe.End{By: "server", Reason: "subscription ended: " + c.sub.Err().Error()})
 	}
 }
 
@@ -293,26 +294,26 @@ func (c *sseConn) writeLocked(b *writeBuffer) bool {
 	_, err := c.conn.Write(b.frame)
 	switch {
 	case err == nil:
-		c.st.deliver(time.Now(), b.created...)
+		c.st.Deliver(time.Now(), b.created...)
 		return true
 	case c.conn.timedOut.Load():
 		c.end(slowClient)
 	default:
-		c.end(streamEnd{by: "client", reason: "client gone"})
+		c.end(observe.End{By: "client", Reason: "client gone"})
 	}
 	return false
 }
 
 // internalEnd is the end of a stream that a recovered panic ended.
-var internalEnd = streamEnd{by: "server", reason: "internal error"}
+var internalEnd = observe.End{By: "server", Reason: "internal error"}
 
 // slowClient is the end of a stream whose client did not take a write
 // within the write timeout.
-var slowClient = streamEnd{drop: dropSlowClient, by: "server", reason: "slow client: write timed out"}
+var slowClient = observe.End{Drop: observe.DropSlowClient, By: "server", Reason: "slow client: write timed out"}
 
 // finish ends the stream after writing the end of the chunked body, so the
 // client sees a clean end; expired: "event: expired" with the cursor first.
-func (c *sseConn) finish(e streamEnd, expired bool) {
+func (c *sseConn) finish(e observe.End, expired bool) {
 	// Why, first: the client may close as soon as it reads the end.
 	c.record(e)
 	c.turn.mu.Lock()
@@ -332,7 +333,7 @@ func (c *sseConn) finish(e streamEnd, expired bool) {
 // end records why the stream ended (the first reason wins) and closes the
 // socket, which ends the handler's wait; the handler cleans up. It never
 // blocks: the fan-out may call it.
-func (c *sseConn) end(e streamEnd) {
+func (c *sseConn) end(e observe.End) {
 	c.record(e)
 	c.endMu.Lock()
 	first := !c.closed
@@ -345,7 +346,7 @@ func (c *sseConn) end(e streamEnd) {
 }
 
 // record notes why the stream ends, if no reason was noted before.
-func (c *sseConn) record(e streamEnd) {
+func (c *sseConn) record(e observe.End) {
 	c.endMu.Lock()
 	defer c.endMu.Unlock()
 	if !c.ended {
@@ -356,7 +357,7 @@ func (c *sseConn) record(e streamEnd) {
 	}
 }
 
-func (c *sseConn) endState() streamEnd {
+func (c *sseConn) endState() observe.End {
 	c.endMu.Lock()
 	defer c.endMu.Unlock()
 	return c.state

@@ -22,6 +22,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/pushgate/pushgate/graph"
+	"github.com/pushgate/pushgate/server/observe"
 )
 
 // wsTransport serves GraphQL over WebSocket on /graphql, with both
@@ -77,7 +78,7 @@ const (
 func (t *wsTransport) Supports(r *http.Request) bool { return r.Header.Get("Upgrade") != "" }
 
 func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	acct := t.metrics.newWSStream(r)
+	acct := t.metrics.NewWSStream(r)
 	// The connection outlives its request: once it is upgraded, the
 	// handler returns and the connection is served on a goroutine of its
 	// own, which starts with a small stack, and neither the handler's
@@ -86,7 +87,7 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	// connection.
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
 	if acct != nil {
-		ctx = withStream(ctx, acct.stream)
+		ctx = observe.WithStream(ctx, acct.Stream)
 	}
 	opts := t.accept
 	opts.Subprotocols = []string{protoTransportWS, "graphql-ws"}
@@ -120,7 +121,7 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	if sc, ok := c.dconn.Conn.(syscall.Conn); ok && canWaitReadable {
 		c.raw, _ = sc.SyscallConn()
 	}
-	acct.accepted(c)
+	acct.Accepted(c)
 	go c.serve()
 }
 
@@ -130,10 +131,10 @@ type wsConn struct {
 	ws     *websocket.Conn
 	legacy bool // graphql-ws (subscriptions-transport-ws), not graphql-transport-ws
 	exec   graphql.GraphExecutor
-	acct   *wsStream       // nil: not accounted
-	dconn  *deadlineConn   // the socket
-	req    context.Context // the upgrade request's: cancelled with ErrShutdown on shutdown
-	ended  chan struct{}   // closed once the read loop ended
+	acct   *observe.WSStream // nil: not accounted
+	dconn  *deadlineConn     // the socket
+	req    context.Context   // the upgrade request's: cancelled with ErrShutdown on shutdown
+	ended  chan struct{}     // closed once the read loop ended
 	// cleanup runs once the read loop ended: what the connection took
 	// over from its request.
 	cleanup cleanups
@@ -174,9 +175,9 @@ func (c *wsConn) accountEnd() {
 	if c.dconn.timedOut.Load() {
 		// The read loop may see the socket closed before the writer
 		// reports why.
-		c.acct.writeFailed(os.ErrDeadlineExceeded)
+		c.acct.SlowClient()
 	}
-	c.acct.done()
+	c.acct.Done()
 }
 
 // errBadMessage is a client message that is not a protocol message.
@@ -229,7 +230,7 @@ func (c *wsConn) readLoop() {
 	for {
 		if c.raw != nil && !c.buffered() {
 			if err := waitReadable(c.raw); err != nil {
-				c.acct.readFailed(err)
+				c.acct.ReadFailed(err)
 				return
 			}
 		}
@@ -245,7 +246,7 @@ func (c *wsConn) readMessages() bool {
 	for {
 		_, data, err := c.ws.Read(context.Background())
 		if err != nil {
-			c.acct.readFailed(err)
+			c.acct.ReadFailed(err)
 			return false
 		}
 		if !c.handle(data) {
@@ -332,7 +333,7 @@ func (c *wsConn) handle(data []byte) bool {
 func (c *wsConn) read() (wsMessage, error) {
 	_, data, err := c.ws.Read(context.Background())
 	if err != nil {
-		c.acct.readFailed(err)
+		c.acct.ReadFailed(err)
 		return wsMessage{}, err
 	}
 	return decodeMessage(data)
@@ -445,7 +446,7 @@ func (c *wsConn) ping() bool {
 	c.mu.Unlock()
 	if silent {
 		if c.acct != nil {
-			c.acct.note(streamEnd{by: "server", code: int(websocket.StatusAbnormalClosure), reason: "no pong"})
+			c.acct.Note(observe.End{By: "server", Code: int(websocket.StatusAbnormalClosure), Reason: "no pong"})
 		}
 		_ = c.ws.CloseNow()
 		return false
@@ -488,7 +489,7 @@ func (c *wsConn) close(code websocket.StatusCode, reason string) {
 	c.closing = true
 	c.mu.Unlock()
 	c.endOps()
-	c.acct.closing(int(code), reason)
+	c.acct.Closing(int(code), reason, closeDrop(code))
 	c.closeWrites()
 	go func() {
 		c.rmu.Lock() // Close reads the peer's close frame
@@ -496,6 +497,18 @@ func (c *wsConn) close(code websocket.StatusCode, reason string) {
 		c.rmu.Unlock()
 		c.accountEnd()
 	}()
+}
+
+// closeDrop is why the server dropped a connection it closes with code
+// (none: it did not drop it, e.g. a protocol error).
+func closeDrop(code websocket.StatusCode) observe.Drop {
+	switch code {
+	case CloseTokenExpired:
+		return observe.DropExpired
+	case CloseServiceRestart:
+		return observe.DropShutdown
+	}
+	return observe.DropNone
 }
 
 // protocolError closes the connection for a message the protocol does not
@@ -554,7 +567,9 @@ func (c *wsConn) writeFailed(err error) error {
 		if c.dconn.timedOut.Load() {
 			err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
 		}
-		c.acct.writeFailed(err)
+		if isTimeout(err) {
+			c.acct.SlowClient()
+		}
 	}
 	return err
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/graph/model"
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/observe"
 )
 
 // The WebSocket fast path of feed subscriptions. The selection of a feed
@@ -314,9 +315,7 @@ func (c *wsConn) runFeed(ctx context.Context, cancel context.CancelFunc, id stri
 		ends.add(ws.release)
 	}
 	if c.acct != nil {
-		g := c.t.metrics.subscriptions[transportWebSocket]
-		g.Inc()
-		ends.add(g.Dec)
+		ends.add(c.t.metrics.Subscribed(observe.WebSocket))
 	}
 
 	typ := "next"
@@ -417,7 +416,7 @@ func (f *wsFeed) drainLocked() {
 			return
 		}
 		if c.acct != nil {
-			c.acct.deliver(time.Now(), b.created...)
+			c.acct.Deliver(time.Now(), b.created...)
 		}
 	}
 }

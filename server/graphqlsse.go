@@ -1,0 +1,80 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+	"sync/atomic"
+
+	"github.com/pushgate/pushgate/server/observe"
+)
+
+// graphqlSSE accounts graphql-sse streams (POST with Accept:
+// text/event-stream) from their first 2xx write, so that refusals are not
+// counted as streams.
+func graphqlSSEAccount(m *Metrics, next http.Handler) http.Handler {
+	if m == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || !strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		st := m.NewStream(observe.GraphQLSSE, r)
+		sw := &streamWriter{ResponseWriter: w, st: st}
+		ctx := r.Context()
+		next.ServeHTTP(sw, r.WithContext(observe.WithStream(ctx, st)))
+		e := observe.End{By: "client", Reason: "client gone"}
+		switch {
+		case sw.slow.Load():
+			e = observe.End{Drop: observe.DropSlowClient, By: "server", Reason: "slow client: write timed out"}
+		case tokenExpired(ctx):
+			e = observe.End{Drop: observe.DropExpired, By: "server", Reason: "token expired"}
+		case shuttingDown(ctx):
+			e = observe.End{Drop: observe.DropShutdown, By: "server", Reason: "server shutting down"}
+		case ctx.Err() == nil:
+			e = observe.End{By: "server", Reason: "operation complete"}
+		}
+		st.End(e)
+	})
+}
+
+// streamWriter opens its stream on the first successful write, and notes
+// writes and flushes that time out.
+type streamWriter struct {
+	http.ResponseWriter
+	st      *observe.Stream
+	written bool
+	slow    atomic.Bool
+}
+
+func (w *streamWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *streamWriter) WriteHeader(status int) {
+	if !w.written {
+		w.written = true
+		if status >= 200 && status < 300 {
+			w.st.Open(false, nil)
+		}
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *streamWriter) Write(p []byte) (int, error) {
+	if !w.written {
+		w.WriteHeader(http.StatusOK)
+	}
+	n, err := w.ResponseWriter.Write(p)
+	if err != nil && isTimeout(err) {
+		w.slow.Store(true)
+	}
+	return n, err
+}
+
+func (w *streamWriter) FlushError() error {
+	err := http.NewResponseController(w.ResponseWriter).Flush()
+	if err != nil && isTimeout(err) {
+		w.slow.Store(true)
+	}
+	return err
+}
