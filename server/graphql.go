@@ -15,7 +15,7 @@ import (
 
 // graphqlHandler serves the GraphQL API on every transport.
 // lim enforces the operation and WebSocket limits (limits.go).
-func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, pres *presence) http.Handler {
+func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, pres *presence, dl streaming) http.Handler {
 	// Sends are counted as they reach the broker (metrics.go).
 	opts := graph.Options{
 		MaxMessageSize:   cfg.MaxMessageSize,
@@ -48,9 +48,9 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, p
 		pingInterval: cfg.PingInterval,
 		writeTimeout: cfg.WriteTimeout,
 		plans:        newFeedPlans(),
-		writers:      newStreamWriters(),
+		writers:      dl.writers,
 		streams:      cfg.Streams,
-		stopping:     new(shutdowns),
+		stopping:     dl.stopping,
 	})
 	docs := lru.New[*ast.QueryDocument](1000)
 	srv.AddTransport(transport.SSE{KeepAlivePingInterval: cfg.PingInterval})

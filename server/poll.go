@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/delivery"
 	"github.com/pushgate/pushgate/server/observe"
 )
 
@@ -123,7 +124,7 @@ func handlePoll(broker pubsub.Broker, auth *Auth, metrics *Metrics, maxBytes int
 		buf = append(buf, "}\n"...)
 		pollHeaders(w.Header())
 		end := observe.End{}
-		if shuttingDown(ctx) {
+		if delivery.ShuttingDown(ctx) {
 			end.Drop = observe.DropShutdown
 		}
 		if _, err := w.Write(buf); err == nil {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/pushgate/pushgate/console"
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/delivery"
 	"github.com/pushgate/pushgate/server/observe"
 )
 
@@ -20,7 +21,10 @@ func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth,
 		lim.wechatLogins = newBuckets(lim.WechatLoginRatePerIP, maxBuckets)
 	}
 	org := newOrigins(cfg.AllowedOrigins)
-	gql := graphqlHandler(cfg, broker, auth, lim, pres)
+	// One pool of writers and one shutdown hook for every stream of the
+	// server, whatever its transport.
+	dl := streaming{writers: delivery.NewWriters(), stopping: new(delivery.Shutdowns)}
+	gql := graphqlHandler(cfg, broker, auth, lim, pres, dl)
 	// Queries and mutations (POST, GET for queries), subscriptions over
 	// WebSocket (GET + Upgrade) and graphql-sse (POST + Accept:
 	// text/event-stream); streams end when their token expires (expiry.go).
@@ -31,7 +35,7 @@ func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth,
 	// (EventSource, chunked wx.request) and long-polling (wx.request).
 	mux.Handle("GET /events", org.guard("GET", lim.streams(handleEvents(broker, auth, sseOptions{
 		heartbeat: cfg.Heartbeat, writeTimeout: cfg.WriteTimeout, retry: cfg.SSERetry, presence: pres,
-		metrics: cfg.Metrics, streams: cfg.Streams,
+		metrics: cfg.Metrics, streams: cfg.Streams, writers: dl.writers, stopping: dl.stopping,
 	}))))
 	mux.Handle("GET /poll", org.guard("GET", lim.streams(handlePoll(broker, auth, cfg.Metrics, cfg.MaxResponseBytes))))
 	// A HEAD has no body to stream: it gets the status and headers its GET
@@ -72,4 +76,12 @@ func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth,
 		mux.Handle(console.Path+"/", console.Handler())
 	}
 	mux.Handle("/", notFound())
+}
+
+// streaming is what the streams of a server share: the writers that write
+// every stream (delivery.Writers, sized for the whole process), and the
+// hook that ends them when the server shuts down.
+type streaming struct {
+	writers  *delivery.Writers
+	stopping *delivery.Shutdowns
 }

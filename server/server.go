@@ -5,7 +5,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/delivery"
 )
 
 // Config is the server's configuration. The zero value of each field means
@@ -160,7 +160,7 @@ const DefaultReadTimeout = 30 * time.Second
 // CloseServiceRestart and reconnect (to another node) with their cursor;
 // SSE streams end (EventSource reconnects by itself) and held polls answer
 // with their cursor.
-var ErrShutdown = errors.New("server shutting down")
+var ErrShutdown = delivery.ErrShutdown
 
 // CloseServiceRestart is the WebSocket close code on shutdown (1012,
 // "service restart"): clients reconnect at once.

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -22,6 +21,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/pushgate/pushgate/graph"
+	"github.com/pushgate/pushgate/server/delivery"
 	"github.com/pushgate/pushgate/server/observe"
 )
 
@@ -50,12 +50,12 @@ type wsTransport struct {
 	readLimit    int64
 	initTimeout  time.Duration
 	pingInterval time.Duration
-	// writeTimeout bounds every write (deadlineConn).
+	// writeTimeout bounds every write (delivery.Socket).
 	writeTimeout time.Duration
 	plans        *feedPlans
-	writers      *streamWriters // of the feeds
+	writers      *delivery.Writers // the server's, which write the feeds
 	streams      *Streams
-	stopping     *shutdowns
+	stopping     *delivery.Shutdowns
 }
 
 var _ graphql.Transport = (*wsTransport)(nil)
@@ -91,21 +91,21 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	}
 	opts := t.accept
 	opts.Subprotocols = []string{protoTransportWS, "graphql-ws"}
-	hw := &hijackDeadline{ResponseWriter: w, timeout: t.writeTimeout}
+	hw := delivery.NewHijacker(w, t.writeTimeout)
 	ws, err := websocket.Accept(hw, r, &opts)
-	if err != nil || hw.conn == nil {
+	if err != nil || hw.Socket == nil {
 		cancel(nil)
 		return // Accept answered the request
 	}
 	var cleanup cleanups
-	stopWatch := t.stopping.watch(r, cancel)
+	stopWatch := t.stopping.Watch(r, cancel)
 	cleanup.add(func() { stopWatch(); cancel(nil) })
 	cleanup.add(keepStreamSlot(r.Context()))
 	cleanup.add(t.streams.open())
 	ws.SetReadLimit(t.readLimit)
 	c := &wsConn{
-		dconn:   hw.conn,
-		br:      hw.br,
+		dconn:   hw.Socket,
+		br:      hw.Reader,
 		t:       t,
 		ws:      ws,
 		legacy:  ws.Subprotocol() != protoTransportWS,
@@ -117,10 +117,8 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 		ended:   make(chan struct{}),
 		cleanup: cleanup,
 	}
-	c.dconn.resume = c.resumeFeeds
-	if sc, ok := c.dconn.Conn.(syscall.Conn); ok && canWaitReadable {
-		c.raw, _ = sc.SyscallConn()
-	}
+	c.dconn.OnResume(c.resumeFeeds)
+	c.waitReadable = c.dconn.WatchReadable()
 	acct.Accepted(c)
 	go c.serve()
 }
@@ -132,7 +130,7 @@ type wsConn struct {
 	legacy bool // graphql-ws (subscriptions-transport-ws), not graphql-transport-ws
 	exec   graphql.GraphExecutor
 	acct   *observe.WSStream // nil: not accounted
-	dconn  *deadlineConn     // the socket
+	dconn  *delivery.Socket  // the socket
 	req    context.Context   // the upgrade request's: cancelled with ErrShutdown on shutdown
 	ended  chan struct{}     // closed once the read loop ended
 	// cleanup runs once the read loop ended: what the connection took
@@ -144,11 +142,12 @@ type wsConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// br is the socket's reader; raw, if set, waits for the socket to be
-	// readable (readLoop). rmu guards br outside the library's reads.
-	br  *bufio.Reader
-	raw syscall.RawConn
-	rmu sync.Mutex
+	// br is the socket's reader; with waitReadable, the read loop waits
+	// for the socket to be readable before reading (readLoop). rmu guards
+	// br outside the library's reads.
+	br           *bufio.Reader
+	waitReadable bool
+	rmu          sync.Mutex
 	// wmu serializes the connection's messages; writesClosed: the close
 	// frame is on its way, nothing more is written.
 	wmu          sync.Mutex
@@ -172,7 +171,7 @@ func (c *wsConn) Close() error {
 
 // accountEnd ends the account of the closed connection.
 func (c *wsConn) accountEnd() {
-	if c.dconn.timedOut.Load() {
+	if c.dconn.TimedOut() {
 		// The read loop may see the socket closed before the writer
 		// reports why.
 		c.acct.SlowClient()
@@ -228,8 +227,8 @@ func (c *wsConn) readLoop() {
 	defer c.keepAlive()() // stopped before the cancel: an ending read loop closes the connection itself
 	defer recoverClient(c.req, "websocket read loop", nil)
 	for {
-		if c.raw != nil && !c.buffered() {
-			if err := waitReadable(c.raw); err != nil {
+		if c.waitReadable && !c.buffered() {
+			if err := c.dconn.WaitReadable(); err != nil {
 				c.acct.ReadFailed(err)
 				return
 			}
@@ -252,7 +251,7 @@ func (c *wsConn) readMessages() bool {
 		if !c.handle(data) {
 			return false
 		}
-		if c.raw == nil || !c.buffered() {
+		if !c.waitReadable || !c.buffered() {
 			return true
 		}
 	}
@@ -470,7 +469,7 @@ func (c *wsConn) closeForContext() {
 			c.writeMsg(legacyExpired)
 		}
 		c.close(CloseTokenExpired, "token expired")
-	case shuttingDown(c.req):
+	case delivery.ShuttingDown(c.req):
 		c.close(CloseServiceRestart, "server restarting: reconnect")
 	default:
 		c.close(websocket.StatusNormalClosure, "terminated")
@@ -538,7 +537,7 @@ func (c *wsConn) connectionError(msg string) {
 // masked nor, without permessage-deflate, compressed): the WebSocket
 // library writes only control frames, each in one write, which cannot
 // split a frame of ours. No message follows the close frame (close). A
-// write that fails closes the connection (deadlineConn), which ends the
+// write that fails closes the connection (delivery.Socket), which ends the
 // read loop and every operation.
 func (c *wsConn) write(b []byte) error {
 	var hdr [10]byte
@@ -548,11 +547,11 @@ func (c *wsConn) write(b []byte) error {
 	if c.writesClosed {
 		err = net.ErrClosed
 	} else {
-		c.dconn.cork()
+		c.dconn.Cork()
 		if _, err = c.dconn.Write(h); err == nil {
 			_, err = c.dconn.Write(b)
 		}
-		if uerr := c.dconn.uncork(); err == nil {
+		if uerr := c.dconn.Uncork(); err == nil {
 			err = uerr
 		}
 	}
@@ -563,13 +562,9 @@ func (c *wsConn) write(b []byte) error {
 // writeFailed notes a failed write (nil: none), saying so when the client
 // was too slow for it.
 func (c *wsConn) writeFailed(err error) error {
-	if err != nil {
-		if c.dconn.timedOut.Load() {
-			err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
-		}
-		if isTimeout(err) {
-			c.acct.SlowClient()
-		}
+	if err != nil && c.dconn.TimedOut() {
+		err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
+		c.acct.SlowClient()
 	}
 	return err
 }
@@ -599,12 +594,6 @@ func (c *wsConn) closeWrites() {
 	c.writesClosed = true
 	c.wmu.Unlock()
 }
-
-// cork and uncork gather writes into one system call (deadlineConn); uncork
-// reports whether they went out.
-func (c *wsConn) cork() { c.dconn.cork() }
-
-func (c *wsConn) uncork() error { return c.writeFailed(c.dconn.uncork()) }
 
 func (c *wsConn) writeMsg(m wsMessage) {
 	b, err := json.Marshal(m)
