@@ -5,10 +5,10 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/delivery"
 )
 
 // A stream opened with a subscriber token lasts no longer than the token:
@@ -89,7 +89,7 @@ func appendExpiredEvent(b []byte, cursor pubsub.Cursor) []byte {
 // with a last result carrying an UNAUTHENTICATED error, then completes.
 func expireGraphQLSSE(auth *Auth, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || !strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		if r.Method != http.MethodPost || delivery.KindOf(r) != delivery.EventStream {
 			next.ServeHTTP(w, r)
 			return
 		}

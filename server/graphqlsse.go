@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -19,7 +18,7 @@ func graphqlSSEAccount(m *Metrics, next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || !strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		if r.Method != http.MethodPost || delivery.KindOf(r) != delivery.EventStream {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -91,7 +90,7 @@ func (w *streamWriter) FlushError() error {
 // connections have their own (delivery.Socket).
 func streamWriteTimeout(timeout time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "" || !strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		if delivery.KindOf(r) != delivery.EventStream {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/delivery"
 	"github.com/pushgate/pushgate/server/observe"
 )
 
@@ -294,8 +295,8 @@ func (l *limits) tooManyChannels(n int) *limitError {
 // through which a rate-limited mutation sets Retry-After.
 func (l *limits) graphql(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.Header.Get("Upgrade") != "":
+		switch kind := delivery.KindOf(r); {
+		case kind == delivery.Upgrade:
 			release, err := l.admit(r, false)
 			if err != nil {
 				writeLimitError(w, err)
@@ -304,7 +305,7 @@ func (l *limits) graphql(next http.Handler) http.Handler {
 			ws := &wsLimits{max: l.MaxSubscriptionsPerConnection, metrics: l.metrics}
 			r = r.WithContext(context.WithValue(r.Context(), wsLimitsKey{}, ws))
 			serveWithSlot(w, r, next, func() { ws.close(); release() })
-		case r.Method == http.MethodPost && strings.Contains(r.Header.Get("Accept"), "text/event-stream"):
+		case kind == delivery.EventStream && r.Method == http.MethodPost:
 			release, err := l.admit(r, true)
 			if err != nil {
 				writeLimitError(w, err)

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pushgate/pushgate/graph"
+	"github.com/pushgate/pushgate/server/delivery"
 )
 
 // request is what the layers below requestContext know of one request,
@@ -77,7 +78,7 @@ func requestContext(log zerolog.Logger, m *Metrics, next http.Handler) http.Hand
 		st.w = requestWriter{}
 		// A stream's duration is its life, not the time to answer it.
 		stream := status == http.StatusSwitchingProtocols || st.route == "GET /events" ||
-			strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+			delivery.KindOf(r) == delivery.EventStream
 		m.CountRequest(st.route, status, d, stream)
 		st.log.Info().
 			Str("method", r.Method).
@@ -221,8 +222,7 @@ func requestCredential(r *http.Request) string {
 func drainable(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 func isStream(r *http.Request) bool {
-	return r.Header.Get("Upgrade") != "" || r.URL.Path == "/events" || r.URL.Path == "/poll" ||
-		strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+	return delivery.KindOf(r) != delivery.Request || r.URL.Path == "/events" || r.URL.Path == "/poll"
 }
 
 // CodeRequestTimeout: the request's body did not arrive within the read

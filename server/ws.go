@@ -75,7 +75,7 @@ const (
 	closeTooManyInits     = 4429
 )
 
-func (t *wsTransport) Supports(r *http.Request) bool { return r.Header.Get("Upgrade") != "" }
+func (t *wsTransport) Supports(r *http.Request) bool { return delivery.KindOf(r) == delivery.Upgrade }
 
 func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	acct := t.metrics.NewWSStream(r)
