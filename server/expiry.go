@@ -3,12 +3,9 @@ package server
 import (
 	"context"
 	"errors"
-	"io"
-	"net/http"
 	"time"
 
 	"github.com/pushgate/pushgate/pubsub"
-	"github.com/pushgate/pushgate/server/delivery"
 )
 
 // A stream opened with a subscriber token lasts no longer than the token:
@@ -84,40 +81,7 @@ func appendExpiredEvent(b []byte, cursor pubsub.Cursor) []byte {
 	return append(b, "\"}\n\n"...)
 }
 
-// expireGraphQLSSE bounds graphql-sse streams (POST with Accept:
-// text/event-stream) by their token: when it expires, the operation ends
-// with a last result carrying an UNAUTHENTICATED error, then completes.
-func expireGraphQLSSE(auth *Auth, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || delivery.KindOf(r) != delivery.EventStream {
-			next.ServeHTTP(w, r)
-			return
-		}
-		ctx, cancel := auth.untilTokenExpires(r.Context())
-		defer cancel()
-		next.ServeHTTP(&expiringSSEWriter{ResponseWriter: w, ctx: ctx}, r.WithContext(ctx))
-	})
-}
-
 // graphqlSSEExpired is the result sent before complete when the token
 // expired.
 const graphqlSSEExpired = "event: next\ndata: " +
 	`{"errors":[{"message":"the token has expired","extensions":{"code":"UNAUTHENTICATED"}}]}` + "\n\n"
-
-// expiringSSEWriter inserts graphqlSSEExpired before gqlgen's complete
-// event when the stream ended because its token expired.
-type expiringSSEWriter struct {
-	http.ResponseWriter
-	ctx context.Context
-}
-
-func (w *expiringSSEWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-func (w *expiringSSEWriter) Write(p []byte) (int, error) {
-	if string(p) == "event: complete\n\n" && tokenExpired(w.ctx) {
-		if _, err := io.WriteString(w.ResponseWriter, graphqlSSEExpired); err != nil {
-			return 0, err
-		}
-	}
-	return w.ResponseWriter.Write(p)
-}

@@ -53,7 +53,7 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, p
 		stopping:     dl.stopping,
 	})
 	docs := lru.New[*ast.QueryDocument](1000)
-	srv.AddTransport(transport.SSE{KeepAlivePingInterval: cfg.PingInterval})
+	srv.AddTransport(graphqlSSE{auth: auth, metrics: cfg.Metrics, heartbeat: cfg.PingInterval, writeTimeout: cfg.WriteTimeout})
 	srv.AddTransport(transport.Options{})
 	// GET, but for mutations (graphql_http.go).
 	srv.AddTransport(getTransport{docs: docs})
@@ -76,6 +76,5 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, p
 	srv.SetErrorPresenter(graph.ErrorPresenter)
 	srv.SetRecoverFunc(graph.Recover)
 
-	// graphql-sse streams are accounted once admitted (metrics.go).
-	return graphqlSSEAccount(cfg.Metrics, lim.graphql(streamWriteTimeout(cfg.WriteTimeout, srv)))
+	return lim.graphql(srv)
 }

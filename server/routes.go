@@ -29,7 +29,7 @@ func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth,
 	// WebSocket (GET + Upgrade) and graphql-sse (POST + Accept:
 	// text/event-stream); streams end when their token expires (expiry.go).
 	mux.Handle("/graphql", org.guard("GET, POST",
-		allowMethods(expireGraphQLSSE(auth, gql), http.MethodGet, http.MethodPost, http.MethodOptions)))
+		allowMethods(gql, http.MethodGet, http.MethodPost, http.MethodOptions)))
 
 	// Fallbacks for clients that cannot hold a WebSocket: the SSE feed
 	// (EventSource, chunked wx.request) and long-polling (wx.request).

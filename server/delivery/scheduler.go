@@ -74,7 +74,7 @@ var monoStart = time.Now()
 // handed to the writers again.
 func (t *writeTurn) release(sub *pubsub.Subscription, conn Conn) (again bool) {
 	t.mu.Unlock()
-	return sub.Pending() > 0 && !conn.Congested()
+	return sub != nil && sub.Pending() > 0 && !conn.Congested()
 }
 
 // Writers write the streams handed to them, on at most max goroutines

@@ -45,10 +45,12 @@ type Encoder interface {
 
 // Options make a Stream.
 type Options struct {
-	Sub     *pubsub.Subscription // the events, closed by the caller
+	// Sub is the events, closed by the caller. Nil: the transport writes
+	// every event itself (Send), as for an operation gqlgen executes.
+	Sub     *pubsub.Subscription
 	Conn    Conn
 	Encoder Encoder
-	Writers *Writers // the server's
+	Writers *Writers // the server's; unused without Sub
 	// Account counts the messages written (nil: none).
 	Account *observe.Stream
 	// Chunked frames each write as one chunk of an HTTP/1.1 chunked body,
@@ -129,8 +131,10 @@ func New(o Options) *Stream {
 // queues events, hands it once for what was queued before, and starts the
 // heartbeat.
 func (s *Stream) Start() {
-	s.o.Sub.SetNotify(s.Kick)
-	s.Kick()
+	if s.o.Sub != nil {
+		s.o.Sub.SetNotify(s.Kick)
+		s.Kick()
+	}
 	if s.o.Heartbeat > 0 {
 		s.scheduleHeartbeat(s.o.Heartbeat)
 	}
@@ -318,7 +322,11 @@ func (s *Stream) Finish(e observe.End) {
 func (s *Stream) finishLocked() {
 	b := writeBuffers.get()
 	defer writeBuffers.put(b)
-	b.events = s.o.Encoder.AppendEnd(b.events, s.Ended(), s.o.Sub.Cursor())
+	var cursor pubsub.Cursor
+	if s.o.Sub != nil {
+		cursor = s.o.Sub.Cursor()
+	}
+	b.events = s.o.Encoder.AppendEnd(b.events, s.Ended(), cursor)
 	if (len(b.events) == 0 || s.writeLocked(b)) && s.o.Chunked {
 		_, _ = s.o.Conn.Write([]byte("0\r\n\r\n"))
 	}
