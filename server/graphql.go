@@ -28,6 +28,8 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, p
 		opts.WeChatAccess = wechatAccess{auth: auth, lim: lim}
 	}
 	resolver := graph.NewResolver(cfg.Metrics.CountSends(broker), auth, opts)
+	// The fast path's plans, shared by WebSocket and graphql-sse feeds.
+	plans := newFeedPlans()
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: resolver}))
 
 	// The first transport that supports a request serves it: WebSocket
@@ -47,13 +49,15 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, p
 		initTimeout:  cfg.InitTimeout,
 		pingInterval: cfg.PingInterval,
 		writeTimeout: cfg.WriteTimeout,
-		plans:        newFeedPlans(),
+		plans:        plans,
 		writers:      dl.writers,
 		streams:      cfg.Streams,
 		stopping:     dl.stopping,
 	})
 	docs := lru.New[*ast.QueryDocument](1000)
-	srv.AddTransport(graphqlSSE{auth: auth, metrics: cfg.Metrics, heartbeat: cfg.PingInterval, writeTimeout: cfg.WriteTimeout})
+	srv.AddTransport(graphqlSSE{auth: auth, metrics: cfg.Metrics, resolver: resolver, plans: plans,
+		writers: dl.writers, stopping: dl.stopping, streams: cfg.Streams,
+		heartbeat: cfg.PingInterval, writeTimeout: cfg.WriteTimeout})
 	srv.AddTransport(transport.Options{})
 	// GET, but for mutations (graphql_http.go).
 	srv.AddTransport(getTransport{docs: docs})

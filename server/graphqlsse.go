@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"mime"
@@ -9,8 +10,10 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/rs/zerolog"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
+	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server/delivery"
 	"github.com/pushgate/pushgate/server/observe"
@@ -18,15 +21,26 @@ import (
 
 // graphqlSSE serves graphql-sse's distinct connections mode: a POST with
 // Accept: text/event-stream runs one operation, whose results are "event:
-// next" blocks and whose end is "event: complete". The operation runs in
-// gqlgen's executor, and its results are written through a delivery.Stream
-// on the response (delivery.ResponseConn): the write timeout, the
-// heartbeat, the stream's account and its end (a last UNAUTHENTICATED
-// result when its token expires, expiry.go) are the delivery layer's, as
-// for every other stream.
+// next" blocks and whose end is "event: complete". Every operation is a
+// delivery.Stream: the write timeout, the heartbeat, the stream's account
+// and its end (a last UNAUTHENTICATED result when its token expires,
+// expiry.go) are the delivery layer's, as for every other stream.
+//
+// A feed subscription over HTTP/1.1 takes the WebSocket's fast path
+// (wsfeed.go: one rendering per selection and message for every
+// subscriber): its connection is hijacked, as GET /events's is, and its
+// events are written by the server's writers, coalesced (serveFeed).
+// Other operations, and feeds where the response cannot be hijacked
+// (HTTP/2), run in gqlgen's executor, their results written through the
+// response (delivery.ResponseConn).
 type graphqlSSE struct {
-	auth    *Auth
-	metrics *Metrics
+	auth     *Auth
+	metrics  *Metrics
+	resolver *graph.Resolver
+	plans    *feedPlans
+	writers  *delivery.Writers
+	stopping *delivery.Shutdowns
+	streams  *Streams
 	// heartbeat is the interval of ": ping" comments on an idle stream;
 	// writeTimeout bounds every write.
 	heartbeat    time.Duration
@@ -74,6 +88,11 @@ func (t graphqlSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	ctx, cancel := t.auth.untilTokenExpires(ctx)
 	defer cancel()
 	rc, opErr := exec.CreateOperationContext(ctx, params)
+	if opErr == nil && r.ProtoMajor == 1 {
+		if op := t.plans.of(rc); op != nil && t.serveFeed(w, r, ctx, st, op) {
+			return
+		}
+	}
 	ctx = graphql.WithOperationContext(ctx, rc)
 
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -145,4 +164,119 @@ func (graphqlSSEEncoder) AppendEnd(b []byte, e observe.End, _ pubsub.Cursor) []b
 		b = append(b, graphqlSSEExpired...)
 	}
 	return append(b, "event: complete\n\n"...)
+}
+
+// serveFeed serves a feed on the fast path; false, having written
+// nothing, when the feed cannot be opened (gqlgen's executor then runs it,
+// and its resolver reports the error as on every other transport). ctx is
+// the operation's, bounded by its token. The stream ends when its token
+// expires (a last UNAUTHENTICATED result, then complete), when the server
+// shuts down or the subscription ends (complete), or when the client goes
+// away or is too slow (the socket closes).
+func (t graphqlSSE) serveFeed(w http.ResponseWriter, r *http.Request, ctx context.Context, st *observe.Stream, op *feedOp) bool {
+	sub, leave, ok := t.openFeed(ctx, op)
+	if !ok {
+		return false
+	}
+	defer leave()
+	defer sub.Close()
+	defer t.metrics.Subscribed(observe.GraphQLSSE)()
+
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	// The socket closes with the stream: no client may reuse it.
+	h.Set("Connection", "close")
+	w.WriteHeader(http.StatusOK) // chunked: no length
+	sock, err := delivery.Hijack(w, t.writeTimeout)
+	if err != nil {
+		zerolog.Ctx(ctx).Error().Err(err).Msg("graphql-sse: hijack")
+		return true
+	}
+	defer sock.Close()
+	// A hijacked connection is not net/http's: Shutdown neither ends nor
+	// waits for it.
+	defer t.streams.open()()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer t.stopping.Watch(r, cancel)()
+
+	st.Open(false, nil)
+	subEnded := make(chan struct{}, 1)
+	s := delivery.New(delivery.Options{
+		Sub: sub, Conn: sock, Encoder: graphqlSSEFeedEncoder{plan: op.plan, head: "event: next\ndata: {\"data\":{\"" + op.alias + "\":"},
+		Writers: t.writers, Account: st, Chunked: true, Heartbeat: t.heartbeat, Ctx: ctx,
+		OnEnd:   func(observe.End) { _ = sock.Close() }, // which ends the read below
+		OnPanic: func(v any) { logPanic(ctx, "graphql-sse write", v) },
+		OnSubscriptionEnd: func() {
+			select {
+			case subEnded <- struct{}{}:
+			default:
+			}
+		},
+	})
+	sock.OnResume(s.Kick)
+	s.Send(func(b []byte) []byte { return append(b, ":\n\n"...) })
+	s.Start()
+
+	// The client sends nothing more: a read ends when it goes away, or
+	// when the stream ended and closed the socket.
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		var one [1]byte
+		for {
+			if _, err := sock.Read(one[:]); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-gone:
+	case <-ctx.Done():
+	case <-subEnded:
+	}
+	switch {
+	case tokenExpired(ctx):
+		s.Finish(delivery.Expired)
+	case delivery.ShuttingDown(ctx):
+		s.Finish(delivery.Shutdown)
+	case ctx.Err() == nil && sub.Ended():
+		s.Finish(observe.End{By: "server", Reason: "operation complete"})
+	case sock.TimedOut():
+		s.End(delivery.SlowClient)
+	default:
+		s.End(delivery.ClientGone)
+	}
+	_ = sock.Close()
+	<-gone
+	st.End(s.Ended())
+	return true
+}
+
+// openFeed opens op's subscription; false: it cannot be opened, or
+// opening it panicked (the executor, which recovers the resolver's panics
+// as errors, then reports it).
+func (t graphqlSSE) openFeed(ctx context.Context, op *feedOp) (sub *pubsub.Subscription, leave func(), ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			sub, leave, ok = nil, nil, false
+		}
+	}()
+	sub, leave, err := t.resolver.OpenFeed(ctx, op.channels, op.cursor)
+	return sub, leave, err == nil
+}
+
+// graphqlSSEFeedEncoder frames a feed's events as graphql-sse results: the
+// event as the plan renders it (the WebSocket's bytes) inside
+// {"data":{<alias>:...}}.
+type graphqlSSEFeedEncoder struct {
+	graphqlSSEEncoder
+	plan *feedPlan
+	head string // event: next\ndata: {"data":{"<alias>":
+}
+
+func (e graphqlSSEFeedEncoder) AppendEvent(b []byte, ev pubsub.Event) []byte {
+	b = append(b, e.head...)
+	b = e.plan.appendEvent(b, ev)
+	return append(b, "}}\n\n"...)
 }

@@ -71,6 +71,11 @@ type Options struct {
 	// OnPanic is told of a panic recovered while the stream wrote; the
 	// stream then ends with InternalEnd. Nil: nothing.
 	OnPanic func(v any)
+	// OnSubscriptionEnd, if set, is called (maybe more than once, never
+	// blocking) instead of End when the subscription ends while Ctx has
+	// not: the transport ends the stream itself, with its end frame
+	// (Finish). Nil: the stream ends, saying why.
+	OnSubscriptionEnd func()
 }
 
 // maxCoalesce bounds how many queued events one write carries.
@@ -147,6 +152,10 @@ func (s *Stream) Kick() {
 	// The broker closed. When the stream's context ended (shutdown, token
 	// expiry), its caller names the end instead.
 	if s.o.Sub.Ended() && s.o.Ctx.Err() == nil {
+		if s.o.OnSubscriptionEnd != nil {
+			s.o.OnSubscriptionEnd()
+			return
+		}
 		s.End(observe.End{By: "server", Reason: "subscription ended: " + s.o.Sub.Err().Error()})
 	}
 }
