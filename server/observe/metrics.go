@@ -8,8 +8,10 @@
 // stream goes on, how it is written, or what a client is told. Callers
 // say what happened (a stream opened, N messages written, a slow client
 // dropped, a close frame sent with a code and a drop reason) and observe
-// records it. Every exported method is safe on a nil *Metrics, *Stream and
-// *WSStream, which count nothing: metrics are optional.
+// records it. The accounts (*Stream, *WSStream) and what a stream's code
+// calls on *Metrics (NewStream, NewWSStream, Dropped, Subscribed,
+// SendError, CountSends) are safe on nil and count nothing: metrics are
+// optional to the code that counts.
 //
 // It is a leaf: it imports no pushgate server package, only pubsub (whose
 // Observer it implements) and graph's error codes.

@@ -166,6 +166,9 @@ func (s *WSStream) Accepted(conn interface {
 // the first close seen (the client's, the server's, a failed read or
 // write) is the one the account reports.
 func (s *WSStream) Note(e End) {
+	if s == nil {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.first.By == "" {
