@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -168,19 +169,32 @@ func (graphqlSSEEncoder) AppendEnd(b []byte, e observe.End, _ pubsub.Cursor) []b
 
 // serveFeed serves a feed on the fast path; false, having written
 // nothing, when the feed cannot be opened (gqlgen's executor then runs it,
-// and its resolver reports the error as on every other transport). ctx is
-// the operation's, bounded by its token. The stream ends when its token
-// expires (a last UNAUTHENTICATED result, then complete), when the server
-// shuts down or the subscription ends (complete), or when the client goes
-// away or is too slow (the socket closes).
+// and its resolver reports the error as on every other transport). The
+// stream outlives the handler, as GET /events's does: once it is set up,
+// the handler returns and a small goroutine watches the socket, so that
+// an idle stream keeps neither the handler's stack nor net/http's
+// buffers. It ends when its token expires (a last UNAUTHENTICATED result,
+// then complete), when the server shuts down or its subscription ends
+// (complete), or when the client goes away or is too slow (the socket
+// closes).
 func (t graphqlSSE) serveFeed(w http.ResponseWriter, r *http.Request, ctx context.Context, st *observe.Stream, op *feedOp) bool {
+	// The stream's context keeps the request's values, not its end; it is
+	// bounded by the token anew, and ended on shutdown by the hook.
+	var cleanup cleanups
+	defer func() { cleanup.run() }() // unless the stream took it over
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stopWatch := t.stopping.Watch(r, cancel)
+	cleanup.add(func() { stopWatch(); cancel(nil) })
+	ctx, stop := t.auth.untilTokenExpires(ctx)
+	cleanup.add(stop)
 	sub, leave, ok := t.openFeed(ctx, op)
 	if !ok {
 		return false
 	}
-	defer leave()
-	defer sub.Close()
-	defer t.metrics.Subscribed(observe.GraphQLSSE)()
+	cleanup.add(keepStreamSlot(r.Context()))
+	cleanup.add(leave)
+	cleanup.add(sub.Close)
+	cleanup.add(t.metrics.Subscribed(observe.GraphQLSSE))
 
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -192,64 +206,45 @@ func (t graphqlSSE) serveFeed(w http.ResponseWriter, r *http.Request, ctx contex
 		zerolog.Ctx(ctx).Error().Err(err).Msg("graphql-sse: hijack")
 		return true
 	}
-	defer sock.Close()
 	// A hijacked connection is not net/http's: Shutdown neither ends nor
 	// waits for it.
-	defer t.streams.open()()
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	defer t.stopping.Watch(r, cancel)()
+	cleanup.add(t.streams.open())
+	cleanup.add(func() { _ = sock.Close() })
 
 	st.Open(false, nil)
-	subEnded := make(chan struct{}, 1)
-	s := delivery.New(delivery.Options{
+	var completing sync.Once
+	var s *delivery.Stream
+	s = delivery.New(delivery.Options{
 		Sub: sub, Conn: sock, Encoder: graphqlSSEFeedEncoder{plan: op.plan, head: "event: next\ndata: {\"data\":{\"" + op.alias + "\":"},
 		Writers: t.writers, Account: st, Chunked: true, Heartbeat: t.heartbeat, Ctx: ctx,
-		OnEnd:   func(observe.End) { _ = sock.Close() }, // which ends the read below
+		OnEnd:   func(observe.End) { _ = sock.Close() }, // which ends watch
 		OnPanic: func(v any) { logPanic(ctx, "graphql-sse write", v) },
 		OnSubscriptionEnd: func() {
-			select {
-			case subEnded <- struct{}{}:
-			default:
-			}
+			completing.Do(func() {
+				go func() {
+					defer recoverClient(ctx, "graphql-sse end", func() { s.End(delivery.InternalEnd) })
+					s.Finish(observe.End{By: "server", Reason: "operation complete"})
+				}()
+			})
 		},
 	})
 	sock.OnResume(s.Kick)
+	cleanup.add(func() { st.End(s.Ended()) })
 	s.Send(func(b []byte) []byte { return append(b, ":\n\n"...) })
 	s.Start()
-
-	// The client sends nothing more: a read ends when it goes away, or
-	// when the stream ended and closed the socket.
-	gone := make(chan struct{})
-	go func() {
-		defer close(gone)
-		var one [1]byte
-		for {
-			if _, err := sock.Read(one[:]); err != nil {
-				return
-			}
+	stopEnd := context.AfterFunc(ctx, func() {
+		defer recoverClient(ctx, "graphql-sse end", func() { s.End(delivery.InternalEnd) })
+		switch {
+		case tokenExpired(ctx):
+			s.Finish(delivery.Expired)
+		case delivery.ShuttingDown(ctx):
+			s.Finish(delivery.Shutdown)
 		}
-	}()
-	select {
-	case <-gone:
-	case <-ctx.Done():
-	case <-subEnded:
-	}
-	switch {
-	case tokenExpired(ctx):
-		s.Finish(delivery.Expired)
-	case delivery.ShuttingDown(ctx):
-		s.Finish(delivery.Shutdown)
-	case ctx.Err() == nil && sub.Ended():
-		s.Finish(observe.End{By: "server", Reason: "operation complete"})
-	case sock.TimedOut():
-		s.End(delivery.SlowClient)
-	default:
-		s.End(delivery.ClientGone)
-	}
-	_ = sock.Close()
-	<-gone
-	st.End(s.Ended())
+	})
+	cleanup.add(func() { stopEnd() })
+
+	go watch(ctx, sock, s, cleanup)
+	cleanup = nil
 	return true
 }
 

@@ -311,8 +311,7 @@ func (l *limits) graphql(next http.Handler) http.Handler {
 				writeLimitError(w, err)
 				return
 			}
-			defer release()
-			next.ServeHTTP(w, r)
+			serveWithSlot(w, r, next, release)
 		default:
 			if st := requestOf(r.Context()); st != nil {
 				st.retryAfter = true

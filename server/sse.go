@@ -134,12 +134,12 @@ func sseHeaders(h http.Header) {
 	h.Set("Connection", "close")
 }
 
-// watch waits for the end of the stream, then cleans up after it. Clients
-// send nothing more: a read ends when the client goes away, or when the
-// stream ended and closed the socket.
+// watch waits for the end of a hijacked stream (SSE, graphql-sse), then
+// cleans up after it. Clients send nothing more: a read ends when the
+// client goes away, or when the stream ended and closed the socket.
 func watch(ctx context.Context, sock *delivery.Socket, s *delivery.Stream, cleanup cleanups) {
 	defer cleanup.run()
-	defer recoverClient(ctx, "SSE stream", func() { s.End(delivery.InternalEnd) })
+	defer recoverClient(ctx, "stream watch", func() { s.End(delivery.InternalEnd) })
 	var one [1]byte
 	for {
 		if _, err := sock.Read(one[:]); err != nil {
