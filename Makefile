@@ -10,14 +10,16 @@ GO ?= go
 run:
 	@echo "pushgate development server on http://localhost:8080 (memory store)"
 	@echo "  API key (send):      devkey"
-	@echo "  JWT secret (tokens): devsecret"
+	@echo "  JWT secret (tokens): pushgate-dev-secret-not-for-production"
+	@echo "  browser origins:     http://localhost:* and http://127.0.0.1:* (any port)"
 	@echo "  anonymous reading:   on (except user:* channels)"
 	@echo "send a message:"
 	@echo "  curl -s localhost:8080/graphql -H 'Authorization: Bearer devkey' -H 'Content-Type: application/json' -d '{\"query\":\"mutation(\$$in: SendInput!) { send(input: \$$in) { message { id cursor } } }\",\"variables\":{\"in\":{\"channel\":\"news\",\"data\":{\"hello\":\"world\"}}}}'"
 	@echo "read it back:"
 	@echo "  curl -s localhost:8080/graphql -H 'Content-Type: application/json' -d '{\"query\":\"{ history(channel: \\\"news\\\") { nodes { id data createdAt } } }\"}'"
 	@echo
-	$(GO) run ./cmd/pushgate --api-key dev:devkey --jwt-secret devsecret --allow-anonymous --console
+	$(GO) run ./cmd/pushgate --api-key dev:devkey --jwt-secret pushgate-dev-secret-not-for-production \
+		--allowed-origin 'http://localhost:*' --allowed-origin 'http://127.0.0.1:*' --allow-anonymous --console
 
 test: redis-server
 	$(GO) test -race ./...
@@ -64,7 +66,8 @@ flake: redis-server
 
 # Go micro-benchmarks (broker publish and fan-out on memory and Redis, SSE
 # fan-out and long-poll over loopback), then the pushbench scenarios of the
-# performance budget against freshly spawned servers: bench/run.sh.
+# performance budget against freshly spawned servers: bench/run.sh. It ends
+# with a pass/FAIL line per budget figure and fails when one was missed.
 bench: redis-server
 	bench/run.sh
 

@@ -40,6 +40,11 @@ start_redis() {
 start_redis
 redis_url="redis://127.0.0.1:$port/0"
 
+# Each scenario's -budget figures are the budget column of
+# docs/performance.md (TestBenchBudgetsMatchDocs holds the two together).
+# pushbench prints a pass/FAIL line per budget; they are repeated at the
+# end, and make bench fails when one was missed.
+missed=0
 scenario() {
 	local title=$1
 	shift
@@ -50,14 +55,37 @@ scenario() {
 		cat "$dir/redis.log" >&2
 		exit 1
 	fi
-	bin/pushbench -spawn -spawn-bin bin/pushgate -quiet "$@"
+	if ! bin/pushbench -spawn -spawn-bin bin/pushgate -quiet "$@" | tee "$dir/scenario.out"; then
+		# A missed budget is reported at the end; any other failure stops here.
+		grep -q '^budget .*: FAIL$' "$dir/scenario.out" || exit 1
+		missed=$((missed + 1))
+	fi
+	grep '^budget ' "$dir/scenario.out" | while read -r line; do
+		printf '%s: %s\n' "$title" "${line#budget }"
+	done >>"$dir/budgets"
 }
 
-scenario "1,000 SSE subscribers, one channel, 100 msg/s (memory)" -sse 1000 -rate 100 -duration "$DURATION"
-scenario "1,000 WebSocket subscribers, one channel, 100 msg/s (memory)" -ws 1000 -rate 100 -duration "$DURATION"
-scenario "1,000 SSE subscribers, one channel, 100 msg/s (Redis)" -sse 1000 -rate 100 -duration "$DURATION" -redis-url "$redis_url"
-scenario "10,000 idle SSE connections" -idle -sse 10000
-scenario "10,000 idle WebSocket connections" -idle -ws 10000
-scenario "10,000 SSE subscribers on their own user:<id> channel, 5,000 sends/s (memory)" -sse 10000 -channels per-sub -rate 5000 -senders 32 -duration "$DURATION"
-scenario "send over HTTP keep-alive, 64 senders, as fast as possible (memory)" -sse 1 -rate 0 -senders 64 -duration "$DURATION"
-scenario "send over HTTP keep-alive, 64 senders, as fast as possible (Redis)" -sse 1 -rate 0 -senders 64 -duration "$DURATION" -redis-url "$redis_url"
+scenario "1,000 SSE subscribers, one channel, 100 msg/s (memory)" -sse 1000 -rate 100 -duration "$DURATION" \
+	-budget 'server.cpuPerDeliveryUs<=7' -budget 'latency.p99Ms<=15'
+scenario "1,000 WebSocket subscribers, one channel, 100 msg/s (memory)" -ws 1000 -rate 100 -duration "$DURATION" \
+	-budget 'server.cpuPerDeliveryUs<=9' -budget 'latency.p99Ms<=15'
+scenario "1,000 graphql-sse subscribers, one channel, 100 msg/s (memory)" -gsse 1000 -rate 100 -duration "$DURATION"
+scenario "1,000 SSE subscribers, one channel, 100 msg/s (Redis)" -sse 1000 -rate 100 -duration "$DURATION" -redis-url "$redis_url" \
+	-budget 'latency.p99Ms<=20'
+scenario "10,000 idle SSE connections" -idle -sse 10000 -budget 'server.memPerConnKB<=16'
+scenario "10,000 idle WebSocket connections" -idle -ws 10000 -budget 'server.memPerConnKB<=24'
+scenario "10,000 idle graphql-sse connections" -idle -gsse 10000
+scenario "10,000 SSE subscribers on their own user:<id> channel, 5,000 sends/s (memory)" -sse 10000 -channels per-sub -rate 5000 -senders 32 -duration "$DURATION" \
+	-budget 'latency.p99Ms<=20'
+scenario "send over HTTP keep-alive, 64 senders, as fast as possible (memory)" -sse 1 -rate 0 -senders 64 -duration "$DURATION" \
+	-budget 'send.callsPerSec>=54000'
+scenario "send over HTTP keep-alive, 64 senders, as fast as possible (Redis)" -sse 1 -rate 0 -senders 64 -duration "$DURATION" -redis-url "$redis_url" \
+	-budget 'send.callsPerSec>=30000'
+
+echo
+echo "== budgets (docs/performance.md)"
+cat "$dir/budgets"
+if [ "$missed" -gt 0 ]; then
+	echo "budgets missed in $missed scenario(s): see the FAIL lines above" >&2
+	exit 1
+fi

@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 
 const (
 	apiKey    = "e2e-key"
-	jwtSecret = "e2e-secret"
+	jwtSecret = "e2e-secret-0123456789abcdef-0123456789"
 )
 
 // node is one pushgate process.

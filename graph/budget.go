@@ -6,7 +6,9 @@ import (
 	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
 
+	"github.com/pushgate/pushgate/graph/model"
 	"github.com/pushgate/pushgate/pubsub"
 )
 
@@ -30,7 +32,9 @@ const messageOverhead = 512
 // a page that would take the operation over Max fails with
 // RESPONSE_TOO_LARGE. The store stops reading soon after the bound
 // (pubsub.HistoryRequest.MaxBytes), and one operation's pages are read one
-// at a time, so a refused operation costs little more than Max.
+// at a time, so a refused operation costs little more than Max. What the
+// pages counted also sizes the response's buffer before it is rendered
+// (model.WithResponseSize), so that it is not grown by doubling.
 type ResponseLimit struct{ Max int64 }
 
 var _ interface {
@@ -43,7 +47,8 @@ func (ResponseLimit) ExtensionName() string { return "PushgateResponseLimit" }
 func (ResponseLimit) Validate(graphql.ExecutableSchema) error { return nil }
 
 func (l ResponseLimit) InterceptOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
-	return next(context.WithValue(ctx, budgetKey{}, &responseBudget{max: l.Max, left: l.Max}))
+	b := &responseBudget{max: l.Max, left: l.Max}
+	return next(model.WithResponseSize(context.WithValue(ctx, budgetKey{}, b), b.responseSize))
 }
 
 type budgetKey struct{}
@@ -53,6 +58,33 @@ type responseBudget struct {
 	mu   sync.Mutex // held across a page's read: pages are read one at a time
 	max  int64
 	left int64
+	// render is what the pages read so far may take in the response:
+	// their data once per data field selected, and maxMessageOverhead per
+	// message and nodes or edges field; data is its part of their data.
+	render, data int64
+	sized        bool // responseSize answered
+}
+
+// minPresize is the least data worth making room for at once: below it a
+// doubling buffer costs little.
+const minPresize = 64 << 10
+
+// maxMessageOverhead bounds what one Message takes in a response besides
+// its data (messageOverhead is what it usually takes, rounded up).
+const maxMessageOverhead = 640
+
+// responseSize returns, once, what the operation's history pages may take
+// in its response, or 0 when their data is little, or the operation was
+// refused. Every field is resolved before the response is rendered, so
+// every page has been counted by then.
+func (b *responseBudget) responseSize() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sized || b.left < 0 || b.data < minPresize {
+		return 0
+	}
+	b.sized = true
+	return int(b.render)
 }
 
 // readHistory reads a history page within the operation's response budget,
@@ -62,7 +94,7 @@ func (r *Resolver) readHistory(ctx context.Context, channel string, req pubsub.H
 	if b == nil {
 		return r.broker.History(ctx, channel, req)
 	}
-	copies := messageCopies(ctx)
+	copies, dataCopies := messageCopies(ctx)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	tooLarge := func() error {
@@ -78,15 +110,18 @@ func (r *Resolver) readHistory(ctx context.Context, channel string, req pubsub.H
 	if err != nil {
 		return page, err
 	}
-	var size int64
+	var size, data int64
 	for i := range page.Messages {
-		size += int64(len(page.Messages[i].Data)) + messageOverhead
+		data += int64(len(page.Messages[i].Data))
 	}
+	size = data + int64(len(page.Messages))*messageOverhead
 	if size*copies > b.left {
 		b.left = -1
 		return pubsub.HistoryPage{}, tooLarge()
 	}
 	b.left -= size * copies
+	b.data += data * dataCopies
+	b.render += data*dataCopies + int64(len(page.Messages))*copies*maxMessageOverhead
 	return page, nil
 }
 
@@ -95,18 +130,34 @@ func (b *responseBudget) limit() int64 { return b.max }
 
 // messageCopies returns how many times the history field in ctx renders
 // each message of its page: once per nodes or edges field it selects (at
-// least once).
-func messageCopies(ctx context.Context) int64 {
+// least once), and how many times it renders its data: once per data
+// field of a Message those select.
+func messageCopies(ctx context.Context) (copies, dataCopies int64) {
 	fc := graphql.GetFieldContext(ctx)
 	if fc == nil || !graphql.HasOperationContext(ctx) {
-		return 1
+		return 1, 1
 	}
 	oc := graphql.GetOperationContext(ctx)
-	var n int64
-	for _, f := range graphql.CollectFields(oc, fc.Field.Selections, []string{"MessageConnection"}) {
-		if f.Name == "nodes" || f.Name == "edges" {
-			n++
+	data := func(sel ast.SelectionSet) {
+		for _, f := range graphql.CollectFields(oc, sel, []string{"Message"}) {
+			if f.Name == "data" {
+				dataCopies++
+			}
 		}
 	}
-	return max(n, 1)
+	for _, f := range graphql.CollectFields(oc, fc.Field.Selections, []string{"MessageConnection"}) {
+		switch f.Name {
+		case "nodes":
+			copies++
+			data(f.Selections)
+		case "edges":
+			copies++
+			for _, e := range graphql.CollectFields(oc, f.Selections, []string{"MessageEdge"}) {
+				if e.Name == "node" {
+					data(e.Selections)
+				}
+			}
+		}
+	}
+	return max(copies, 1), dataCopies
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strconv"
+	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
@@ -104,8 +106,13 @@ func Classify(err error) *Error {
 func ErrorPresenter(ctx context.Context, err error) *gqlerror.Error {
 	gqlErr := graphql.DefaultErrorPresenter(ctx, err)
 	if code, ok := gqlErr.Extensions["code"]; ok {
-		if code == errcode.ValidationFailed && len(gqlErr.Path) > 0 && gqlErr.Path[0] == ast.PathName("variable") {
-			gqlErr.Extensions["code"] = CodeBadUserInput
+		if code == errcode.ValidationFailed {
+			if m, ok := numberRangeMessage(gqlErr.Message); ok {
+				gqlErr.Message = m
+			}
+			if len(gqlErr.Path) > 0 && gqlErr.Path[0] == ast.PathName("variable") {
+				gqlErr.Extensions["code"] = CodeBadUserInput
+			}
 		}
 		return gqlErr
 	}
@@ -133,4 +140,87 @@ func ErrorPresenter(ctx context.Context, err error) *gqlerror.Error {
 func Recover(ctx context.Context, v any) error {
 	zerolog.Ctx(ctx).Error().Interface("panic", v).Str("stack", string(debug.Stack())).Msg("graphql resolver panicked")
 	return &Error{Code: CodeInternal, Message: "internal error", Err: fmt.Errorf("panic: %v", v)}
+}
+
+// numberRangeMessage rewrites gqlparser's validation messages about a
+// number out of range, which do not say so: a literal in the query that
+// does not fit 64 bits (an integer) or a float64, anywhere in an input
+// object, is reported as "Expected value of type "SendInput!", found
+// {...}"; a variable's Int beyond 64 bits as "cannot use value
+// 9223372036854775807 as Int", a value the client never sent, and one
+// with a fraction as "cannot use value 0 as Int". ok is false
+// for any other message, which is kept.
+func numberRangeMessage(msg string) (string, bool) {
+	if rest, ok := strings.CutPrefix(msg, "cannot use value "); ok {
+		// What gqlparser could read of the number: the int64 bound
+		// it was clamped to, 0 when it is not an integer, ±Inf.
+		value, typ, _ := strings.Cut(rest, " as ")
+		switch {
+		case typ == "Int" && value == "0":
+			return "the number is not an integer, as Int requires", true
+		case typ == "Int" || typ == "Float":
+			return "the number is out of range for " + typ + rangeOf[typ], true
+		}
+		return "", false
+	}
+	typ, found, ok := strings.Cut(strings.TrimPrefix(msg, `Expected value of type "`), `", found `)
+	if !ok || len(typ) == len(msg) {
+		return "", false
+	}
+	for _, n := range numberLiterals(found) {
+		if bigLiteral(n) {
+			return fmt.Sprintf("%s for %s: a number written in the query must fit a 64-bit integer, or a float64 "+
+				"when it has a fraction or an exponent; pass it in variables instead, where a JSON value keeps "+
+				"any number as written", n, typ), true
+		}
+	}
+	return "", false
+}
+
+var rangeOf = map[string]string{
+	"Int":   " (a 32-bit signed integer, -2147483648 to 2147483647)",
+	"Float": " (a float64)",
+}
+
+// numberLiterals returns the numbers in a GraphQL value as gqlparser
+// prints it, skipping quoted strings.
+func numberLiterals(v string) []string {
+	var out []string
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '"':
+			for i++; i < len(v) && v[i] != '"'; i++ {
+				if v[i] == '\\' {
+					i++
+				}
+			}
+		case c == '-' || c >= '0' && c <= '9':
+			if i > 0 && (isNameByte(v[i-1])) {
+				continue // a digit inside a name: field1
+			}
+			j := i + 1
+			for j < len(v) && (v[j] >= '0' && v[j] <= '9' || strings.IndexByte(".eE+-", v[j]) >= 0) {
+				j++
+			}
+			out = append(out, v[i:j])
+			i = j - 1
+		}
+	}
+	return out
+}
+
+func isNameByte(c byte) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// bigLiteral reports whether n, a GraphQL number literal, is out of the
+// range its kind is read into (int64, or float64 with a fraction or
+// exponent).
+func bigLiteral(n string) bool {
+	if !strings.ContainsAny(n, ".eE") {
+		_, err := strconv.ParseInt(n, 10, 64)
+		return errors.Is(err, strconv.ErrRange)
+	}
+	_, err := strconv.ParseFloat(n, 64)
+	return errors.Is(err, strconv.ErrRange)
 }

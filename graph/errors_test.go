@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -64,6 +65,34 @@ func TestErrorPresenter(t *testing.T) {
 		got := ErrorPresenter(ctx, tt.err)
 		if got.Extensions["code"] != tt.code {
 			t.Errorf("%s: code %v, want %s", tt.name, got.Extensions["code"], tt.code)
+		}
+	}
+}
+
+// TestNumberRangeMessage: gqlparser's messages for a number out of range
+// are rewritten to say so; others are kept.
+func TestNumberRangeMessage(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want string // "": kept
+	}{
+		{`Expected value of type "SendInput!", found {channel:"news",data:99999999999999999999}.`,
+			"99999999999999999999 for SendInput!: a number written in the query must fit a 64-bit integer"},
+		{`Expected value of type "SendInput!", found {channel:"news",data:{b:1.5e400,a:2}}.`, "1.5e400 for SendInput!"},
+		{`Expected value of type "SendInput!", found {channel:"n99999999999999999999",data:{field99999999999999999999:1}}.`, ""},
+		{`Expected value of type "SendInput!", found {channel:"news",data:-99999999999999999999}.`, "-99999999999999999999 for"},
+		{`Expected value of type "SendInput!", found {channel:"news",data:{a:9223372036854775807}}.`, ""},
+		{`Expected value of type "String!", found null.`, ""},
+		{"cannot use value 9223372036854775807 as Int", "the number is out of range for Int (a 32-bit signed integer"},
+		{"cannot use value -9223372036854775808 as Int", "the number is out of range for Int"},
+		{"cannot use value 0 as Int", "the number is not an integer"},
+		{"cannot use value +Inf as Float", "the number is out of range for Float"},
+		{"cannot use value 3 as String", ""},
+		{"cannot use string as Int", ""},
+	} {
+		got, ok := numberRangeMessage(tt.in)
+		if ok != (tt.want != "") || !strings.Contains(got, tt.want) {
+			t.Errorf("numberRangeMessage(%q) = %q, %v; want %q", tt.in, got, ok, tt.want)
 		}
 	}
 }

@@ -194,10 +194,41 @@ func newExecutionContext(
 var sources = []*ast.Source{
 	{Name: "../schema.graphqls", Input: `# pushgate's GraphQL API: the contract between pushgate and its clients.
 #
-# Every error carries extensions.code: BAD_USER_INPUT, UNAUTHENTICATED,
-# FORBIDDEN, PAYLOAD_TOO_LARGE, UNAVAILABLE or INTERNAL.
+# Every error carries extensions.code, one of:
+#   BAD_USER_INPUT            an argument or variable is wrong (the message says which and why)
+#   UNAUTHENTICATED           credentials missing or invalid (an expired token included) where needed
+#   FORBIDDEN                 the credentials do not allow this channel or operation
+#   RATE_LIMITED              over a rate or connection limit; retry after extensions.retryAfter
+#                             seconds (HTTP Retry-After)
+#   PAYLOAD_TOO_LARGE         a message or request body over its limit
+#   RESPONSE_TOO_LARGE        the history pages asked for would make a response over
+#                             --max-response-bytes: ask for fewer
+#   UNAVAILABLE               the store (or WeChat) cannot answer now; retry, a send with the same
+#                             idempotencyKey (extensions.stored "unknown": it may have been stored)
+#   INTERNAL                  a bug; the message says no more
+#   GRAPHQL_PARSE_FAILED      the document does not parse
+#   GRAPHQL_VALIDATION_FAILED the document does not validate against this schema
+# Over plain HTTP, before any GraphQL runs, /graphql may also answer
+# REQUEST_TIMEOUT (408: the body did not arrive within --read-timeout) or
+# METHOD_NOT_ALLOWED (405), with the same error shape.
 
-"Any JSON value (object, array, string, number, boolean or null), passed through unchanged."
+"""
+Any JSON value: object, array, string, number, boolean or null.
+
+In variables (the usual way) any JSON is accepted, numbers of any size and
+precision included, and each number is kept as written (1.50e3 stays 1.50e3).
+Written inline in the query, it is a GraphQL value: objects with unquoted keys
+({a: 1, b: "x"}), integers that fit 64 bits and floats that fit a float64
+(converted: 1.50 becomes 1.5, 1e3 becomes 1000); a larger number is refused
+with GRAPHQL_VALIDATION_FAILED: pass it in variables.
+
+Stored and delivered normalised: no whitespace, object keys sorted, a key
+given twice keeping its last value, strings re-encoded (\u0041 becomes A, \/
+becomes /). GraphQL responses, over HTTP and WebSocket, write <, >, &,
+U+2028 and U+2029 inside strings as \u escapes (\u003c), as Go's JSON
+encoder does: the same JSON value. Its size, normalised, is bounded by the
+max message size of the channel's namespace (PAYLOAD_TOO_LARGE).
+"""
 scalar JSON
 
 "A point in time, RFC 3339 in UTC with milliseconds: 2024-05-01T12:00:00.000Z."
@@ -306,7 +337,12 @@ input SendInput {
   data: JSON!
   "An optional event name: [A-Za-z0-9_:.@-]{1,64}."
   event: String
-  "Sending again with the same key within the idempotency window appends nothing and returns the original message."
+  """
+  At most 128 bytes, without control characters (else BAD_USER_INPUT).
+  Sending again with the same key to the same channel within the idempotency
+  window (--idempotency-window, 5 minutes by default) appends nothing and
+  returns the original message, with duplicate true.
+  """
   idempotencyKey: String
   """
   A WeChat subscribe message for the user when they do not see the message
@@ -327,7 +363,7 @@ input BroadcastInput {
   channels: [String!]!
   data: JSON!
   event: String
-  "Applies per channel."
+  "At most 128 bytes, without control characters; applies per channel, as for send."
   idempotencyKey: String
   "A WeChat subscribe message per channel, as for send: every channel must be user:<sub>."
   notify: NotifyInput
@@ -5254,7 +5290,7 @@ func (ec *executionContext) marshalNIssuedToken2ᚖgithubᚗcomᚋpushgateᚋpus
 }
 
 func (ec *executionContext) unmarshalNJSON2encodingᚋjsonᚐRawMessage(ctx context.Context, v any) (json.RawMessage, error) {
-	res, err := model.UnmarshalJSON(v)
+	res, err := model.UnmarshalJSONContext(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
@@ -5264,11 +5300,11 @@ func (ec *executionContext) marshalNJSON2encodingᚋjsonᚐRawMessage(ctx contex
 		return graphql.Null
 	}
 	_ = sel
-	res := model.MarshalJSON(v)
+	res := model.MarshalJSONContext(v)
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "JSON!")
 	}
-	return res
+	return graphql.WrapContextMarshaler(ctx, res)
 }
 
 func (ec *executionContext) marshalNMessage2ᚕᚖgithubᚗcomᚋpushgateᚋpushgateᚋgraphᚋmodelᚐMessageᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Message) graphql.Marshaler {

@@ -10,7 +10,8 @@
 
 import { spawn, execFileSync } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdirSync, renameSync, createWriteStream } from 'node:fs';
+import { mkdirSync, renameSync, createWriteStream, readFileSync } from 'node:fs';
+import { get as httpsGet } from 'node:https';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,7 +21,7 @@ export const INTEROP_DIR = dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = dirname(INTEROP_DIR);
 export const BIN_DIR = join(INTEROP_DIR, '.bin');
 export const API_KEY = 'devkey';
-export const JWT_SECRET = 'devsecret';
+export const JWT_SECRET = 'interop-secret-0123456789abcdef-0123456789';
 
 /** The fields every test selects on a Message. */
 export const MESSAGE_FIELDS = 'channel id event data createdAt cursor';
@@ -102,13 +103,19 @@ function watchdog(serverPid) {
  * /healthz. extraArgs are appended to the standard flags, e.g.
  * ['--history-size', '5']. Returns a Server.
  */
-export async function startServer({ extraArgs = [], name = 'server' } = {}) {
+export async function startServer({ extraArgs = [], name = 'server', tls = false } = {}) {
   const bin = buildServer();
+  let ca = null;
+  if (tls) {
+    const cert = selfSignedCert(name);
+    extraArgs = ['--tls-cert', cert.certFile, '--tls-key', cert.keyFile, ...extraArgs];
+    ca = cert.pem;
+  }
   let lastErr;
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
     try {
-      return await launch(bin, port, extraArgs, name);
+      return await launch(bin, port, extraArgs, name, ca);
     } catch (err) {
       lastErr = err; // most likely the port was taken between close and listen
     }
@@ -116,7 +123,32 @@ export async function startServer({ extraArgs = [], name = 'server' } = {}) {
   throw lastErr;
 }
 
-async function launch(bin, port, extraArgs, name) {
+/**
+ * A self-signed certificate for 127.0.0.1 and localhost (openssl), written
+ * to interop/.bin: { certFile, keyFile, pem }. Clients trust it as their CA.
+ */
+export function selfSignedCert(name) {
+  mkdirSync(BIN_DIR, { recursive: true });
+  const certFile = join(BIN_DIR, `${name}-cert.pem`);
+  const keyFile = join(BIN_DIR, `${name}-key.pem`);
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  return { certFile, keyFile, pem: readFileSync(certFile, 'utf8') };
+}
+
+/** GET url's status, trusting ca (a PEM string) for https. */
+function statusOf(url, ca) {
+  if (!ca) return fetch(url).then((res) => res.status);
+  return new Promise((resolve, reject) => {
+    httpsGet(url, { ca }, (res) => {
+      res.resume();
+      resolve(res.statusCode);
+    }).on('error', reject);
+  });
+}
+
+async function launch(bin, port, extraArgs, name, ca) {
   const args = [
     '--addr', `127.0.0.1:${port}`,
     '--api-key', `dev:${API_KEY}`,
@@ -154,13 +186,12 @@ async function launch(bin, port, extraArgs, name) {
   let exitInfo = null;
   exited.then((info) => { exitInfo = info; });
 
-  const base = `http://127.0.0.1:${port}`;
+  const base = `${ca ? 'https' : 'http'}://127.0.0.1:${port}`;
   const deadline = Date.now() + 15_000;
   for (;;) {
     if (exitInfo) throw new Error(`pushgate exited (${JSON.stringify(exitInfo)}) before /healthz answered:\n${tail}`);
     try {
-      const res = await fetch(`${base}/healthz`);
-      if (res.ok) break;
+      if (await statusOf(`${base}/healthz`, ca) === 200) break;
     } catch { /* not listening yet */ }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
@@ -168,15 +199,16 @@ async function launch(bin, port, extraArgs, name) {
     }
     await sleep(50);
   }
-  return new Server({ base, port, child, exited, logPath, logTail: () => tail, raceReport: () => race, log });
+  return new Server({ base, port, child, exited, logPath, logTail: () => tail, raceReport: () => race, log, ca });
 }
 
 export class Server {
-  constructor({ base, port, child, exited, logPath, logTail, raceReport, log }) {
-    this.url = base; // http://127.0.0.1:PORT
+  constructor({ base, port, child, exited, logPath, logTail, raceReport, log, ca = null }) {
+    this.url = base; // http://127.0.0.1:PORT, or https:// with tls
     this.port = port;
+    this.ca = ca; // with tls: the self-signed certificate to trust (PEM)
     this.graphqlUrl = `${base}/graphql`;
-    this.wsUrl = `ws://127.0.0.1:${port}/graphql`;
+    this.wsUrl = `${ca ? 'wss' : 'ws'}://127.0.0.1:${port}/graphql`;
     this.child = child;
     this.exited = exited;
     this.logPath = logPath;

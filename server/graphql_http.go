@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,8 +9,10 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -30,12 +33,78 @@ import (
 // it with.
 func writeRequestError(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, status int, e *gqlerror.Error) {
 	w.Header().Set("Content-Type", responseContentType(r.Header.Get("Accept")))
-	w.WriteHeader(status)
-	b, err := json.Marshal(exec.DispatchError(r.Context(), gqlerror.List{e}))
+	writeNotExecuted(w, status, exec.DispatchError(r.Context(), gqlerror.List{e}))
+}
+
+// notExecuted is the answer to a request that failed before its operation
+// ran: without a "data" entry, which the GraphQL over HTTP specification
+// reserves for operations that were executed (gqlgen writes "data": null).
+type notExecuted struct {
+	Errors     gqlerror.List  `json:"errors"`
+	Extensions map[string]any `json:"extensions,omitempty"`
+}
+
+func writeNotExecuted(w http.ResponseWriter, status int, resp *graphql.Response) {
+	b, err := json.Marshal(notExecuted{Errors: resp.Errors, Extensions: resp.Extensions})
 	if err != nil {
 		panic(err)
 	}
+	w.WriteHeader(status)
 	_, _ = w.Write(b)
+}
+
+// serveOperation runs raw (read by the POST or GET transport; ReadTime.Start
+// set) as gqlgen's transports do, but answers a request that fails before
+// execution as the GraphQL over HTTP specification asks, where gqlgen does
+// not: no query at all is 400 BAD_USER_INPUT; a document that does not
+// parse or validate, or variables that do not coerce, are 200 with
+// application/json (422 in gqlgen) and 400 with
+// application/graphql-response+json; neither has a "data" entry.
+func serveOperation(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, raw *graphql.RawParams) {
+	contentType := responseContentType(r.Header.Get("Accept"))
+	if raw.Query == "" && raw.Extensions["persistedQuery"] == nil {
+		writeRequestError(w, r, exec, http.StatusBadRequest, codedError(graph.CodeBadUserInput,
+			`the request has no query: send {"query": "...", "variables": {...}}`))
+		return
+	}
+	w.Header().Set("Content-Type", contentType)
+	raw.Headers = r.Header
+	raw.ReadTime.End = graphql.Now()
+	rc, opErr := exec.CreateOperationContext(r.Context(), raw)
+	if opErr != nil {
+		status := http.StatusOK
+		if contentType == graphqlResponseJSON && errcode.GetErrorKind(opErr) == errcode.KindProtocol {
+			status = http.StatusBadRequest
+		}
+		writeNotExecuted(w, status, exec.DispatchError(graphql.WithOperationContext(r.Context(), rc), opErr))
+		return
+	}
+	responses, ctx := exec.DispatchOperation(r.Context(), rc)
+	// Encoded into the connection's writer, not marshalled and copied: a
+	// 15 MB history page costs one 15 MB buffer less.
+	out := &writeOnce{w: w}
+	if err := json.NewEncoder(out).Encode(responses(ctx)); err != nil && out.err == nil {
+		panic(err) // not a write's: a response that cannot be encoded, as gqlgen's transports
+	}
+}
+
+// writeOnce is the writer of a json.Encoder's one Encode: it drops the
+// newline Encode ends with (the response is the JSON alone, as the send
+// fast path writes it), and remembers a failed write (a client gone), to
+// tell it from an encoding error.
+type writeOnce struct {
+	w   http.ResponseWriter
+	err error
+}
+
+func (o *writeOnce) Write(p []byte) (int, error) {
+	trimmed := bytes.TrimSuffix(p, []byte("\n"))
+	n, err := o.w.Write(trimmed)
+	if err != nil {
+		o.err = err
+		return n, err
+	}
+	return len(p), nil
 }
 
 func codedError(code, format string, args ...any) *gqlerror.Error {
@@ -118,22 +187,41 @@ func (t getTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 		writeRequestError(w, r, exec, http.StatusBadRequest, codedError(graph.CodeBadUserInput, "the query string: %v", err))
 		return
 	}
-	for _, param := range []string{"variables", "extensions"} {
-		if v := q.Get(param); v != "" {
-			var m map[string]any
-			if err := json.Unmarshal([]byte(v), &m); err != nil {
-				writeRequestError(w, r, exec, http.StatusBadRequest, jsonError(param, err, len(v), "send a JSON object"))
-				return
-			}
-		}
-	}
 	if op := t.operation(r.Context(), q.Get("query"), q.Get("operationName")); op == ast.Mutation || op == ast.Subscription {
 		w.Header().Set("Allow", "POST")
 		writeRequestError(w, r, exec, http.StatusMethodNotAllowed, codedError(codeMethodNotAllowed,
 			"a %s cannot run over GET: send it with POST (a subscription over the WebSocket or graphql-sse)", op))
 		return
 	}
-	t.GET.Do(w, r, exec)
+	raw := &graphql.RawParams{Query: q.Get("query"), OperationName: q.Get("operationName")}
+	raw.ReadTime.Start = graphql.Now()
+	for _, p := range []struct {
+		name string
+		into *map[string]any
+	}{{"variables", &raw.Variables}, {"extensions", &raw.Extensions}} {
+		if v := q.Get(p.name); v != "" {
+			if err := decodeJSONNumbers(v, p.into); err != nil {
+				writeRequestError(w, r, exec, http.StatusBadRequest, jsonError(p.name, err, len(v), "send a JSON object"))
+				return
+			}
+		}
+	}
+	serveOperation(w, r, exec, raw)
+}
+
+// decodeJSONNumbers decodes one JSON object, numbers kept as written
+// (json.Number), as gqlgen decodes variables: a large integer is then
+// refused by its scalar, not rounded through a float64.
+func decodeJSONNumbers(text string, into *map[string]any) error {
+	// json.Unmarshal first: its errors say where (and refuse data after
+	// the object), which a Decoder's do not.
+	var check map[string]any
+	if err := json.Unmarshal([]byte(text), &check); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(strings.NewReader(text))
+	dec.UseNumber()
+	return dec.Decode(into)
 }
 
 // operation returns the kind of the operation query and name select, ""

@@ -45,7 +45,8 @@ type Limits struct {
 	// set Config.TrustedProxies, or every client shares the proxy's IP.
 	MaxConnectionsPerIP int
 	// ConnectRatePerIP bounds how fast one client IP opens streaming
-	// connections, long-polls included (default 50/s, burst 100).
+	// connections, long-polls included but for those that carry a cursor,
+	// which follow a channel (default 50/s, burst 100).
 	ConnectRatePerIP Rate
 	// SendRatePerKey bounds the messages one API key sends (default
 	// 1000/s, burst 2000). A broadcast counts one per channel.
@@ -239,13 +240,30 @@ func (l *limits) channels(next http.Handler) http.Handler {
 // admit's shares.
 func (l *limits) streams(next http.Handler) http.Handler {
 	return l.channels(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		release, err := l.admit(r, true)
-		if err != nil {
-			writeLimitError(w, err)
-			return
-		}
-		serveWithSlot(w, r, next, release)
+		l.serveAdmitted(w, r, next, true)
 	}))
+}
+
+// polls admits long-polls as streams, but a poll that carries a cursor
+// takes no token of the connect rate: it is one client following its
+// channels, which polls again as soon as it is answered (up to 100 times a
+// second on a channel sent to 100 times a second), not a new connection.
+// It still takes the IP's and the subject's connection slots while it is
+// held. A poll without a cursor, a client starting to follow, takes a
+// token: a flood of new polls is stopped by the rate.
+func (l *limits) polls(next http.Handler) http.Handler {
+	return l.channels(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l.serveAdmitted(w, r, next, r.URL.Query().Get("cursor") == "")
+	}))
+}
+
+func (l *limits) serveAdmitted(w http.ResponseWriter, r *http.Request, next http.Handler, rate bool) {
+	release, err := l.admitConnection(r, true, rate)
+	if err != nil {
+		writeLimitError(w, err)
+		return
+	}
+	serveWithSlot(w, r, next, release)
 }
 
 // serveWithSlot serves a stream admitted with release: its slot is given
@@ -329,6 +347,12 @@ func (l *limits) graphql(next http.Handler) http.Handler {
 // connect rate, a slot of its IP's connections and, with subject, a slot of
 // its token subject's connections. release gives the slots back.
 func (l *limits) admit(r *http.Request, subject bool) (release func(), err *limitError) {
+	return l.admitConnection(r, subject, true)
+}
+
+// admitConnection is admit, taking a token of the connect rate only when
+// rate is set.
+func (l *limits) admitConnection(r *http.Request, subject, rate bool) (release func(), err *limitError) {
 	defer func() {
 		if err != nil {
 			l.metrics.Dropped(observe.DropLimit)
@@ -338,9 +362,11 @@ func (l *limits) admit(r *http.Request, subject bool) (release func(), err *limi
 	if !ok {
 		return func() {}, nil
 	}
-	if ok, wait := l.ipConnects.take(ip, 1, time.Now()); !ok {
-		return nil, rateLimited(wait, "new connection rate limit of %s per client IP exceeded; retry after %ds",
-			l.ConnectRatePerIP, retrySeconds(wait))
+	if rate {
+		if ok, wait := l.ipConnects.take(ip, 1, time.Now()); !ok {
+			return nil, rateLimited(wait, "new connection rate limit of %s per client IP exceeded; retry after %ds",
+				l.ConnectRatePerIP, retrySeconds(wait))
+		}
 	}
 	releaseIP := func() {}
 	if l.ipConns != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -334,6 +335,59 @@ func TestConnectRatePerIP(t *testing.T) {
 	eventually(t, "a poll after the refill", func() bool {
 		return e.status(t, "/poll?channel=r&timeout=0", nil) == http.StatusOK
 	})
+}
+
+// TestPollFollowingNotRateLimited: a long-poll that carries a cursor is a
+// client following its channel, not a new connection: with a connect rate
+// of 1/s (burst 3), one client polls after each of 300 sends and is never
+// answered 429; polls without a cursor are still refused past the burst.
+func TestPollFollowingNotRateLimited(t *testing.T) {
+	cfg := anonConfig()
+	cfg.Limits.ConnectRatePerIP = server.Rate{PerSecond: 1, Burst: 3}
+	e := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
+	type answer struct {
+		Messages []struct {
+			ID string `json:"id"`
+		} `json:"messages"`
+		Cursor string `json:"cursor"`
+	}
+	poll := func(t *testing.T, query string) answer {
+		t.Helper()
+		res := e.open(t, context.Background(), "/poll?"+query, nil)
+		defer res.Body.Close()
+		var a answer
+		if res.StatusCode != http.StatusOK {
+			body, _ := io.ReadAll(res.Body)
+			t.Fatalf("GET /poll?%s: %s %s", query, res.Status, body)
+		}
+		if err := json.NewDecoder(res.Body).Decode(&a); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	cursor := poll(t, "channel=follow&timeout=0").Cursor // takes a token
+	for i := range 300 {
+		sent := e.send(t, "follow", i)
+		a := poll(t, "channel=follow&timeout=5&cursor="+url.QueryEscape(cursor))
+		if len(a.Messages) != 1 || a.Messages[0].ID != sent.ID {
+			t.Fatalf("poll %d: %+v, want message %s", i, a, sent.ID)
+		}
+		cursor = a.Cursor
+	}
+	// New polls: the burst's two tokens left (and one a second), then
+	// 429.
+	for i := 0; ; i++ {
+		res := e.open(t, context.Background(), "/poll?channel=follow&timeout=0", nil)
+		if res.StatusCode == http.StatusOK {
+			res.Body.Close()
+			if i == 10 {
+				t.Fatal("10 new polls at once, none refused by a rate of 1/s with a burst of 3")
+			}
+			continue
+		}
+		wantRefused(t, res, http.StatusTooManyRequests, "RATE_LIMITED", "new connection rate limit of 1/s per client IP exceeded")
+		break
+	}
 }
 
 // TestConnectionsPerSubject: one token subject's connections on every

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -228,6 +229,27 @@ func (o origins) acceptOptions() websocket.AcceptOptions {
 // preflightMaxAge is how long browsers may cache a preflight's answer (s).
 const preflightMaxAge = "600"
 
+// refusedOrigin says why a browser on origin is refused, and what lets it
+// in: the setting, not just the rule. The origin is echoed (a header's
+// text, at most 100 bytes of it).
+func refusedOrigin(origin string) string {
+	if len(origin) > 100 {
+		origin = origin[:100] + "..."
+	}
+	return fmt.Sprintf("origin %s is not allowed: pushgate accepts browser requests from its own origin and the origins of "+
+		"--allowed-origin (PUSHGATE_ALLOWED_ORIGINS, or allowed_origins in the config file); add it there, e.g. --allowed-origin %s",
+		origin, suggestOrigin(origin))
+}
+
+// suggestOrigin is origin as an --allowed-origin value: itself when it
+// parses as an origin, else a placeholder.
+func suggestOrigin(origin string) string {
+	if _, ok := parseOrigin(origin); ok && !strings.ContainsAny(origin, " \t\"'") {
+		return origin
+	}
+	return "https://app.example.com"
+}
+
 // guard applies the policy to next, whose route serves methods (for
 // preflights: "GET, POST"). It answers preflights (OPTIONS with
 // Access-Control-Request-Method) itself; other OPTIONS requests go to
@@ -239,8 +261,7 @@ func (o origins) guard(methods string, next http.Handler) http.Handler {
 		origin := r.Header.Get("Origin")
 		if origin != "" {
 			if !o.allows(r, origin) {
-				writeError(w, http.StatusForbidden, graph.CodeForbidden, "origin "+origin+
-					" is not allowed: pushgate accepts browser requests from its own origin and its allowed origins only")
+				writeError(w, http.StatusForbidden, graph.CodeForbidden, refusedOrigin(origin))
 				return
 			}
 			h.Set("Access-Control-Allow-Origin", origin)

@@ -23,7 +23,10 @@ func TestOrigins(t *testing.T) {
 	for _, origin := range []string{"https://evil.example", "https://h5.example.com.evil.example", "null", "http://h5.example.com"} {
 		h := http.Header{"Origin": {origin}}
 		for _, path := range paths {
-			wantRefused(t, e.open(t, context.Background(), path, h), http.StatusForbidden, "FORBIDDEN", "origin "+origin+" is not allowed")
+			wantRefused(t, e.open(t, context.Background(), path, h), http.StatusForbidden, "FORBIDDEN",
+				"origin "+origin+" is not allowed")
+			// The message names the setting that lets it in.
+			wantRefused(t, e.open(t, context.Background(), path, h), http.StatusForbidden, "FORBIDDEN", "add it there, e.g. --allowed-origin ")
 		}
 		e.wantWSRefused(t, h, http.StatusForbidden, "FORBIDDEN", "is not allowed")
 		req, _ := http.NewRequest(http.MethodPost, e.url+"/graphql", strings.NewReader(`{"query":"{ __typename }"}`))

@@ -141,7 +141,12 @@ func growAnswer(buf []byte, need, limit int) []byte {
 	if cap(buf)-len(buf) >= need {
 		return buf
 	}
-	grown := make([]byte, len(buf), max(min(2*cap(buf), limit), len(buf)+need))
+	c := min(2*cap(buf), limit)
+	if c > limit/2 {
+		// A doubling past half the limit is nearly the limit again.
+		c = limit
+	}
+	grown := make([]byte, len(buf), max(c, len(buf)+need))
 	copy(grown, buf)
 	return grown
 }

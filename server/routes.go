@@ -37,7 +37,7 @@ func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth,
 		heartbeat: cfg.Heartbeat, writeTimeout: cfg.WriteTimeout, retry: cfg.SSERetry, presence: pres,
 		metrics: cfg.Metrics, streams: cfg.Streams, writers: dl.writers, stopping: dl.stopping,
 	}))))
-	mux.Handle("GET /poll", org.guard("GET", lim.streams(handlePoll(broker, auth, cfg.Metrics, cfg.MaxResponseBytes))))
+	mux.Handle("GET /poll", org.guard("GET", lim.polls(handlePoll(broker, auth, cfg.Metrics, cfg.MaxResponseBytes))))
 	// A HEAD has no body to stream: it gets the status and headers its GET
 	// would start with, and opens nothing (methods.go).
 	mux.Handle("HEAD /events", org.guard("GET", lim.channels(headRead(auth, parseEventsRequest, sseHeaders))))

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -111,18 +110,22 @@ func (t *sendTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.
 			return
 		}
 	}
-	// gqlgen reads the same body, and the same read error.
-	var body io.Reader = bytes.NewReader(buf.Bytes())
 	if err != nil {
-		body = io.MultiReader(body, errReader{err})
+		// Nothing of a body cut short runs.
+		writeRequestError(w, r, exec, http.StatusBadRequest, codedError(graph.CodeBadUserInput,
+			"could not read request body: %v", err))
+		return
 	}
-	r.Body = io.NopCloser(body)
-	t.POST.Do(w, r, exec)
+	raw := &graphql.RawParams{}
+	raw.ReadTime.Start = graphql.Now()
+	dec := json.NewDecoder(bytes.NewReader(buf.Bytes()))
+	dec.UseNumber() // as gqlgen: a large integer is refused by its scalar, not rounded
+	if err := dec.Decode(raw); err != nil {
+		writeRequestError(w, r, exec, http.StatusBadRequest, requestBodyError(err, buf.Len()))
+		return
+	}
+	serveOperation(w, r, exec, raw)
 }
-
-type errReader struct{ err error }
-
-func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 // fast serves the request on the fast path, or reports false having
 // written nothing.
@@ -250,8 +253,12 @@ func (t *sendTransport) writeError(w http.ResponseWriter, ctx context.Context, p
 // responseContentType is the Content-Type gqlgen's POST transport (as
 // configured in graphqlHandler) answers a request with this Accept header
 // with: the first media type it knows, application/json by default.
+// graphqlResponseJSON is the media type of the GraphQL over HTTP
+// specification's responses.
+const graphqlResponseJSON = "application/graphql-response+json"
+
 func responseContentType(accept string) string {
-	const js, gqlJSON = "application/json", "application/graphql-response+json"
+	const js, gqlJSON = "application/json", graphqlResponseJSON
 	if accept == "" {
 		return js
 	}

@@ -34,15 +34,62 @@ type Claims struct {
 	Channels []string `json:"channels"`
 	Publish  []string `json:"publish,omitempty"`
 	jwt.RegisteredClaims
+
+	// invalid says which claim has the wrong shape, for Validate: the
+	// JWT parser decodes the claims before it checks the signature, and
+	// nothing is said about the claims of a token that is not ours.
+	invalid string
 }
+
+// UnmarshalJSON decodes the claims, noting (in invalid) rather than failing
+// on a channels or publish claim that is not an array of strings.
+func (c *Claims) UnmarshalJSON(b []byte) error {
+	type plain Claims // without this method
+	var raw struct {
+		plain
+		Channels json.RawMessage `json:"channels"`
+		Publish  json.RawMessage `json:"publish"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	*c = Claims(raw.plain)
+	for _, claim := range []struct {
+		name string
+		raw  json.RawMessage
+		into *[]string
+	}{{"channels", raw.Channels, &c.Channels}, {"publish", raw.Publish, &c.Publish}} {
+		if len(claim.raw) == 0 || string(claim.raw) == "null" {
+			continue
+		}
+		if json.Unmarshal(claim.raw, claim.into) != nil && c.invalid == "" {
+			c.invalid = claim.name
+		}
+	}
+	return nil
+}
+
+// maxExpAhead is how far ahead an exp may be: one further is taken for a
+// time in milliseconds (NumericDate is in seconds), a common mistake that
+// would otherwise make a token that never expires.
+const maxExpAhead = 10 * 365 * 24 * time.Hour
 
 // Validate refuses a subject that names another kind of credential
 // (graph.ReservedSubject): a token with sub "key:admin" or "anonymous"
-// would pass for an API key or for anonymous readers in presence. The JWT
-// parser calls it once the signature is verified.
+// would pass for an API key or for anonymous readers in presence; a
+// channels or publish claim that is not an array of strings; and an exp
+// more than 10 years ahead. The JWT parser calls it once the signature is
+// verified.
 func (c *Claims) Validate() error {
 	if why := graph.ReservedSubject(c.Subject); why != "" {
 		return &tokenError{"invalid token: its subject (sub) " + why}
+	}
+	if c.invalid != "" {
+		return &tokenError{fmt.Sprintf(`invalid token: the %s claim must be an array of strings (channel patterns), e.g. ["room:*"]`, c.invalid)}
+	}
+	if c.ExpiresAt != nil && time.Until(c.ExpiresAt.Time) > maxExpAhead {
+		return &tokenError{"invalid token: exp is more than 10 years ahead; it must be in seconds since 1970 (NumericDate), " +
+			"not milliseconds"}
 	}
 	return nil
 }

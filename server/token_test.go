@@ -334,6 +334,25 @@ func TestHostileTokens(t *testing.T) {
 			mint(t, jwt.SigningMethodRS256, rsaA, "rsa-a", claims(func(c *server.Claims) { c.ExpiresAt = nil })), "exp", "exp is required"},
 		{"missing exp HS256", "secret", mint(t, jwt.SigningMethodHS256, secret, "", server.Claims{Channels: []string{"*"}}),
 			"exp", "exp is required"},
+		// Shapes of claims that are easy to get wrong: each says what is
+		// wrong, once the signature is ours.
+		{"exp in milliseconds", "secret", mint(t, jwt.SigningMethodHS256, secret, "",
+			jwt.MapClaims{"channels": []string{"*"}, "exp": time.Now().Add(time.Hour).UnixMilli()}),
+			"ms exp", "exp is more than 10 years ahead; it must be in seconds since 1970"},
+		{"channels a string", "secret", mint(t, jwt.SigningMethodHS256, secret, "",
+			jwt.MapClaims{"channels": "news:*", "exp": time.Now().Add(time.Hour).Unix()}),
+			"channels", "the channels claim must be an array of strings"},
+		{"channels of numbers", "secret", mint(t, jwt.SigningMethodHS256, secret, "",
+			jwt.MapClaims{"channels": []int{1, 2}, "exp": time.Now().Add(time.Hour).Unix()}),
+			"channels", "the channels claim must be an array of strings"},
+		{"publish an object", "secret", mint(t, jwt.SigningMethodHS256, secret, "",
+			jwt.MapClaims{"channels": []string{"*"}, "publish": map[string]any{"news": true}, "exp": time.Now().Add(time.Hour).Unix()}),
+			"publish", "the publish claim must be an array of strings"},
+		{"channels a string, another secret", "secret", mint(t, jwt.SigningMethodHS256, []byte("other"), "",
+			jwt.MapClaims{"channels": "news:*", "exp": time.Now().Add(time.Hour).Unix()}),
+			"signature", "bad signature"},
+		{"exp nine years ahead, in seconds", "secret", mint(t, jwt.SigningMethodHS256, secret, "",
+			jwt.MapClaims{"channels": []string{"*"}, "exp": time.Now().Add(9 * 365 * 24 * time.Hour).Unix()}), "", ""},
 		{"garbage", "secret+jwks", "not-a-key-nor-a-token", "garbage", "neither an API key nor a valid token"},
 		{"three garbage segments", "secret+jwks", "a.b.c", "garbage", "neither an API key nor a valid token"},
 		{"huge", "secret+jwks", strings.Repeat("a", 9000) + ".b.c", "huge", "longer than 8 KiB"},
@@ -613,7 +632,7 @@ func FuzzVerifyToken(f *testing.F) {
 	}
 	forever := func(edit func(c *server.Claims)) server.Claims {
 		c := server.Claims{Channels: []string{"*"}, RegisteredClaims: jwt.RegisteredClaims{
-			Subject: "u1", Issuer: testIssuer, Audience: jwt.ClaimStrings{testAudience}, ExpiresAt: at(2100),
+			Subject: "u1", Issuer: testIssuer, Audience: jwt.ClaimStrings{testAudience}, ExpiresAt: at(time.Now().Year() + 5),
 		}}
 		if edit != nil {
 			edit(&c)
@@ -719,6 +738,9 @@ func claimsValid(raw, issuer, audience string, leeway time.Duration, before, aft
 	}
 	exp, present, number := seconds("exp")
 	check(present && number && late <= exp+lw+1, present && number && late+margin <= exp+lw && exp < 1e10)
+	// An exp more than 10 years ahead is refused: taken for milliseconds.
+	tenYears := (10 * 365 * 24 * time.Hour).Seconds()
+	check(!present || !number || exp <= late+tenYears+1, !present || !number || exp+margin <= early+tenYears)
 	for _, name := range []string{"nbf", "iat"} {
 		t, present, number := seconds(name)
 		if present {
@@ -735,6 +757,19 @@ func claimsValid(raw, issuer, audience string, leeway time.Duration, before, aft
 		holds := json.Unmarshal(m["aud"], &one) == nil && one == audience ||
 			json.Unmarshal(m["aud"], &many) == nil && slices.Contains(many, audience)
 		check(holds, true)
+	}
+	// channels and publish, when given, are arrays of strings (keys
+	// matched as encoding/json matches them, case aside).
+	var lists struct {
+		Channels json.RawMessage `json:"channels"`
+		Publish  json.RawMessage `json:"publish"`
+	}
+	if json.Unmarshal(payload, &lists) != nil {
+		sure = false
+	}
+	for _, v := range []json.RawMessage{lists.Channels, lists.Publish} {
+		var ss []string
+		check(len(v) == 0 || string(v) == "null" || json.Unmarshal(v, &ss) == nil, true)
 	}
 	var c server.Claims
 	if json.Unmarshal(payload, &c) != nil {

@@ -32,7 +32,7 @@ func bench(ctx context.Context, cfg *config, stderr io.Writer) (*report, error) 
 		}
 	}
 	rep := &report{
-		Mode: "load", Target: cfg.addr, Spawned: cfg.spawn, WS: cfg.ws, SSE: cfg.sse, Poll: cfg.poll,
+		Mode: "load", Target: cfg.addr, Spawned: cfg.spawn, WS: cfg.ws, SSE: cfg.sse, GSSE: cfg.gsse, Poll: cfg.poll,
 		Channels: cfg.channels, Broadcast: cfg.broadcast, Senders: cfg.senders, Rate: cfg.rate, Size: cfg.size,
 	}
 	if cfg.idle {
@@ -149,8 +149,10 @@ func bench(ctx context.Context, cfg *config, stderr io.Writer) (*report, error) 
 	for i := range subs {
 		kind := "ws"
 		switch {
-		case i >= cfg.ws+cfg.sse:
+		case i >= cfg.ws+cfg.sse+cfg.gsse:
 			kind = "poll"
+		case i >= cfg.ws+cfg.sse:
+			kind = "gsse"
 		case i >= cfg.ws:
 			kind = "sse"
 		}

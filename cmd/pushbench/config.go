@@ -29,12 +29,12 @@ type config struct {
 	spawnArgs []string
 	redisURL  string
 
-	ws, sse, poll int
-	channels      string // "shared" or "per-sub"
-	broadcast     int    // channels per call; 0: send to one channel
-	anonymous     bool
-	jwtSecret     string
-	key           string
+	ws, sse, gsse, poll int
+	channels            string // "shared" or "per-sub"
+	broadcast           int    // channels per call; 0: send to one channel
+	anonymous           bool
+	jwtSecret           string
+	key                 string
 
 	rate     float64 // calls per second over all senders; 0: as fast as possible
 	senders  int
@@ -53,11 +53,12 @@ type config struct {
 	sourceAddrs        int
 
 	json       bool
+	budgets    []budget
 	quiet      bool
 	cpuProfile string
 }
 
-func (c *config) conns() int { return c.ws + c.sse + c.poll }
+func (c *config) conns() int { return c.ws + c.sse + c.gsse + c.poll }
 
 // perCall is how many channels one call reaches.
 func (c *config) perCall() int { return max(c.broadcast, 1) }
@@ -80,7 +81,8 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
   go run ./cmd/pushbench -spawn -idle -sse 2000
   pushbench -addr 127.0.0.1:8080 -key KEY -jwt-secret SECRET -ws 500 -channels per-sub -rate 0
 
-Subscribers (WebSocket graphql-transport-ws, SSE /events, long-poll /poll)
+Subscribers (WebSocket graphql-transport-ws, SSE /events, graphql-sse,
+long-poll /poll)
 connect, get a warm-up message on each channel, then senders call send (or
 broadcast) at -rate for -duration; every delivery is checked for loss,
 duplication and order and timed end to end. The server's CPU and memory come
@@ -98,11 +100,12 @@ Flags:
 	fs.StringVar(&c.redisURL, "redis-url", "", "with -spawn: the spawned pushgate's --redis-url (default: the memory store)")
 	fs.IntVar(&c.ws, "ws", 0, "WebSocket subscribers (graphql-transport-ws)")
 	fs.IntVar(&c.sse, "sse", 0, "SSE subscribers (GET /events)")
+	fs.IntVar(&c.gsse, "gsse", 0, "graphql-sse subscribers (POST /graphql, Accept: text/event-stream: distinct connections mode)")
 	fs.IntVar(&c.poll, "poll", 0, "long-poll subscribers (GET /poll)")
 	fs.StringVar(&c.channels, "channels", "shared", "shared: every subscriber reads the same channel(s); per-sub: one channel each (user:bench-<i> with tokens, bench:<i> with -anonymous)")
 	fs.IntVar(&c.broadcast, "broadcast", 0, "call broadcast with this many channels per call (0: send to one channel); with -channels shared every subscriber reads all of them (at most 32)")
 	fs.BoolVar(&c.anonymous, "anonymous", false, "subscribe without a token (the server must allow anonymous reading); channels are bench:*")
-	fs.StringVar(&c.jwtSecret, "jwt-secret", "", "HS256 secret to mint subscriber tokens with (default with -spawn: benchsecret)")
+	fs.StringVar(&c.jwtSecret, "jwt-secret", "", "HS256 secret to mint subscriber tokens with (default with -spawn: benchsecret-0123456789abcdef-0123456789)")
 	fs.StringVar(&c.key, "key", "", "API key for send and broadcast (default with -spawn: benchkey)")
 	fs.Float64Var(&c.rate, "rate", 100, "calls per second over all senders (each broadcast call appends -broadcast messages); 0: as fast as possible")
 	fs.IntVar(&c.senders, "senders", 4, "sending goroutines, each with one call in flight")
@@ -118,6 +121,13 @@ Flags:
 	fs.IntVar(&c.maxConns, "max-conns", 20000, "refuse to open more subscriber connections than this")
 	fs.IntVar(&c.sourceAddrs, "source-addrs", 0, "connect subscribers from this many loopback addresses 127.0.0.1, .2, ... so that a server's per-IP limits see many clients (0: one per 50 subscribers with an IPv4 loopback target on Linux and Windows, else the system's choice)")
 	fs.BoolVar(&c.json, "json", false, "print one JSON object with every figure instead of the table")
+	fs.Func("budget", "a bound on a figure of the report, figure<=limit or figure>=limit, the figure named by its path in -json "+
+		"(latency.p99Ms<=15, server.cpuPerDeliveryUs<=7, server.memPerConnKB<=16, send.callsPerSec>=54000); repeatable. "+
+		"Each gets a pass/FAIL line after the report, and pushbench exits 1 when one fails", func(v string) error {
+		b, err := parseBudget(v)
+		c.budgets = append(c.budgets, b)
+		return err
+	})
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress lines on stderr")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write pushbench's own CPU profile of the send phase to this file")
 	if err := fs.Parse(args); err != nil {
@@ -131,7 +141,7 @@ Flags:
 			c.key = "benchkey"
 		}
 		if c.jwtSecret == "" {
-			c.jwtSecret = "benchsecret"
+			c.jwtSecret = "benchsecret-0123456789abcdef-0123456789"
 		}
 	}
 	return c, c.validate()
@@ -145,10 +155,10 @@ func (c *config) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	switch n := c.conns(); {
-	case c.ws < 0 || c.sse < 0 || c.poll < 0:
-		bad("-ws, -sse and -poll cannot be negative")
+	case c.ws < 0 || c.sse < 0 || c.gsse < 0 || c.poll < 0:
+		bad("-ws, -sse, -gsse and -poll cannot be negative")
 	case n == 0:
-		bad("no subscribers: give -ws, -sse and/or -poll")
+		bad("no subscribers: give -ws, -sse, -gsse and/or -poll")
 	case n > c.maxConns:
 		bad("%d connections are over -max-conns %d", n, c.maxConns)
 	}

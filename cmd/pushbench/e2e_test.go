@@ -177,13 +177,27 @@ func TestEndToEndFlood(t *testing.T) {
 	}
 }
 
-func TestEndToEndIdle(t *testing.T) {
+// TestEndToEndGraphQLSSE: graphql-sse subscribers beside WebSocket ones
+// on one channel, every delivery checked.
+func TestEndToEndGraphQLSSE(t *testing.T) {
 	t.Parallel()
-	r, err := runJSON(t, time.Minute, "-idle", "-sse", "30", "-ws", "10", "-anonymous", "-settle", "300ms")
+	r, err := runJSON(t, time.Minute, "-gsse", "10", "-ws", "5", "-rate", "200", "-duration", "1s")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Mode != "idle" || r.Connect.Connected != 40 || r.Send.Calls != 0 {
+	checkClean(t, r, 15)
+	if r.GSSE != 10 || r.Delivery.Expected != 15*r.Send.OK {
+		t.Errorf("gsse %d, expected %d deliveries, want 15 × %d", r.GSSE, r.Delivery.Expected, r.Send.OK)
+	}
+}
+
+func TestEndToEndIdle(t *testing.T) {
+	t.Parallel()
+	r, err := runJSON(t, time.Minute, "-idle", "-sse", "30", "-ws", "10", "-gsse", "10", "-anonymous", "-settle", "300ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Mode != "idle" || r.Connect.Connected != 50 || r.Send.Calls != 0 {
 		t.Errorf("mode %s, connected %d, calls %d", r.Mode, r.Connect.Connected, r.Send.Calls)
 	}
 	if r.Server.MemPerConnKB <= 0 || r.Server.RSSConnected <= r.Server.RSSBefore {

@@ -125,7 +125,7 @@ func TestParseDeliveryDoesNotAllocate(t *testing.T) {
 	s := &subscriber{tr: newTracker(7, []string{"bench:shared"}, []int{0}, 4, &liveCounters{}, &histogram{})}
 	if a := testing.AllocsPerRun(1000, func() {
 		_, _, payload, _ := wsEnvelope(frame)
-		_ = s.wsNext(payload, &d, testNow)
+		_ = s.feedResult(payload, &d, testNow)
 	}); a != 0 {
 		t.Errorf("ws frame: %v allocations, want 0", a)
 	}

@@ -52,7 +52,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		stop() // a second signal takes the default action
 	}()
 	rep, err := bench(ctx, cfg, stderr)
+	failed := 0
 	if rep != nil {
+		var berr error
+		if failed, berr = rep.checkBudgets(cfg.budgets); err == nil {
+			err = berr
+		}
 		var werr error
 		if cfg.json {
 			werr = rep.writeJSON(stdout)
@@ -62,6 +67,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err == nil {
 			err = werr
 		}
+	}
+	if err == nil && failed > 0 {
+		err = fmt.Errorf("%d of %d budgets missed", failed, len(cfg.budgets))
 	}
 	return err
 }

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,6 +23,7 @@ type report struct {
 	Store       string  `json:"store,omitempty"` // of a spawned server: memory or redis
 	WS          int     `json:"ws"`
 	SSE         int     `json:"sse"`
+	GSSE        int     `json:"gsse"` // graphql-sse
 	Poll        int     `json:"poll"`
 	Channels    string  `json:"channels"` // shared or per-sub
 	NChannels   int     `json:"channelCount"`
@@ -38,6 +41,8 @@ type report struct {
 	Server   serverReport   `json:"server"`
 	Client   clientReport   `json:"client"`
 	Warnings []string       `json:"warnings"`
+	// Budgets are the -budget checks, in the order given.
+	Budgets []budgetResult `json:"budgets,omitempty"`
 }
 
 type connectReport struct {
@@ -139,7 +144,7 @@ func (r *report) writeTable(w io.Writer) error {
 	for _, t := range []struct {
 		name string
 		n    int
-	}{{"ws", r.WS}, {"sse", r.SSE}, {"poll", r.Poll}} {
+	}{{"ws", r.WS}, {"sse", r.SSE}, {"gsse", r.GSSE}, {"poll", r.Poll}} {
 		if t.n > 0 {
 			subs = append(subs, fmt.Sprintf("%s %d", t.name, t.n))
 		}
@@ -153,7 +158,7 @@ func (r *report) writeTable(w io.Writer) error {
 		from = fmt.Sprintf(" from %d loopback addresses", r.SourceAddrs)
 	}
 	fmt.Fprintf(&b, "pushbench %s: %d subscribers (%s)%s, %s; server %s\n",
-		r.Mode, r.WS+r.SSE+r.Poll, strings.Join(subs, ", "), from, r.channelsText(), server)
+		r.Mode, r.WS+r.SSE+r.GSSE+r.Poll, strings.Join(subs, ", "), from, r.channelsText(), server)
 	if r.Mode == "load" {
 		rate := "as fast as possible"
 		if r.Rate > 0 {
@@ -233,7 +238,9 @@ func (r *report) writeTable(w io.Writer) error {
 		}
 		row("server rss", fmt.Sprintf("before %s", fmtBytes(sv.RSSBefore)), fmt.Sprintf("connected %s", fmtBytes(sv.RSSConnected)),
 			fmt.Sprintf("peak %s", fmtBytes(sv.RSSPeak)), fmt.Sprintf("end %s", fmtBytes(sv.RSSEnd)))
-		row("", fmt.Sprintf("%.1f KB per connection", sv.MemPerConnKB))
+		if r.Mode == "idle" || r.WS+r.SSE+r.Poll >= minConnsForMemPerConn {
+			row("", fmt.Sprintf("%.1f KB per connection", sv.MemPerConnKB))
+		}
 	}
 	switch {
 	case r.Mode != "load":
@@ -248,8 +255,131 @@ func (r *report) writeTable(w io.Writer) error {
 	for _, w := range r.Warnings {
 		fmt.Fprintf(&b, "warning: %s\n", w)
 	}
+	for _, c := range r.Budgets {
+		b.WriteString(c.String() + "\n")
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// minConnsForMemPerConn is the fewest connections of a load run whose
+// memory per connection the table shows: it is the growth of the server's
+// RSS from before connecting to after the warm-up, divided by the
+// connections, and under a few hundred of them the growth is mostly the
+// server's own warm-up (buffers, the heap of the first sends), so a
+// scenario with one reader, as the send scenarios of make bench have,
+// would show megabytes "per connection". -idle runs always show it.
+const minConnsForMemPerConn = 100
+
+// A budget is a bound on one figure of the report, checked after the run
+// (-budget): its name is the figure's path in the -json report, as in
+// latency.p99Ms<=15 or send.callsPerSec>=54000.
+type budget struct {
+	figure string
+	atMost bool // <=; else >=
+	limit  float64
+}
+
+// budgetResult is a budget checked against a run.
+type budgetResult struct {
+	Figure string  `json:"figure"`
+	Op     string  `json:"op"` // "<=" or ">="
+	Limit  float64 `json:"limit"`
+	Value  float64 `json:"value"`
+	Pass   bool    `json:"pass"`
+}
+
+// String is the budget's line in the table: "budget <figure> <value> <op>
+// <limit>: pass" (or FAIL), one line each, for scripts to collect.
+func (c budgetResult) String() string {
+	verdict := "pass"
+	if !c.Pass {
+		verdict = "FAIL"
+	}
+	// Two decimals, as the table, unless they would make the verdict
+	// look wrong (7.004 <= 7: FAIL): then every digit.
+	value := math.Round(c.Value*100) / 100
+	roundedPass := value <= c.Limit
+	if c.Op == ">=" {
+		roundedPass = value >= c.Limit
+	}
+	if roundedPass != c.Pass || value == c.Limit && c.Value != c.Limit {
+		value = c.Value
+	}
+	return fmt.Sprintf("budget %s %s %s %s: %s", c.Figure, strconv.FormatFloat(value, 'f', -1, 64), c.Op,
+		strconv.FormatFloat(c.Limit, 'f', -1, 64), verdict)
+}
+
+// parseBudget reads a -budget value, name<=limit or name>=limit, whose name
+// must be a number of the report.
+func parseBudget(v string) (budget, error) {
+	var b budget
+	name, limit, ok := strings.Cut(v, "<=")
+	b.atMost = ok
+	if !ok {
+		if name, limit, ok = strings.Cut(v, ">="); !ok {
+			return b, fmt.Errorf("-budget %q: want figure<=limit or figure>=limit, as in latency.p99Ms<=15", v)
+		}
+	}
+	b.figure = strings.TrimSpace(name)
+	l, err := strconv.ParseFloat(strings.TrimSpace(limit), 64)
+	if err != nil || math.IsNaN(l) || math.IsInf(l, 0) {
+		return b, fmt.Errorf("-budget %q: the limit must be a number", v)
+	}
+	b.limit = l
+	if _, err := (&report{}).figure(b.figure); err != nil {
+		return b, fmt.Errorf("-budget %q: %w", v, err)
+	}
+	return b, nil
+}
+
+// checkBudgets sets r.Budgets and returns how many failed.
+func (r *report) checkBudgets(budgets []budget) (failed int, err error) {
+	r.Budgets = nil
+	for _, b := range budgets {
+		v, err := r.figure(b.figure)
+		if err != nil {
+			return 0, err
+		}
+		c := budgetResult{Figure: b.figure, Op: ">=", Limit: b.limit, Value: v, Pass: v >= b.limit}
+		if b.atMost {
+			c.Op, c.Pass = "<=", v <= b.limit
+		}
+		if !c.Pass {
+			failed++
+		}
+		r.Budgets = append(r.Budgets, c)
+	}
+	return failed, nil
+}
+
+// figure returns the number at path (dot-separated JSON names) in the
+// report as -json prints it.
+func (r *report) figure(path string) (float64, error) {
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return 0, err
+	}
+	var v any
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	if err := d.Decode(&v); err != nil {
+		return 0, err
+	}
+	for name := range strings.SplitSeq(path, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return 0, fmt.Errorf("%s is not a figure of the report", path)
+		}
+		if v, ok = m[name]; !ok {
+			return 0, fmt.Errorf("%s is not a figure of the report (no %q)", path, name)
+		}
+	}
+	n, ok := v.(json.Number)
+	if !ok {
+		return 0, fmt.Errorf("%s is not a number of the report", path)
+	}
+	return n.Float64()
 }
 
 func (r *report) channelsText() string {

@@ -31,16 +31,12 @@ func (s *subscriber) runSSE(ctx, cctx context.Context, env *subEnv, connected fu
 		return err
 	}
 	defer done()
-	chunked := len(res.TransferEncoding) > 0 && res.TransferEncoding[0] == "chunked"
 
 	var (
-		dec    chunkedDecoder
-		parser sseParser
 		opened bool
-		now    time.Time
 		d      delivery
 	)
-	handle := func(ev *sseEvent) error {
+	consume, ended := sseConsumer(res, func(ev *sseEvent, now time.Time) error {
 		if !opened {
 			if !ev.IDSet || ev.HasData {
 				return fmt.Errorf("sse: the stream does not open with an id-only block (data %.100q)", ev.Data)
@@ -62,23 +58,7 @@ func (s *subscriber) runSSE(ctx, cctx context.Context, env *subEnv, connected fu
 			s.tr.stats.parseErrs++
 		}
 		return nil
-	}
-	body := func(b []byte) error { return parser.feed(b, handle) }
-	consume := func(p []byte, at time.Time, _ io.Writer) error {
-		now = at
-		if chunked {
-			return dec.feed(p, body)
-		}
-		return body(p)
-	}
-	// The end of the socket, or of the chunked body, in the middle of a
-	// block is a truncated stream.
-	ended := func(err error) error {
-		if errors.Is(err, io.EOF) {
-			return parser.end()
-		}
-		return err
-	}
+	})
 
 	// Up to the opening block, on this goroutine, within the connect
 	// timeout.
@@ -91,4 +71,34 @@ func (s *subscriber) runSSE(ctx, cctx context.Context, env *subEnv, connected fu
 		return fmt.Errorf("sse read: %w", ended(err))
 	}
 	return nil
+}
+
+// sseConsumer returns consume, which parses the event stream of res (its
+// chunked body, or the socket's bytes as they come) and calls handle with
+// each block and when its last bytes were read, and ended, which says what
+// an error of the socket means: its end (io.EOF) inside a block is a
+// truncated stream.
+func sseConsumer(res *http.Response, handle func(ev *sseEvent, at time.Time) error) (consume consumeFunc, ended func(error) error) {
+	chunked := len(res.TransferEncoding) > 0 && res.TransferEncoding[0] == "chunked"
+	var (
+		dec    chunkedDecoder
+		parser sseParser
+		now    time.Time
+	)
+	emit := func(ev *sseEvent) error { return handle(ev, now) }
+	body := func(b []byte) error { return parser.feed(b, emit) }
+	consume = func(p []byte, at time.Time, _ io.Writer) error {
+		now = at
+		if chunked {
+			return dec.feed(p, body)
+		}
+		return body(p)
+	}
+	ended = func(err error) error {
+		if errors.Is(err, io.EOF) {
+			return parser.end()
+		}
+		return err
+	}
+	return consume, ended
 }

@@ -12,11 +12,11 @@ import (
 	"time"
 )
 
-// subscriber is one benchmark client: a WebSocket, SSE or long-poll feed
-// of its channels.
+// subscriber is one benchmark client: a WebSocket, SSE, graphql-sse or
+// long-poll feed of its channels.
 type subscriber struct {
 	idx      int
-	kind     string // "ws", "sse" or "poll"
+	kind     string // "ws", "sse", "gsse" (graphql-sse) or "poll"
 	channels []string
 	token    string // "" for anonymous
 	tr       *tracker
@@ -99,6 +99,8 @@ func (s *subscriber) run(ctx context.Context, env *subEnv, connectTimeout time.D
 		err = s.runWS(ctx, cctx, env, func() { done(nil) })
 	case "sse":
 		err = s.runSSE(ctx, cctx, env, func() { done(nil) })
+	case "gsse":
+		err = s.runGSSE(ctx, cctx, env, func() { done(nil) })
 	case "poll":
 		err = s.runPoll(ctx, cctx, env, func() { done(nil) })
 	}

@@ -90,7 +90,7 @@ func (s *subscriber) runWS(ctx, cctx context.Context, env *subEnv, connected fun
 		switch string(typ) {
 		case "next":
 			if string(id) == "1" {
-				return s.wsNext(payload, &d, now)
+				return s.feedResult(payload, &d, now)
 			}
 		case "ping":
 			return writeWS(w, wsText, pongFrame)
@@ -377,9 +377,11 @@ func wsEnvelope(b []byte) (typ, id, payload []byte, ok bool) {
 	return typ, id, payload, ok && typ != nil
 }
 
-// wsNext handles the payload of a next frame: {"data":{"feed":{...}}}, or
-// {"errors":[...]} when the subscription failed.
-func (s *subscriber) wsNext(payload []byte, d *delivery, now time.Time) error {
+// feedResult handles one execution result of the feed subscription (the
+// payload of a graphql-transport-ws next message, the data of a graphql-sse
+// next event): {"data":{"feed":{...}}}, or {"errors":[...]} when the
+// subscription failed.
+func (s *subscriber) feedResult(payload []byte, d *delivery, now time.Time) error {
 	var feed, errs []byte
 	eachMember(payload, func(key, value []byte) bool {
 		switch string(key) {
@@ -396,7 +398,7 @@ func (s *subscriber) wsNext(payload []byte, d *delivery, now time.Time) error {
 		return true
 	})
 	if errs != nil && string(errs) != "null" {
-		return &statusError{op: "ws feed", code: graphqlErrorCode(errs), msg: string(errs)}
+		return &statusError{op: s.kind + " feed", code: graphqlErrorCode(errs), msg: string(errs)}
 	}
 	var typename []byte
 	eachMember(feed, func(key, value []byte) bool {

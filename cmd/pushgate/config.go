@@ -25,23 +25,30 @@ import (
 // over its variable, which wins over the file.
 type config struct {
 	Addr              string
+	TLSCert, TLSKey   string // both or neither: TLS with HTTP/2 (tls.go)
 	RedisURL          string
 	Redis             *redis.UniversalOptions // nil: the memory store
 	RedisFencing      pubsub.Fencing
 	RedisWaitReplicas int
 	RedisWaitTimeout  time.Duration
+	// RedisWait is how long start-up retries a Redis that does not
+	// answer (waitForStore).
+	RedisWait time.Duration
 	// RedisTimeout bounds a publish (pubsub.Options.PublishTimeout).
-	RedisTimeout      time.Duration
-	APIKeys           []server.APIKey
-	JWTSecret         string
-	AllowAnonymous    bool
-	HistorySize       int
-	HistoryTTL        time.Duration
-	IdempotencyWindow time.Duration
-	MaxMessageSize    int
-	WriteTimeout      time.Duration
-	ShutdownTimeout   time.Duration
-	LogLevel          zerolog.Level
+	RedisTimeout time.Duration
+	APIKeys      []server.APIKey
+	JWTSecret    string
+	// AllowWeakJWTSecret lets an HS256 secret be shorter than 32 bytes
+	// (checkJWTSecret).
+	AllowWeakJWTSecret bool
+	AllowAnonymous     bool
+	HistorySize        int
+	HistoryTTL         time.Duration
+	IdempotencyWindow  time.Duration
+	MaxMessageSize     int
+	WriteTimeout       time.Duration
+	ShutdownTimeout    time.Duration
+	LogLevel           zerolog.Level
 
 	// From the config file only. The default namespace's rules are
 	// AllowAnonymous, HistorySize, HistoryTTL, MaxMessageSize, TokenPublish
@@ -97,6 +104,10 @@ var options = []option{
 			c.Addr = v
 			return nil
 		}},
+	{flag: "tls-cert", env: "PUSHGATE_TLS_CERT", usage: "PEM certificate chain to serve HTTPS (HTTP/2 and HTTP/1.1) with; reloaded on SIGHUP and when the file changes; needs --tls-key",
+		set: func(c *config, v string) error { c.TLSCert = v; return nil }},
+	{flag: "tls-key", env: "PUSHGATE_TLS_KEY", usage: "PEM private key of --tls-cert",
+		set: func(c *config, v string) error { c.TLSKey = v; return nil }},
 	{flag: "redis-url", env: "PUSHGATE_REDIS_URL", usage: "Redis URL: redis://[:pass@]host:port/db (rediss:// for TLS), a cluster redis+cluster://h1:p1,h2:p2, or Sentinel redis-sentinel://[:pass@]s1:p1,s2:p2/<master>; empty: the in-memory store",
 		set: func(c *config, v string) error {
 			if v == "" {
@@ -137,6 +148,16 @@ var options = []option{
 		}},
 	{flag: "redis-wait-timeout", env: "PUSHGATE_REDIS_WAIT_TIMEOUT", def: "100ms", usage: "how long a publish waits for --redis-wait-replicas",
 		set: func(c *config, v string) (err error) { c.RedisWaitTimeout, err = positiveDuration(v); return err }},
+	{flag: "redis-wait", env: "PUSHGATE_REDIS_WAIT", def: "30s",
+		usage: "how long start-up keeps trying a Redis that does not answer, /healthz answering 200 and /readyz 503 meanwhile, before it gives up (0s: one try), so that pushgate may start before its Redis",
+		set: func(c *config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 || d > 24*time.Hour {
+				return errors.New("must be a duration from 0s to 24h, such as 30s or 5m")
+			}
+			c.RedisWait = d
+			return nil
+		}},
 	{flag: "redis-timeout", env: "PUSHGATE_REDIS_TIMEOUT",
 		usage: "bound of one send's wait for Redis, a free connection and retries included: over it the send fails with UNAVAILABLE (extensions.stored \"unknown\" when it may have been stored: retry with the same idempotencyKey) (default 3s)",
 		set:   func(c *config, v string) (err error) { c.RedisTimeout, err = positiveDuration(v); return err }},
@@ -151,15 +172,12 @@ var options = []option{
 		}},
 	{flag: "jwt-secret", env: "PUSHGATE_JWT_SECRET", usage: "HS256 secret of subscriber tokens; empty: only API keys read",
 		set: func(c *config, v string) error { c.JWTSecret = v; return nil }},
+	{flag: "allow-weak-jwt-secret", env: "PUSHGATE_ALLOW_WEAK_JWT_SECRET", def: "false", boolean: true,
+		usage: "accept an HS256 secret shorter than 32 bytes (RFC 7518 section 3.2 requires a key at least as long as the hash: 256 bits); for tests only",
+		set:   func(c *config, v string) error { return parseBool(&c.AllowWeakJWTSecret, v) }},
 	{flag: "allow-anonymous", env: "PUSHGATE_ALLOW_ANONYMOUS", def: "false", boolean: true,
 		usage: "let requests without credentials read every channel but user:* ones, except in namespaces whose anonymous_read is false (the default namespace's anonymous_read; development)",
-		set: func(c *config, v string) (err error) {
-			c.AllowAnonymous, err = strconv.ParseBool(v)
-			if err != nil {
-				return errors.New("must be true or false")
-			}
-			return nil
-		}},
+		set:   func(c *config, v string) error { return parseBool(&c.AllowAnonymous, v) }},
 	{flag: "history-size", env: "PUSHGATE_HISTORY_SIZE", def: strconv.Itoa(pubsub.DefaultHistorySize), usage: "messages retained per channel (the default namespace's history_size)",
 		set: func(c *config, v string) (err error) { c.HistorySize, err = positiveInt(v, maxHistorySize); return err }},
 	{flag: "history-ttl", env: "PUSHGATE_HISTORY_TTL", def: "24h", usage: "how long messages are retained (the default namespace's history_ttl)",
@@ -201,7 +219,13 @@ var options = []option{
 		}},
 	{flag: "allowed-origin", env: "PUSHGATE_ALLOWED_ORIGINS", list: true,
 		usage: "browser origin allowed on /graphql, /events and /poll (https://app.example.com, https://*.example.com or *; repeatable; default: same origin only; requests without Origin, as from mini-programs, are always allowed)",
-		set:   func(c *config, v string) error { c.AllowedOrigins = append(c.AllowedOrigins, v); return nil }},
+		set: func(c *config, v string) error {
+			if err := checkOrigin(v); err != nil {
+				return err
+			}
+			c.AllowedOrigins = append(c.AllowedOrigins, v)
+			return nil
+		}},
 	{flag: "trusted-proxy", env: "PUSHGATE_TRUSTED_PROXIES", list: true,
 		usage: "IP or CIDR of a reverse proxy whose X-Forwarded-For names the client (repeatable)",
 		set: func(c *config, v string) error {
@@ -291,13 +315,7 @@ var options = []option{
 		set: func(c *config, v string) error { c.MetricsToken = v; return nil }},
 	{flag: "pprof", env: "PUSHGATE_PPROF", def: "false", boolean: true,
 		usage: "serve /debug/pprof/ (but cmdline) to requests bearing an API key allowed every channel (Authorization: Bearer <key>); others, scoped keys included, get 404",
-		set: func(c *config, v string) (err error) {
-			c.Pprof, err = strconv.ParseBool(v)
-			if err != nil {
-				return errors.New("must be true or false")
-			}
-			return nil
-		}},
+		set:   func(c *config, v string) error { return parseBool(&c.Pprof, v) }},
 	// WeChat (docs/wechat.md): the flags configure one app; the config
 	// file's wechat.apps may list several. Values are checked by
 	// wechat.Config.Validate, whose errors never repeat a secret.
@@ -334,13 +352,7 @@ var options = []option{
 		func(l *server.Limits) *server.Rate { return &l.WechatLoginRatePerIP }),
 	{flag: "console", env: "PUSHGATE_CONSOLE", def: "false", boolean: true,
 		usage: "serve the console page on /console: watch channels, send, history, GraphQL and metrics in a browser, with a key or token its user enters (on in make run)",
-		set: func(c *config, v string) (err error) {
-			c.Console, err = strconv.ParseBool(v)
-			if err != nil {
-				return errors.New("must be true or false")
-			}
-			return nil
-		}},
+		set:   func(c *config, v string) error { return parseBool(&c.Console, v) }},
 	{flag: "log-level", env: "PUSHGATE_LOG_LEVEL", def: "info", usage: "debug, info, warn or error",
 		set: func(c *config, v string) error {
 			l, err := zerolog.ParseLevel(strings.ToLower(v))
@@ -411,6 +423,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			}
 		}
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return config{}, errors.New("--tls-cert and --tls-key go together: give both to serve HTTPS, or neither")
+	}
 	if file != nil {
 		if err := file.apply(&c); err != nil {
 			return config{}, err
@@ -431,6 +446,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if f := c.jwtFlags; f.Leeway != 0 {
 		c.JWT.Leeway = f.Leeway
 	}
+	if err := checkJWTSecret(c.JWT.Secret, c.AllowWeakJWTSecret); err != nil {
+		return config{}, err
+	}
 	if err := c.JWT.Validate(); err != nil {
 		return config{}, fmt.Errorf("invalid token settings: %w", err)
 	}
@@ -438,6 +456,49 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return config{}, err
 	}
 	return c, nil
+}
+
+// minJWTSecret is the shortest HS256 secret accepted without
+// --allow-weak-jwt-secret: RFC 7518 section 3.2 requires a key of at least
+// the hash's size (SHA-256: 32 bytes). A shorter one, like a word, is
+// found by brute force from one token, and with it any token can be forged.
+const minJWTSecret = 32
+
+// checkJWTSecret refuses an HS256 secret (from --jwt-secret, its variable
+// or the file's jwt.secret) shorter than minJWTSecret unless weak is set.
+// The error names the setting and its length, never the secret.
+func checkJWTSecret(secret string, weak bool) error {
+	if secret == "" || len(secret) >= minJWTSecret || weak {
+		return nil
+	}
+	return fmt.Errorf("invalid --jwt-secret (PUSHGATE_JWT_SECRET, jwt.secret in the config file): %d bytes, "+
+		"an HS256 secret must have at least %d (RFC 7518 section 3.2); make one with `openssl rand -base64 32`, "+
+		"or pass --allow-weak-jwt-secret in a test setup", len(secret), minJWTSecret)
+}
+
+// checkOrigin checks an allowed origin (--allowed-origin, the file's
+// allowed_origins): "*", or scheme://host[:port] where the host and port
+// may hold wildcards. An origin the browser could never send, such as
+// example.com without its scheme or one with a path, would silently match
+// nothing; it is refused with the spelling that works.
+func checkOrigin(v string) error {
+	v = strings.TrimSpace(v)
+	if v == "*" {
+		return nil
+	}
+	scheme, rest, ok := strings.Cut(v, "://")
+	if !ok || scheme == "" {
+		v = strings.TrimSuffix(v, "/")
+		return fmt.Errorf("an origin starts with its scheme: https://%s (or http://%s)", v, v)
+	}
+	rest = strings.TrimSuffix(rest, "/") // as the server reads it
+	if rest == "" {
+		return errors.New("an origin names a host after its scheme, as in https://app.example.com")
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		return fmt.Errorf("an origin is scheme://host[:port], without a path, query or fragment: %s://%s", scheme, rest[:i])
+	}
+	return nil
 }
 
 // configUsage is the usage of --config (env PUSHGATE_CONFIG).
@@ -541,6 +602,14 @@ func rateOption(name, what, def string, field func(*server.Limits) *server.Rate)
 			}
 			return nil
 		}}
+}
+
+// parseBool reads a boolean option's value into dst.
+func parseBool(dst *bool, v string) (err error) {
+	if *dst, err = strconv.ParseBool(v); err != nil {
+		return errors.New("must be true or false")
+	}
+	return nil
 }
 
 func intOrOff(s string) (int, error) {

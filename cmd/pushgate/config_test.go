@@ -20,6 +20,7 @@ func withDefaults(c config) config {
 	c.GCMinHeapMB = 64
 	c.GoMaxProcs = -1
 	c.Heartbeat = 15 * time.Second
+	c.RedisWait = 30 * time.Second
 	c.Limits = server.Limits{
 		MaxSubscriptionsPerConnection: 100, MaxConnectionsPerSubject: 100, MaxConnectionsPerIP: 1000,
 		ConnectRatePerIP: server.Rate{PerSecond: 50}, SendRatePerKey: server.Rate{PerSecond: 1000},
@@ -57,13 +58,13 @@ func TestParseConfig(t *testing.T) {
 		{
 			name: "environment",
 			env: map[string]string{
-				"PUSHGATE_ADDR": "127.0.0.1:9000", "PUSHGATE_API_KEYS": "a:1, b:2", "PUSHGATE_JWT_SECRET": "s",
+				"PUSHGATE_ADDR": "127.0.0.1:9000", "PUSHGATE_API_KEYS": "a:1, b:2", "PUSHGATE_JWT_SECRET": secret32,
 				"PUSHGATE_ALLOW_ANONYMOUS": "true", "PUSHGATE_HISTORY_SIZE": "10", "PUSHGATE_HISTORY_TTL": "1h",
 				"PUSHGATE_IDEMPOTENCY_WINDOW": "30s", "PUSHGATE_MAX_MESSAGE_SIZE": "1024", "PUSHGATE_LOG_LEVEL": "DEBUG",
 				"PUSHGATE_WRITE_TIMEOUT": "2s", "PUSHGATE_SHUTDOWN_TIMEOUT": "3s",
 			},
 			want: with(func(c *config) {
-				c.Addr, c.JWTSecret, c.JWT.Secret, c.AllowAnonymous = "127.0.0.1:9000", "s", "s", true
+				c.Addr, c.JWTSecret, c.JWT.Secret, c.AllowAnonymous = "127.0.0.1:9000", secret32, secret32, true
 				c.APIKeys = []server.APIKey{{Name: "a", Secret: "1"}, {Name: "b", Secret: "2"}}
 				c.HistorySize, c.HistoryTTL, c.IdempotencyWindow, c.MaxMessageSize = 10, time.Hour, 30*time.Second, 1024
 				c.LogLevel, c.WriteTimeout, c.ShutdownTimeout = zerolog.DebugLevel, 2*time.Second, 3*time.Second
@@ -162,7 +163,7 @@ func TestParseLimitAndTokenFlags(t *testing.T) {
 		"--connect-rate-per-ip", "10/30", "--send-rate-per-token", "off",
 		"--allowed-origin", "https://a.example", "--allowed-origin", "https://*.b.example",
 		"--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "192.168.1.1",
-		"--jwt-secret", "s", "--jwt-issuer", "iss", "--jwt-audience", "aud", "--jwt-leeway", "0s",
+		"--jwt-secret", secret32, "--jwt-issuer", "iss", "--jwt-audience", "aud", "--jwt-leeway", "0s",
 		"--introspection=false", "--sse-heartbeat", "5s", "--max-body-bytes", "2048", "--gc-min-heap-mb", "0", "--gomaxprocs", "3",
 	}, func(string) string { return "" }, io.Discard)
 	if err != nil {
@@ -176,7 +177,7 @@ func TestParseLimitAndTokenFlags(t *testing.T) {
 	if len(c.AllowedOrigins) != 2 || len(c.TrustedProxies) != 2 || c.TrustedProxies[1].Bits() != 32 {
 		t.Fatalf("origins %v proxies %v", c.AllowedOrigins, c.TrustedProxies)
 	}
-	if c.JWT.Secret != "s" || c.JWT.Issuer != "iss" || c.JWT.Audience != "aud" || c.JWT.Leeway != -1 {
+	if c.JWT.Secret != secret32 || c.JWT.Issuer != "iss" || c.JWT.Audience != "aud" || c.JWT.Leeway != -1 {
 		t.Fatalf("jwt = %+v", c.JWT)
 	}
 	if c.Heartbeat != 5*time.Second || c.MaxBodyBytes != 2048 || c.GCMinHeapMB != 0 || c.GoMaxProcs != 3 {

@@ -182,6 +182,9 @@ func (f *fileConfig) check() error {
 		if o.text == "" || strings.ContainsAny(o.text, " \t\r\n,") {
 			return fieldError(field, `must be an origin such as https://app.example.com, or "*"`, o.text)
 		}
+		if err := checkOrigin(o.text); err != nil {
+			return fieldError(field, err.Error(), o.text)
+		}
 	}
 	if _, err := f.jwtSettings(); err != nil {
 		return err

@@ -20,7 +20,7 @@ log_level: warn
 write_timeout: 3s
 allowed_origins: [https://app.example.com, "*"]
 jwt:
-  secret: file-secret
+  secret: file-secret-0123456789abcdef-0123456789
   jwks_url: https://auth.example.com/.well-known/jwks.json
   issuer: https://auth.example.com/
   audience: pushgate
@@ -81,10 +81,10 @@ func TestConfigFile(t *testing.T) {
 				want := withDefaults(config{
 					Addr: "127.0.0.1:9100", LogLevel: c.LogLevel, WriteTimeout: 3 * time.Second,
 					ShutdownTimeout: 10 * time.Second, IdempotencyWindow: 5 * time.Minute, RedisWaitTimeout: 100 * time.Millisecond,
-					APIKeys: fileKeys, JWTSecret: "file-secret",
+					APIKeys: fileKeys, JWTSecret: "file-secret-0123456789abcdef-0123456789",
 					HistorySize: 500, HistoryTTL: 2 * time.Hour, MaxMessageSize: 4096, Presence: true,
 					ConfigFile: path, AllowedOrigins: []string{"https://app.example.com", "*"},
-					JWT: server.TokenConfig{Secret: "file-secret", JWKSURL: "https://auth.example.com/.well-known/jwks.json",
+					JWT: server.TokenConfig{Secret: "file-secret-0123456789abcdef-0123456789", JWKSURL: "https://auth.example.com/.well-known/jwks.json",
 						Issuer: "https://auth.example.com/", Audience: "pushgate", Leeway: -1},
 					Namespaces: map[string]server.Namespace{
 						"chat":    {HistorySize: 100, HistoryTTL: time.Hour, TokenPublish: true, Presence: true, MaxMessageSize: 1024},
@@ -109,10 +109,10 @@ func TestConfigFile(t *testing.T) {
 		},
 		{
 			name: "flags and variables win over the file",
-			args: []string{"--config", path, "--history-size", "7", "--allow-anonymous", "--api-key", "cli:k", "--jwt-secret", "flag-secret"},
+			args: []string{"--config", path, "--history-size", "7", "--allow-anonymous", "--api-key", "cli:k", "--jwt-secret", "flag-secret-0123456789abcdef-0123456789"},
 			env:  map[string]string{"PUSHGATE_ADDR": ":9200", "PUSHGATE_MAX_MESSAGE_SIZE": "2048"},
 			check: func(t *testing.T, c config) {
-				if c.Addr != ":9200" || c.HistorySize != 7 || !c.AllowAnonymous || c.MaxMessageSize != 2048 || c.JWTSecret != "flag-secret" {
+				if c.Addr != ":9200" || c.HistorySize != 7 || !c.AllowAnonymous || c.MaxMessageSize != 2048 || c.JWTSecret != "flag-secret-0123456789abcdef-0123456789" {
 					t.Fatalf("flags did not win: %+v", c)
 				}
 				if !reflect.DeepEqual(c.APIKeys, []server.APIKey{{Name: "cli", Secret: "k"}}) {

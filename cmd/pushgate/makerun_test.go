@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/pushgate/pushgate/internal/pushclient"
 )
@@ -16,7 +19,8 @@ import (
 // arguments it starts pushgate with), then the curl commands it prints,
 // verbatim but for the port: the send with the dev key returns the
 // message, a graphql-transport-ws client subscribed to feed anonymously
-// receives it, and the history command returns it.
+// receives it, and the history command returns it. Pages on
+// http://localhost and http://127.0.0.1, any port, may use the server.
 func TestMakeRunAsNewUser(t *testing.T) {
 	for _, tool := range []string{"make", "curl", "sh"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -103,5 +107,46 @@ func TestMakeRunAsNewUser(t *testing.T) {
 	if err := json.Unmarshal(raw, &hist); err != nil || len(hist.Data.History.Nodes) != 1 ||
 		hist.Data.History.Nodes[0].ID != "1" || string(hist.Data.History.Nodes[0].Data) != `{"hello":"world"}` {
 		t.Fatalf("the printed history answered %s (%v)", raw, err)
+	}
+
+	// A page served by a front-end dev server on any local port may use
+	// it; other origins may not.
+	for _, tt := range []struct {
+		origin string
+		status int
+	}{
+		{"http://localhost:5173", http.StatusOK},
+		{"http://127.0.0.1:3000", http.StatusOK},
+		{"http://localhost", http.StatusOK},
+		{"https://localhost:5173", http.StatusForbidden},
+		{"http://evil.example:5173", http.StatusForbidden},
+		{"http://localhost.evil.example:5173", http.StatusForbidden},
+	} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.url+"/graphql?query=%7Bhistory(channel:%22news%22)%7Bnodes%7Bid%7D%7D%7D", nil)
+		req.Header.Set("Origin", tt.origin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != tt.status {
+			t.Errorf("Origin %s: status %d, want %d", tt.origin, resp.StatusCode, tt.status)
+		}
+		if allowed := resp.Header.Get("Access-Control-Allow-Origin"); (tt.status == http.StatusOK) != (allowed == tt.origin) {
+			t.Errorf("Origin %s: Access-Control-Allow-Origin %q", tt.origin, allowed)
+		}
+	}
+	// The WebSocket handshake applies the same list.
+	for origin, ok := range map[string]bool{"http://localhost:5173": true, "http://evil.example:5173": false} {
+		d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}}
+		c, resp, err := d.DialContext(ctx, "ws"+strings.TrimPrefix(p.url, "http")+"/graphql", http.Header{"Origin": {origin}})
+		if err == nil {
+			_ = c.Close()
+		} else if resp != nil {
+			_ = resp.Body.Close()
+		}
+		if (err == nil) != ok {
+			t.Errorf("WebSocket from Origin %s: %v, want allowed %v", origin, err, ok)
+		}
 	}
 }

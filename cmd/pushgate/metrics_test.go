@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -175,18 +174,7 @@ func sendStatus(t *testing.T, p *instance, channel string) string {
 		"query":     `mutation($ch: String!) { send(input: {channel: $ch, data: 1}) { message { id } } }`,
 		"variables": map[string]any{"ch": channel},
 	})
-	req, _ := http.NewRequest(http.MethodPost, p.url+"/graphql", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+key)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var r gqlResult
-	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
-		t.Fatal(err)
-	}
+	r := postRaw(t, p, string(body))
 	if len(r.Errors) == 0 {
 		return ""
 	}

@@ -66,12 +66,63 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// and the server count into it.
 	metrics := server.NewMetrics()
 	metrics.BuildInfo(build.Version, build.Commit, build.GoVersion)
-	broker, store, closeStore, presence, redisClient, err := openBroker(ctx, cfg, metrics, log)
+
+	// pushgate listens first, behind a gate that answers /healthz while
+	// the store opens (waitForStore), then installs the server.
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
+		return fmt.Errorf("listen on --addr %s: %w", cfg.Addr, err)
+	}
+	// Streams (SSE, WebSocket) outlive their requests' handlers and end on
+	// Shutdown, by the hook they register (server.New); long-polls and
+	// graphql-sse streams end when the base context is cancelled.
+	base, cancelBase := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelBase(nil)
+	g := newGate()
+	srv := &http.Server{
+		Handler:           g,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          stdlog.New(log.With().Str("component", "http").Logger(), "", 0),
+	}
+	served := make(chan error, 1)
+	if cfg.TLSCert != "" {
+		cert, err := loadCertificate(cfg.TLSCert, cfg.TLSKey, log)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		srv.TLSConfig = cert.tlsConfig()
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go cert.watch(ctx, hup)
+		go func() { served <- srv.ServeTLS(ln, "", "") }() // HTTP/2 and HTTP/1.1
+	} else {
+		go func() { served <- srv.Serve(ln) }()
+	}
+	// Until the server is installed nothing but the gate has run: closing
+	// is all a failure needs.
+	opened := false
+	defer func() {
+		if !opened {
+			_ = srv.Close()
+			<-served
+		}
+	}()
+
+	st, err := waitForStore(ctx, cfg, metrics, log, g, ln.Addr().String())
+	if err != nil {
+		if ctx.Err() != nil {
+			log.Info().Msg("stopped while waiting for the store")
+			return nil
+		}
 		return err
 	}
-	defer closeStore()
-	wx, err := openWeChat(cfg, redisClient, metrics, log)
+	broker := st.broker
+	defer st.close()
+	wx, err := openWeChat(cfg, st.client, metrics, log)
 	if err != nil {
 		return err
 	}
@@ -81,10 +132,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer func() { _ = wx.Close() }()
 	}
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on --addr %s: %w", cfg.Addr, err)
-	}
 	if len(cfg.APIKeys) == 0 {
 		log.Warn().Msg("no --api-key: nothing can be sent")
 	}
@@ -95,44 +142,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Info().Str("config", cfg.ConfigFile).Int("namespaces", len(cfg.Namespaces)).Msg("config file loaded")
 	}
 
-	// Streams (SSE, WebSocket) outlive their requests' handlers and end on
-	// Shutdown, by the hook they register (server.New); long-polls and
-	// graphql-sse streams end when the base context is cancelled.
-	base, cancelBase := context.WithCancelCause(context.WithoutCancel(ctx))
-	defer cancelBase(nil)
 	streams := new(server.Streams)
-	srv := &http.Server{
-		Handler: server.New(server.Config{
-			APIKeys:          cfg.APIKeys,
-			JWTSecret:        cfg.JWTSecret,
-			Tokens:           cfg.JWT,
-			AllowAnonymous:   cfg.AllowAnonymous,
-			MaxMessageSize:   cfg.MaxMessageSize,
-			Namespaces:       cfg.namespaces(),
-			AllowedOrigins:   cfg.AllowedOrigins,
-			TrustedProxies:   cfg.TrustedProxies,
-			WriteTimeout:     cfg.WriteTimeout,
-			MaxBodyBytes:     cfg.MaxBodyBytes,
-			MaxResponseBytes: cfg.MaxResponseBytes,
-			ReadTimeout:      cfg.ReadTimeout,
-			Heartbeat:        cfg.Heartbeat,
-			Limits:           cfg.Limits,
-			Presence:         presence,
-			Metrics:          metrics,
-			MetricsToken:     cfg.MetricsToken,
-			Pprof:            cfg.Pprof,
-			Console:          cfg.Console,
-			Streams:          streams,
-			WeChat:           wx,
-		}, broker, log),
-		BaseContext:       func(net.Listener) context.Context { return base },
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          stdlog.New(log.With().Str("component", "http").Logger(), "", 0),
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	log.Info().Str("addr", ln.Addr().String()).Str("store", store).
+	g.open(server.New(server.Config{
+		APIKeys:          cfg.APIKeys,
+		JWTSecret:        cfg.JWTSecret,
+		Tokens:           cfg.JWT,
+		AllowAnonymous:   cfg.AllowAnonymous,
+		MaxMessageSize:   cfg.MaxMessageSize,
+		Namespaces:       cfg.namespaces(),
+		AllowedOrigins:   cfg.AllowedOrigins,
+		TrustedProxies:   cfg.TrustedProxies,
+		WriteTimeout:     cfg.WriteTimeout,
+		MaxBodyBytes:     cfg.MaxBodyBytes,
+		MaxResponseBytes: cfg.MaxResponseBytes,
+		ReadTimeout:      cfg.ReadTimeout,
+		Heartbeat:        cfg.Heartbeat,
+		Limits:           cfg.Limits,
+		Presence:         st.presence,
+		Metrics:          metrics,
+		MetricsToken:     cfg.MetricsToken,
+		Pprof:            cfg.Pprof,
+		Console:          cfg.Console,
+		Streams:          streams,
+		WeChat:           wx,
+	}, broker, log))
+	opened = true
+	log.Info().Str("addr", ln.Addr().String()).Bool("tls", cfg.TLSCert != "").Str("store", st.desc).
 		Str("version", build.Version).Str("commit", build.Commit).Str("go", build.GoVersion).Msg("pushgate listening")
 
 	select {
@@ -185,9 +220,6 @@ func openBroker(ctx context.Context, cfg config, metrics *server.Metrics, log ze
 	if cfg.Redis == nil {
 		return pubsub.NewMemory(opts), "memory", func() {}, pubsub.NewMemoryPresence, nil, nil
 	}
-	// go-redis logs (dial failures during an outage, Sentinel switches)
-	// become JSON lines like the rest.
-	redis.SetLogger(redisLog{log.With().Str("component", "redis").Logger()})
 	client = redis.NewUniversalClient(cfg.Redis)
 	client.AddHook(metrics.RedisHook())
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -110,7 +110,7 @@ func TestRunWeChat(t *testing.T) {
 	wx := wechattest.New(t)
 	wx.AddApp(wxApp, wxSecret)
 	wx.AddCode(wxApp, "code1", wechattest.User{OpenID: "oRun1", SessionKey: "sk-run-1"})
-	p := start(t, "--jwt-secret", "jwt-secret-run", "--wechat-app-id", wxApp, "--wechat-app-secret", wxSecret,
+	p := start(t, "--jwt-secret", "jwt-secret-run-0123456789abcdef-0123456789", "--wechat-app-id", wxApp, "--wechat-app-secret", wxSecret,
 		"--wechat-api-url", wx.URL, "--wechat-push-token", "pushtok1")
 	var out struct{ WechatLogin struct{ Token string } }
 	p.do(t, `mutation { wechatLogin(input: {code: "code1"}) { token } }`, nil, &out)

@@ -20,7 +20,7 @@ type BroadcastInput struct {
 	Channels []string        `json:"channels"`
 	Data     json.RawMessage `json:"data"`
 	Event    *string         `json:"event,omitempty"`
-	// Applies per channel.
+	// At most 128 bytes, without control characters; applies per channel, as for send.
 	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
 	// A WeChat subscribe message per channel, as for send: every channel must be user:<sub>.
 	Notify *NotifyInput `json:"notify,omitempty"`
@@ -175,7 +175,10 @@ type SendInput struct {
 	Data json.RawMessage `json:"data"`
 	// An optional event name: [A-Za-z0-9_:.@-]{1,64}.
 	Event *string `json:"event,omitempty"`
-	// Sending again with the same key within the idempotency window appends nothing and returns the original message.
+	// At most 128 bytes, without control characters (else BAD_USER_INPUT).
+	// Sending again with the same key to the same channel within the idempotency
+	// window (--idempotency-window, 5 minutes by default) appends nothing and
+	// returns the original message, with duplicate true.
 	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
 	// A WeChat subscribe message for the user when they do not see the message
 	// (user:<sub> channels only; BAD_USER_INPUT, appending nothing, when its

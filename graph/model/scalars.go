@@ -4,6 +4,7 @@ package model
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,15 +14,44 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 )
 
-// MarshalJSON writes a JSON scalar: the raw bytes, unchanged.
-func MarshalJSON(v json.RawMessage) graphql.Marshaler {
-	return graphql.WriterFunc(func(w io.Writer) {
+// MarshalJSONContext writes a JSON scalar: the raw bytes, unchanged. The
+// first one rendered in a context of WithResponseSize first makes room for
+// the response's expected size in the buffer it is written to.
+func MarshalJSONContext(v json.RawMessage) graphql.ContextMarshaler {
+	return graphql.ContextWriterFunc(func(ctx context.Context, w io.Writer) error {
+		if size, ok := ctx.Value(responseSizeKey{}).(func() int); ok {
+			if b, ok := w.(interface{ Grow(int) }); ok {
+				if n := size(); n > 0 {
+					b.Grow(n)
+				}
+			}
+		}
 		if len(v) == 0 {
 			_, _ = io.WriteString(w, "null")
-			return
+			return nil
 		}
 		_, _ = w.Write(v)
+		return nil
 	})
+}
+
+type responseSizeKey struct{}
+
+// WithResponseSize returns ctx in which the JSON scalar, rendered into a
+// buffer that can grow (gqlgen renders an operation's whole response into
+// one bytes.Buffer), first makes room for size() more bytes; size returns 0
+// when there is nothing (more) to make room for. A buffer that doubles as
+// it fills allocates about twice what it ends up holding (32 MB for a
+// 15 MB history page); one made room for at once allocates what the
+// response takes.
+func WithResponseSize(ctx context.Context, size func() int) context.Context {
+	return context.WithValue(ctx, responseSizeKey{}, size)
+}
+
+// UnmarshalJSONContext is UnmarshalJSON, as gqlgen calls it beside
+// MarshalJSONContext.
+func UnmarshalJSONContext(_ context.Context, v any) (json.RawMessage, error) {
+	return UnmarshalJSON(v)
 }
 
 // UnmarshalJSON reads a JSON scalar: any JSON value, from variables (already

@@ -2,7 +2,10 @@ package model
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
+	"strings"
 	"testing"
 	"time"
 )
@@ -38,9 +41,37 @@ func TestJSON(t *testing.T) {
 			t.Errorf("UnmarshalJSON(%v) = %s, %v; want %s", tt.in, got, err, tt.want)
 		}
 		var buf bytes.Buffer
-		MarshalJSON(got).MarshalGQL(&buf)
+		_ = MarshalJSONContext(got).MarshalGQLContext(context.Background(), &buf)
 		if buf.String() != tt.want {
-			t.Errorf("MarshalJSON wrote %s", buf.String())
+			t.Errorf("MarshalJSONContext wrote %s", buf.String())
 		}
+	}
+}
+
+// TestJSONResponseSize: in a context of WithResponseSize, the JSON scalar
+// makes room in the buffer it writes to for what size returns, and writes
+// the same bytes.
+func TestJSONResponseSize(t *testing.T) {
+	calls := 0
+	ctx := WithResponseSize(context.Background(), func() int {
+		calls++
+		if calls > 1 {
+			return 0 // once
+		}
+		return 1 << 20
+	})
+	var buf bytes.Buffer
+	for _, v := range []string{`{"a":1}`, `"<b>"`} {
+		if err := MarshalJSONContext(json.RawMessage(v)).MarshalGQLContext(ctx, &buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if buf.String() != `{"a":1}"<b>"` || buf.Cap() < 1<<20 || calls != 2 {
+		t.Fatalf("wrote %q into a buffer of %d bytes, size called %d times", buf.String(), buf.Cap(), calls)
+	}
+	// A writer that cannot grow is written to all the same.
+	var sb strings.Builder
+	if err := MarshalJSONContext(nil).MarshalGQLContext(ctx, struct{ io.Writer }{&sb}); err != nil || sb.String() != "null" {
+		t.Fatalf("wrote %q, %v", sb.String(), err)
 	}
 }
