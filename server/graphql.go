@@ -16,7 +16,7 @@ import (
 // graphqlHandler serves the GraphQL API on every transport.
 // lim enforces the operation and WebSocket limits (limits.go).
 func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, pres *presence, dl streaming) http.Handler {
-	// Sends are counted as they reach the broker (metrics.go).
+	// Sends are counted as they reach the broker (observe.Metrics.CountSends).
 	opts := graph.Options{
 		MaxMessageSize:   cfg.MaxMessageSize,
 		MaxMessageSizeOf: func(ch string) int { return cfg.Namespaces.Of(ch).MaxMessageSize },

@@ -47,7 +47,7 @@ func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth,
 
 	mux.Handle("GET /healthz", healthz())
 	mux.Handle("GET /readyz", readyz(broker))
-	// Prometheus (metrics.go), behind Config.MetricsToken when set; the
+	// Prometheus (package observe), behind Config.MetricsToken when set; the
 	// profiler only when Config.Pprof, for API keys.
 	mux.Handle("GET /metrics", cfg.Metrics.Handler(cfg.MetricsToken, func(r *http.Request) string { return bearer(r.Header.Get("Authorization")) }))
 	// The other methods of these paths: 405 with Allow, not the 404 of "/".

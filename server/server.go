@@ -1,6 +1,8 @@
 // Package server is pushgate's HTTP surface: GraphQL over HTTP, WebSocket
 // and SSE, health and readiness, access rules, logs and limits. New builds
-// it; routes.go lists every route.
+// it; routes.go lists every route. The transports here own their
+// handshakes and encoders; every stream is written by server/delivery (the
+// only package that touches a socket) and counted by server/observe.
 package server
 
 import (

@@ -33,8 +33,8 @@ import (
 // gqlgen's executor. A feed subscription takes the fast path (wsfeed.go):
 // its events are encoded once per selection and message for every
 // subscriber, without gqlgen executing the selection per subscriber, and
-// written by the transport's stream writers when its subscription queues
-// them: a feed has no goroutine of its own. A connection, once upgraded,
+// each feed is a delivery.Stream, written by the server's writers when its
+// subscription queues events: a feed has no goroutine of its own. A connection, once upgraded,
 // outlives its handler: one goroutine with a small stack reads it.
 //
 // Each connection lasts no longer than its token (expiry.go): it is closed
