@@ -303,11 +303,16 @@ func (s *Stream) heartbeat() {
 		s.turn.mu.Unlock()
 		return
 	}
+	if s.guarded(s.heartbeatLocked, nil) {
+		s.unlock()
+	}
+}
+
+func (s *Stream) heartbeatLocked() {
 	b := writeBuffers.get()
 	defer writeBuffers.put(b)
-	b.events = s.o.Encoder.AppendHeartbeat(b.events)
-	if len(b.events) == 0 || s.guarded(nil, b) {
-		s.unlock()
+	if b.events = s.o.Encoder.AppendHeartbeat(b.events); len(b.events) > 0 {
+		s.writeLocked(b)
 	}
 }
 
