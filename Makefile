@@ -46,7 +46,7 @@ console-test: redis-server
 # (testdata/fuzz/<Target>/); `make fuzz FUZZTIME=5m` digs deeper.
 FUZZTIME ?= 3s
 FUZZ_TARGETS = ./pubsub:FuzzParseCursor ./pubsub:FuzzValidChannel ./pubsub:FuzzCompactData ./pubsub:FuzzCursorRead \
-	./server:FuzzVerifyToken ./server:FuzzScanSend ./server:FuzzWSMessage ./server:FuzzOriginAllowed \
+	./server:FuzzVerifyToken ./server:FuzzScanSend ./server:FuzzWSMessage ./server/access:FuzzOriginAllowed \
 	./server:FuzzEventsQuery ./server:FuzzPollQuery
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

@@ -19,13 +19,13 @@ import (
 	"github.com/pushgate/pushgate/internal/pushclient"
 	"github.com/pushgate/pushgate/internal/redistest"
 	"github.com/pushgate/pushgate/pubsub"
-	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // subscriberToken mints a token of sub for channels.
 func subscriberToken(t *testing.T, sub string, channels ...string) string {
 	t.Helper()
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, server.Claims{
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, access.Claims{
 		Channels:         channels,
 		RegisteredClaims: jwt.RegisteredClaims{Subject: sub, ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))},
 	}).SignedString([]byte(jwtSecret))

@@ -15,6 +15,7 @@ func MessageOf(m *pubsub.Message, cursor string) *model.Message {
 		Data:      m.Data,
 		CreatedAt: m.Time,
 		Cursor:    cursor,
+		Tag:       m.Tag,
 	}
 	if m.Event != "" {
 		ev := m.Event

@@ -400,7 +400,7 @@ input WechatLoginInput {
 "The outcome of a message's WeChat notification."
 type Notification {
   status: NotificationStatus!
-  "WAITING, RETRYING, ONLINE, ACKED, NO_QUOTA, USER_REFUSED, BAD_DATA, BAD_OPENID, BAD_TEMPLATE, BAD_PAGE, WECHAT_ERROR, EXPIRED, NO_OPENID, NO_ANSWER or INTERRUPTED."
+  "WAITING, RETRYING, ONLINE, ACKED, NO_QUOTA, USER_REFUSED, BAD_DATA, BAD_OPENID, BAD_TEMPLATE, BAD_PAGE, WECHAT_ERROR, EXPIRED, NO_OPENID, NOT_QUEUED, NO_ANSWER or INTERRUPTED."
   reason: String
   "WeChat's last errcode (null when none)."
   errcode: Int

@@ -135,6 +135,7 @@ func (r *Resolver) prepareSend(ctx context.Context, in model.SendInput, validate
 	if err := r.checkNotify([]string{in.Channel}, in.Notify); err != nil {
 		return nil, err
 	}
+	tagNotify(reqs, in.Notify)
 	return reqs, nil
 }
 
@@ -154,6 +155,7 @@ func (r *Resolver) prepareBroadcast(ctx context.Context, in model.BroadcastInput
 	if err := r.checkNotify(in.Channels, in.Notify); err != nil {
 		return nil, err
 	}
+	tagNotify(reqs, in.Notify)
 	return reqs, nil
 }
 

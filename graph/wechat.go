@@ -89,10 +89,29 @@ func (r *Resolver) checkNotify(channels []string, in *model.NotifyInput) error {
 	return nil
 }
 
+// notifyTag is the pubsub tag of a message sent with notify. The message
+// carries it from the append on, so every reader, on any node, knows from
+// its first rendering that the message has a notification, though the
+// notification is queued only once the append returned its position (the
+// notification's id): until then Message.notification reads PENDING
+// (wechat.Service.NotificationOf).
+const notifyTag = "notify"
+
+// tagNotify tags the requests of a send or broadcast with notify.
+func tagNotify(reqs []pubsub.PublishRequest, in *model.NotifyInput) {
+	if in == nil {
+		return
+	}
+	for i := range reqs {
+		reqs[i].Tag = notifyTag
+	}
+}
+
 // notify queues the notifications of the messages a send or broadcast
 // appended. A message is notified at most once (a duplicate send queues
-// nothing new); a failure to queue is the field's error, beside the
-// messages, which were appended.
+// nothing new, and nothing for an original sent without notify); a
+// failure to queue is the field's error, beside the messages, which were
+// appended.
 func (r *Resolver) notify(ctx context.Context, in *model.NotifyInput, res []pubsub.PublishResult) {
 	if in == nil || r.opts.WeChat == nil {
 		return
@@ -100,6 +119,9 @@ func (r *Resolver) notify(ctx context.Context, in *model.NotifyInput, res []pubs
 	ctx = context.WithoutCancel(ctx)
 	for i := range res {
 		m := &res[i].Message
+		if m.Tag != notifyTag {
+			continue // a duplicate of a send without notify
+		}
 		n := notifyOf(m.Channel, in)
 		n.MessageID = notifyMessageID(m.Position())
 		if err := r.opts.WeChat.Notify(ctx, n); err != nil {
@@ -112,9 +134,10 @@ func (r *Resolver) notify(ctx context.Context, in *model.NotifyInput, res []pubs
 	}
 }
 
-// notification resolves Message.notification.
+// notification resolves Message.notification: null, without a store
+// read, for a message not sent with notify.
 func (r *Resolver) notification(ctx context.Context, m *model.Message) (*model.Notification, error) {
-	if r.opts.WeChat == nil || !strings.HasPrefix(m.Channel, "user:") {
+	if r.opts.WeChat == nil || m.Tag != notifyTag || !strings.HasPrefix(m.Channel, "user:") {
 		return nil, nil
 	}
 	c, err := pubsub.ParseCursor(m.Cursor)
@@ -125,7 +148,7 @@ func (r *Resolver) notification(ctx context.Context, m *model.Message) (*model.N
 	if !ok {
 		return nil, nil
 	}
-	o, err := r.opts.WeChat.Notification(ctx, m.Channel, notifyMessageID(p))
+	o, err := r.opts.WeChat.NotificationOf(ctx, m.Channel, notifyMessageID(p), m.CreatedAt)
 	if err != nil {
 		return nil, Classify(err)
 	}

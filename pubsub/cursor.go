@@ -310,6 +310,9 @@ func validatePublish(req *PublishRequest) error {
 	if req.Event != "" && !ValidEvent(req.Event) {
 		return fmt.Errorf("%w: %q must match [A-Za-z0-9_:.@-]{1,64}", ErrInvalidEvent, req.Event)
 	}
+	if req.Tag != "" && !ValidEvent(req.Tag) {
+		return fmt.Errorf("%w: tag %q must match [A-Za-z0-9_:.@-]{1,64}", ErrInvalidEvent, req.Tag)
+	}
 	if !validIdempotencyKey(req.IdempotencyKey) {
 		return fmt.Errorf("%w: at most %d bytes without control characters", ErrInvalidIdempotencyKey, maxIdemKeyLength)
 	}

@@ -113,6 +113,7 @@ func (m *memStore) append(_ context.Context, req PublishRequest) (PublishResult,
 		Epoch:   c.epoch,
 		Offset:  c.top,
 		Event:   req.Event,
+		Tag:     req.Tag,
 		Data:    req.Data,
 		Time:    time.UnixMilli(now.UnixMilli()),
 	}

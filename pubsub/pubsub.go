@@ -101,6 +101,9 @@ type Message struct {
 	Offset  uint64
 	// Event is an optional application-defined name ("" when absent).
 	Event string
+	// Tag is the PublishRequest's Tag, stored with the message and read
+	// back with it by every reader ("" when absent).
+	Tag string
 	// Data is exactly one compact JSON value.
 	Data json.RawMessage
 	// Time is when the store appended the message (millisecond precision).
@@ -145,6 +148,13 @@ func (s ChannelState) Position() Position { return Position{Epoch: s.Epoch, Offs
 type PublishRequest struct {
 	Channel string
 	Event   string
+	// Tag is an optional mark of the application's own, stored with the
+	// message in the same atomic step as its data: whoever reads the
+	// message (history, a live subscriber on any node, a resume) reads its
+	// tag too, so a fact about the message that must be seen with it from
+	// its first delivery belongs here, not in a write after Publish. Same
+	// alphabet and length as Event. Subscribers' transports do not send it.
+	Tag string
 	// Data must be one JSON value; it is stored compacted.
 	Data json.RawMessage
 	// IdempotencyKey, when not empty, makes the publish idempotent within the

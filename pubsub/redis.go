@@ -311,8 +311,10 @@ end
 // publishScript appends one message. KEYS: meta, stream, [idempotency key].
 // ARGV: PUB/SUB channel, history size, ttl (ms), event, data, idempotency
 // window (ms), key expiry (ms), notify command (PUBLISH or SPUBLISH), fence
-// ('1': compare the master's replication ID, see Fencing). It returns
-// {epoch, offset, ms, duplicate, [event, data]}.
+// ('1': compare the master's replication ID, see Fencing), tag. It returns
+// {epoch, offset, ms, duplicate, [event, data, tag]}. A tag is the entry's
+// field 'g', and follows the event after a space in the PUB/SUB payload
+// (neither may contain one).
 const publishSource = luaHelpers + `
 local meta, stream, idem = KEYS[1], KEYS[2], KEYS[3]
 local ms, sec, usec = now()
@@ -325,7 +327,7 @@ if idem then
       if redis.call('HGET', meta, 'epoch') == ep then
         local e = redis.call('XRANGE', stream, off .. '-0', off .. '-0')[1]
         if e then
-          return {ep, tonumber(off), tonumber(at), 1, field(e[2], 'e') or '', field(e[2], 'd') or ''}
+          return {ep, tonumber(off), tonumber(at), 1, field(e[2], 'e') or '', field(e[2], 'd') or '', field(e[2], 'g') or ''}
         end
       end
       -- Trimmed (or from a lost epoch): the caller fills event and data.
@@ -367,7 +369,13 @@ if replid and m[2] ~= replid then
 end
 local top = redis.call('HINCRBY', meta, 'top', 1)
 local stop, sms = string.format('%d', top), string.format('%d', ms)
-redis.call('XADD', stream, 'MAXLEN', '=', ARGV[2], stop .. '-0', 't', sms, 'e', ARGV[4], 'd', ARGV[5])
+local tag = ARGV[10]
+if tag == '' then
+  redis.call('XADD', stream, 'MAXLEN', '=', ARGV[2], stop .. '-0', 't', sms, 'e', ARGV[4], 'd', ARGV[5])
+else
+  redis.call('XADD', stream, 'MAXLEN', '=', ARGV[2], stop .. '-0', 't', sms, 'e', ARGV[4], 'd', ARGV[5], 'g', tag)
+  tag = ' ' .. tag
+end
 
 -- The oldest entry is read only when it may be past the ttl: meta's 'h'
 -- is the time of the oldest entry when it was last read, and the oldest
@@ -396,7 +404,7 @@ end
 if idem then
   redis.call('SET', idem, stop .. ':' .. sms .. ':' .. epoch, 'PX', ARGV[6])
 end
-redis.call(ARGV[8], ARGV[1], epoch .. '\n' .. stop .. '\n' .. sms .. '\n' .. ARGV[4] .. '\n' .. ARGV[5])
+redis.call(ARGV[8], ARGV[1], epoch .. '\n' .. stop .. '\n' .. sms .. '\n' .. ARGV[4] .. tag .. '\n' .. ARGV[5])
 return {epoch, top, ms, 0}
 `
 
@@ -495,7 +503,7 @@ func (s *redisStore) append(ctx context.Context, req PublishRequest) (PublishRes
 	res, err := s.runPublish(ctx, keys,
 		base, size, ttlMillis(ttl), req.Event, []byte(req.Data),
 		max(s.opts.IdempotencyWindow.Milliseconds(), 1), ttlMillis(ttl)+expiryMargin.Milliseconds(),
-		notify, fence,
+		notify, fence, req.Tag,
 	)
 	if err != nil {
 		if notExecuted(err) || errors.Is(err, errNotSent) {
@@ -505,7 +513,7 @@ func (s *redisStore) append(ctx context.Context, req PublishRequest) (PublishRes
 		// once a paused or slow Redis gets to it).
 		return PublishResult{}, fmt.Errorf("publish %s: %w: %w: %w", req.Channel, ErrUnavailable, ErrOutcomeUnknown, err)
 	}
-	if len(res) != 4 && len(res) != 6 {
+	if len(res) != 4 && len(res) != 7 {
 		return PublishResult{}, unavailable("publish", req.Channel, fmt.Errorf("unexpected script reply %v", res))
 	}
 	epoch, _ := res[0].(string)
@@ -520,13 +528,15 @@ func (s *redisStore) append(ctx context.Context, req PublishRequest) (PublishRes
 		Epoch:   epoch,
 		Offset:  off,
 		Event:   req.Event,
+		Tag:     req.Tag,
 		Data:    req.Data,
 		Time:    time.UnixMilli(int64(ms)),
 	}
-	if len(res) == 6 {
+	if len(res) == 7 {
 		event, _ := res[4].(string)
 		data, _ := res[5].(string)
-		msg.Event, msg.Data = event, []byte(data)
+		tag, _ := res[6].(string)
+		msg.Event, msg.Data, msg.Tag = event, []byte(data), tag
 	}
 	return PublishResult{Message: msg, Duplicate: dup == 1}, nil
 }
@@ -725,6 +735,8 @@ func parseEntry(e any, m *Message) error {
 			m.Time = time.UnixMilli(ms)
 		case "e":
 			m.Event = value
+		case "g":
+			m.Tag = value
 		case "d":
 			// The reply's string, not a copy of it: a history page or a
 			// catch-up read of large messages would hold its data twice.
@@ -748,7 +760,7 @@ func replyUint(v any) (uint64, error) {
 }
 
 // parseNotification decodes a PUB/SUB payload:
-// epoch \n offset \n ms \n event \n data.
+// epoch \n offset \n ms \n event [space tag] \n data.
 func parseNotification(channel, payload string) (*Message, error) {
 	var parts [4]string
 	rest := payload
@@ -769,11 +781,13 @@ func parseNotification(channel, payload string) (*Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("notification on %s: bad time %q", channel, parts[2])
 	}
+	event, tag, _ := strings.Cut(parts[3], " ")
 	return &Message{
 		Channel: channel,
 		Epoch:   parts[0],
 		Offset:  off,
-		Event:   parts[3],
+		Event:   event,
+		Tag:     tag,
 		Data:    []byte(rest),
 		Time:    time.UnixMilli(ms),
 	}, nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // Tests of per-namespace rules, API key scopes, token publishing and
@@ -28,9 +29,9 @@ const ordersKey = "orders-service-secret"
 // even with AllowAnonymous).
 func accessConfig() server.Config {
 	cfg := testConfig()
-	cfg.APIKeys = append(cfg.APIKeys, server.APIKey{Name: "orders-service", Secret: ordersKey, Channels: []string{"orders:*"}})
+	cfg.APIKeys = append(cfg.APIKeys, access.APIKey{Name: "orders-service", Secret: ordersKey, Channels: []string{"orders:*"}})
 	cfg.MaxMessageSize = 1000
-	cfg.Namespaces = server.Namespaces{Named: map[string]server.Namespace{
+	cfg.Namespaces = access.Namespaces{Named: map[string]access.Namespace{
 		"chat":    {TokenPublish: true, MaxMessageSize: 100, HistorySize: 3},
 		"news":    {AnonymousRead: true},
 		"private": {},
@@ -46,7 +47,7 @@ func accessBroker(t *testing.T, cfg server.Config) pubsub.Broker {
 // publishToken mints a token with read and publish patterns.
 func publishToken(t *testing.T, sub string, channels, publish []string) string {
 	t.Helper()
-	claims := server.Claims{
+	claims := access.Claims{
 		Channels: channels,
 		Publish:  publish,
 		RegisteredClaims: jwt.RegisteredClaims{
@@ -387,7 +388,7 @@ func TestIssueTokenWithoutSecret(t *testing.T) {
 // verifier requires, so it reads where it grants.
 func TestIssueTokenVerifies(t *testing.T) {
 	cfg := accessConfig()
-	cfg.Tokens = server.TokenConfig{Issuer: "https://auth.example.com/", Audience: "pushgate"}
+	cfg.Tokens = access.TokenConfig{Issuer: "https://auth.example.com/", Audience: "pushgate"}
 	e := startEnv(t, cfg, accessBroker(t, cfg))
 	e.send(t, "orders:1", "x")
 	var out issued

@@ -10,7 +10,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/pushgate/pushgate/pubsub"
-	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // TestReadAccess: who may read which channel, for every way of passing a
@@ -48,15 +48,15 @@ func TestReadAccess(t *testing.T) {
 		{"no credentials", "", "news:1", "UNAUTHENTICATED"},
 		{"garbage", "not-a-key-nor-a-token", "news:1", "UNAUTHENTICATED"},
 		{"token signed with another secret", signed(jwt.SigningMethodHS256, []byte("other"),
-			server.Claims{Channels: []string{"*"}, RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}}),
+			access.Claims{Channels: []string{"*"}, RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}}),
 			"news:1", "UNAUTHENTICATED"},
 		{"HS512 token", signed(jwt.SigningMethodHS512, []byte(testJWTSecret),
-			server.Claims{Channels: []string{"*"}, RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}}),
+			access.Claims{Channels: []string{"*"}, RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}}),
 			"news:1", "UNAUTHENTICATED"},
 		{"unsigned token", signed(jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType,
-			server.Claims{Channels: []string{"*"}, RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}}),
+			access.Claims{Channels: []string{"*"}, RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}}),
 			"news:1", "UNAUTHENTICATED"},
-		{"token without exp", signed(jwt.SigningMethodHS256, []byte(testJWTSecret), server.Claims{Channels: []string{"*"}}),
+		{"token without exp", signed(jwt.SigningMethodHS256, []byte(testJWTSecret), access.Claims{Channels: []string{"*"}}),
 			"news:1", "UNAUTHENTICATED"},
 	}
 

@@ -18,6 +18,8 @@ import (
 
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 var benchPayload = json.RawMessage(`{"type":"order.updated","id":"a1b2c3d4","status":"shipped","items":3,"total":12999}`)
@@ -25,8 +27,8 @@ var benchPayload = json.RawMessage(`{"type":"order.updated","id":"a1b2c3d4","sta
 func benchServer(b *testing.B) (pubsub.Broker, string) {
 	br := pubsub.NewMemory(pubsub.Options{QueueSize: 1024})
 	// Every subscriber connects from one IP, at once.
-	cfg := server.Config{AllowAnonymous: true, Limits: server.Limits{
-		MaxConnectionsPerIP: -1, ConnectRatePerIP: server.Rate{PerSecond: -1}}}
+	cfg := server.Config{AllowAnonymous: true, Limits: limits.Limits{
+		MaxConnectionsPerIP: -1, ConnectRatePerIP: limits.Rate{PerSecond: -1}}}
 	ts := httptest.NewServer(server.New(cfg, br, zerolog.New(io.Discard)))
 	b.Cleanup(func() { ts.Close(); _ = br.Close() })
 	return br, ts.URL
@@ -126,8 +128,8 @@ func BenchmarkPoll(b *testing.B) {
 // memory store: the whole path of a backend's send.
 func BenchmarkSend(b *testing.B) {
 	br := pubsub.NewMemory(pubsub.Options{})
-	cfg := server.Config{APIKeys: []server.APIKey{{Name: "bench", Secret: "benchkey"}},
-		Limits: server.Limits{SendRatePerKey: server.Rate{PerSecond: -1}, ConnectRatePerIP: server.Rate{PerSecond: -1}}}
+	cfg := server.Config{APIKeys: []access.APIKey{{Name: "bench", Secret: "benchkey"}},
+		Limits: limits.Limits{SendRatePerKey: limits.Rate{PerSecond: -1}, ConnectRatePerIP: limits.Rate{PerSecond: -1}}}
 	ts := httptest.NewServer(server.New(cfg, br, zerolog.New(io.Discard)))
 	b.Cleanup(func() { ts.Close(); _ = br.Close() })
 	body := []byte(`{"query":"mutation($in: SendInput!) { send(input: $in) { message { id } } }","variables":{"in":{"channel":"bench","data":` + string(benchPayload) + `}}}`)
@@ -161,8 +163,8 @@ func BenchmarkSend(b *testing.B) {
 func BenchmarkSendHandler(b *testing.B) {
 	br := pubsub.NewMemory(pubsub.Options{})
 	b.Cleanup(func() { _ = br.Close() })
-	cfg := server.Config{APIKeys: []server.APIKey{{Name: "bench", Secret: "benchkey"}},
-		Limits: server.Limits{SendRatePerKey: server.Rate{PerSecond: -1}, ConnectRatePerIP: server.Rate{PerSecond: -1}}}
+	cfg := server.Config{APIKeys: []access.APIKey{{Name: "bench", Secret: "benchkey"}},
+		Limits: limits.Limits{SendRatePerKey: limits.Rate{PerSecond: -1}, ConnectRatePerIP: limits.Rate{PerSecond: -1}}}
 	h := server.New(cfg, br, zerolog.New(io.Discard))
 	body := []byte(`{"query":"mutation($in: SendInput!) { send(input: $in) { message { id } } }","variables":{"in":{"channel":"bench","data":` + string(benchPayload) + `}}}`)
 	b.ReportAllocs()

@@ -10,7 +10,7 @@ import (
 	"github.com/pushgate/pushgate/internal/pushclient"
 	"github.com/pushgate/pushgate/internal/redistest"
 	"github.com/pushgate/pushgate/pubsub"
-	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // TestConnectionChurnRedisLeaksNothing: 10,000 connect/disconnect cycles
@@ -38,7 +38,7 @@ func TestConnectionChurnRedisLeaksNothing(t *testing.T) {
 	t.Cleanup(func() { _ = b.Close() })
 
 	cfg := anonConfig()
-	cfg.Namespaces = server.Namespaces{Named: map[string]server.Namespace{
+	cfg.Namespaces = access.Namespaces{Named: map[string]access.Namespace{
 		"churn": {Presence: true, AnonymousRead: true},
 	}}
 	// A TTL long enough that no refresh round runs during the test: the

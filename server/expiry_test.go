@@ -17,6 +17,7 @@ import (
 
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // shortLife is how long a shortToken lives, give or take the second exp
@@ -31,7 +32,7 @@ const shortLife = 3 * time.Second
 func shortToken(t *testing.T, channels []string) (string, time.Time) {
 	t.Helper()
 	exp := time.Now().Add(shortLife).Truncate(time.Second)
-	tok := mint(t, jwt.SigningMethodHS256, []byte(testJWTSecret), "", server.Claims{
+	tok := mint(t, jwt.SigningMethodHS256, []byte(testJWTSecret), "", access.Claims{
 		Channels:         channels,
 		RegisteredClaims: jwt.RegisteredClaims{Subject: "u1", ExpiresAt: jwt.NewNumericDate(exp)},
 	})
@@ -69,7 +70,7 @@ func TestTokenExpiryWebSocket(t *testing.T) {
 			err := c.waitClosed()
 			closed := time.Now()
 			var ce *websocket.CloseError
-			if !errors.As(err, &ce) || ce.Code != server.CloseTokenExpired || ce.Text != "token expired" {
+			if !errors.As(err, &ce) || ce.Code != access.CloseTokenExpired || ce.Text != "token expired" {
 				t.Fatalf("closed with %v, want 4403 token expired", err)
 			}
 			if closed.Before(exp) {

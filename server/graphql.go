@@ -11,11 +11,13 @@ import (
 
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // graphqlHandler serves the GraphQL API on every transport.
-// lim enforces the operation and WebSocket limits (limits.go).
-func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, pres *presence, dl streaming) http.Handler {
+// lim enforces the operation and WebSocket limits (package limits).
+func graphqlHandler(cfg Config, broker pubsub.Broker, auth *access.Auth, lim *limits.Limiter, pres *presence, dl streaming) http.Handler {
 	// Sends are counted as they reach the broker (observe.Metrics.CountSends).
 	opts := graph.Options{
 		MaxMessageSize:   cfg.MaxMessageSize,
@@ -40,9 +42,9 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, p
 		auth:     auth,
 		lim:      lim,
 		metrics:  cfg.Metrics,
-		// Origins are checked before the upgrade (origin.go); coder/websocket's
+		// Origins are checked before the upgrade (access.Origins.Guard); coder/websocket's
 		// own check is told the same allow-list.
-		accept: newOrigins(cfg.AllowedOrigins).acceptOptions(),
+		accept: access.NewOrigins(cfg.AllowedOrigins).AcceptOptions(),
 		// A message as large as a request body; a larger one closes the
 		// connection with 1009.
 		readLimit:    cfg.MaxBodyBytes,
@@ -76,9 +78,9 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *Auth, lim *limits, p
 	srv.Use(graph.ResponseLimit{Max: cfg.MaxResponseBytes})
 	// A mutation's sends are checked as one before any runs (graph/mutation.go).
 	srv.Use(graph.NewMutationCheck(resolver))
-	srv.Use(newOperationLimits(lim)) // last: see operationLimits
+	srv.Use(limits.NewOperations(lim)) // last: see limits.Operations
 	srv.SetErrorPresenter(graph.ErrorPresenter)
 	srv.SetRecoverFunc(graph.Recover)
 
-	return lim.graphql(srv)
+	return lim.GraphQL(srv)
 }

@@ -16,7 +16,9 @@ import (
 
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/access"
 	"github.com/pushgate/pushgate/server/delivery"
+	"github.com/pushgate/pushgate/server/limits"
 	"github.com/pushgate/pushgate/server/observe"
 )
 
@@ -35,7 +37,7 @@ import (
 // (HTTP/2), run in gqlgen's executor, their results written through the
 // response (delivery.ResponseConn).
 type graphqlSSE struct {
-	auth     *Auth
+	auth     *access.Auth
 	metrics  *Metrics
 	resolver *graph.Resolver
 	plans    *feedPlans
@@ -86,7 +88,7 @@ func (t graphqlSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	// subscription and deliveries are counted on its account (feedTap).
 	st := t.metrics.NewStream(observe.GraphQLSSE, r)
 	ctx = observe.WithStream(ctx, st)
-	ctx, cancel := t.auth.untilTokenExpires(ctx)
+	ctx, cancel := t.auth.UntilTokenExpires(ctx)
 	defer cancel()
 	rc, opErr := exec.CreateOperationContext(ctx, params)
 	if opErr == nil && r.ProtoMajor == 1 {
@@ -116,7 +118,7 @@ func (t graphqlSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	}
 	end := observe.End{By: "server", Reason: "operation complete"}
 	switch {
-	case tokenExpired(ctx):
+	case access.TokenExpired(ctx):
 		end = delivery.Expired
 	case delivery.ShuttingDown(ctx):
 		end = delivery.Shutdown
@@ -185,13 +187,13 @@ func (t graphqlSSE) serveFeed(w http.ResponseWriter, r *http.Request, ctx contex
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	stopWatch := t.stopping.Watch(r, cancel)
 	cleanup.add(func() { stopWatch(); cancel(nil) })
-	ctx, stop := t.auth.untilTokenExpires(ctx)
+	ctx, stop := t.auth.UntilTokenExpires(ctx)
 	cleanup.add(stop)
 	sub, leave, ok := t.openFeed(ctx, op)
 	if !ok {
 		return false
 	}
-	cleanup.add(keepStreamSlot(r.Context()))
+	cleanup.add(limits.KeepStreamSlot(r.Context()))
 	cleanup.add(leave)
 	cleanup.add(sub.Close)
 	cleanup.add(t.metrics.Subscribed(observe.GraphQLSSE))
@@ -235,7 +237,7 @@ func (t graphqlSSE) serveFeed(w http.ResponseWriter, r *http.Request, ctx contex
 	stopEnd := context.AfterFunc(ctx, func() {
 		defer recoverClient(ctx, "graphql-sse end", func() { s.End(delivery.InternalEnd) })
 		switch {
-		case tokenExpired(ctx):
+		case access.TokenExpired(ctx):
 			s.Finish(delivery.Expired)
 		case delivery.ShuttingDown(ctx):
 			s.Finish(delivery.Shutdown)

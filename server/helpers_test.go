@@ -20,6 +20,8 @@ import (
 
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 const (
@@ -30,11 +32,11 @@ const (
 
 func testConfig() server.Config {
 	return server.Config{
-		APIKeys:   []server.APIKey{{Name: "test", Secret: testKey}},
+		APIKeys:   []access.APIKey{{Name: "test", Secret: testKey}},
 		JWTSecret: testJWTSecret,
 		// Tests connect from one IP far faster than any client would;
 		// limits_test.go turns the limit back on where it is tested.
-		Limits: server.Limits{ConnectRatePerIP: server.Rate{PerSecond: -1}},
+		Limits: limits.Limits{ConnectRatePerIP: limits.Rate{PerSecond: -1}},
 	}
 }
 
@@ -75,7 +77,7 @@ func memoryBroker(t *testing.T, opts pubsub.Options) pubsub.Broker {
 // token mints a subscriber token.
 func token(t *testing.T, sub string, channels []string, ttl time.Duration) string {
 	t.Helper()
-	claims := server.Claims{
+	claims := access.Claims{
 		Channels: channels,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Subject:   sub,

@@ -10,7 +10,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/pushgate/pushgate/pubsub"
-	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // Hostile clients and the names of channels and subjects (issue 12, items
@@ -82,7 +82,7 @@ func TestUserChannelWithoutID(t *testing.T) {
 // to mint one, even for an unscoped key; other subjects still work.
 func TestReservedSubjects(t *testing.T) {
 	cfg := accessConfig()
-	cfg.Namespaces.Named["room"] = server.Namespace{Presence: true, AnonymousRead: true}
+	cfg.Namespaces.Named["room"] = access.Namespace{Presence: true, AnonymousRead: true}
 	e := startEnv(t, cfg, accessBroker(t, cfg))
 	e.send(t, "room:1", "hi")
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // Hostile clients and GraphQL over HTTP's edges (issue 12, items 8 and
@@ -123,7 +124,7 @@ func TestRequestBodyOneJSONObject(t *testing.T) {
 // with BAD_USER_INPUT).
 func TestRequestErrorsHaveCodes(t *testing.T) {
 	cfg := testConfig()
-	cfg.Limits.SendRatePerKey = server.Rate{PerSecond: 0.001, Burst: 1}
+	cfg.Limits.SendRatePerKey = limits.Rate{PerSecond: 0.001, Burst: 1}
 	e := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	auth := http.Header{"Authorization": {"Bearer " + testKey}}
 

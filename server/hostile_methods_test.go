@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/pushgate/pushgate/pubsub"
-	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // Hostile clients and HTTP methods (issue 12, item 9).
@@ -53,7 +53,7 @@ func rawHead(t *testing.T, e *env, path string, beforeEOF func()) (*http.Respons
 // GET would refuse gets the same status.
 func TestHeadOpensNothing(t *testing.T) {
 	cfg := anonConfig()
-	cfg.Namespaces = server.Namespaces{Named: map[string]server.Namespace{"room": {Presence: true, AnonymousRead: true}}}
+	cfg.Namespaces = access.Namespaces{Named: map[string]access.Namespace{"room": {Presence: true, AnonymousRead: true}}}
 	cfg.Limits.MaxConnectionsPerIP = 1
 	e := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	cursor := e.cursor(t, "room:1")

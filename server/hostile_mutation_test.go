@@ -12,6 +12,7 @@ import (
 	"github.com/pushgate/pushgate/internal/redistest"
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // Hostile clients and mutations of several sends (issue 12, item 7): the
@@ -87,7 +88,7 @@ const twoSends = `mutation($a: SendInput!, $b: SendInput!) {
 // path; one in which none is refused sends them all, in order.
 func TestMultiSendAllOrNothing(t *testing.T) {
 	cfg := accessConfig()
-	cfg.Limits.SendRatePerKey = server.Rate{PerSecond: 0.001, Burst: 6}
+	cfg.Limits.SendRatePerKey = limits.Rate{PerSecond: 0.001, Burst: 6}
 	e := startEnv(t, cfg, accessBroker(t, cfg))
 	in := func(ch string, data any, extra ...string) map[string]any {
 		m := map[string]any{"channel": ch, "data": data}

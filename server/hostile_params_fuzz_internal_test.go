@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // Fuzz targets for the query parameters of GET /events and GET /poll
@@ -51,8 +52,8 @@ func fuzzHandler(f *testing.F) http.Handler {
 		f.Add("channel=a&timeout=1&cursor="+c, "")
 		f.Add("channel=a&channel=b", c)
 	}
-	cfg := Config{AllowAnonymous: true, JWTSecret: "fuzz-secret", Limits: Limits{
-		MaxConnectionsPerIP: -1, MaxConnectionsPerSubject: -1, ConnectRatePerIP: Rate{PerSecond: -1}}}
+	cfg := Config{AllowAnonymous: true, JWTSecret: "fuzz-secret", Limits: limits.Limits{
+		MaxConnectionsPerIP: -1, MaxConnectionsPerSubject: -1, ConnectRatePerIP: limits.Rate{PerSecond: -1}}}
 	return New(cfg, broker, zerolog.New(io.Discard))
 }
 

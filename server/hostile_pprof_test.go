@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/pushgate/pushgate/pubsub"
-	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // TestPprofOnlyForUnscopedKeys: with Pprof on, the profiles are served to
@@ -16,7 +16,7 @@ import (
 func TestPprofOnlyForUnscopedKeys(t *testing.T) {
 	cfg := anonConfig()
 	cfg.Pprof = true
-	cfg.APIKeys = []server.APIKey{
+	cfg.APIKeys = []access.APIKey{
 		{Name: "admin", Secret: "admin-secret"},
 		{Name: "star", Secret: "star-secret", Channels: []string{"*"}},
 		{Name: "orders", Secret: "orders-secret", Channels: []string{"orders:*"}},

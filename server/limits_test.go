@@ -18,7 +18,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pushgate/pushgate/pubsub"
-	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // limitError is a GraphQL error with the fields a limit sets.
@@ -166,7 +167,7 @@ func (e *env) wantWSRefused(t *testing.T, header http.Header, status int, code, 
 // again.
 func TestSendRatePerKey(t *testing.T) {
 	cfg := testConfig()
-	cfg.Limits.SendRatePerKey = server.Rate{PerSecond: 1, Burst: 3}
+	cfg.Limits.SendRatePerKey = limits.Rate{PerSecond: 1, Burst: 3}
 	e := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	ws := e.dialWS(t, transportWS, "", nil)
 	ws.init(map[string]any{"token": testKey})
@@ -222,7 +223,7 @@ func TestSendRatePerKey(t *testing.T) {
 // senderToken mints a token whose holder may read and send to channels.
 func senderToken(t *testing.T, sub string, channels []string) string {
 	t.Helper()
-	claims := server.Claims{
+	claims := access.Claims{
 		Channels: channels,
 		Publish:  channels,
 		RegisteredClaims: jwt.RegisteredClaims{
@@ -241,8 +242,8 @@ func senderToken(t *testing.T, sub string, channels []string) string {
 // holder (sub), apart from other holders and from API keys.
 func TestSendRatePerToken(t *testing.T) {
 	cfg := testConfig()
-	cfg.Namespaces = server.Namespaces{Named: map[string]server.Namespace{"chat": {TokenPublish: true}}}
-	cfg.Limits.SendRatePerToken = server.Rate{PerSecond: 1, Burst: 2}
+	cfg.Namespaces = access.Namespaces{Named: map[string]access.Namespace{"chat": {TokenPublish: true}}}
+	cfg.Limits.SendRatePerToken = limits.Rate{PerSecond: 1, Burst: 2}
 	e := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	alice := senderToken(t, "alice", []string{"chat:*"})
 	aliceAgain := senderToken(t, "alice", []string{"chat:room"}) // another token, the same holder
@@ -318,7 +319,7 @@ func TestTrustedProxies(t *testing.T) {
 // get 429 with Retry-After until the bucket refills.
 func TestConnectRatePerIP(t *testing.T) {
 	cfg := anonConfig()
-	cfg.Limits.ConnectRatePerIP = server.Rate{PerSecond: 2, Burst: 3}
+	cfg.Limits.ConnectRatePerIP = limits.Rate{PerSecond: 2, Burst: 3}
 	e := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	for i := range 3 {
 		if s := e.status(t, "/poll?channel=r&timeout=0", nil); s != http.StatusOK {
@@ -343,7 +344,7 @@ func TestConnectRatePerIP(t *testing.T) {
 // answered 429; polls without a cursor are still refused past the burst.
 func TestPollFollowingNotRateLimited(t *testing.T) {
 	cfg := anonConfig()
-	cfg.Limits.ConnectRatePerIP = server.Rate{PerSecond: 1, Burst: 3}
+	cfg.Limits.ConnectRatePerIP = limits.Rate{PerSecond: 1, Burst: 3}
 	e := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	type answer struct {
 		Messages []struct {
@@ -497,11 +498,11 @@ func TestSubscriptionsPerWebSocket(t *testing.T) {
 // TestLimitsOff: negative limits turn them off.
 func TestLimitsOff(t *testing.T) {
 	cfg := anonConfig()
-	cfg.Limits = server.Limits{
+	cfg.Limits = limits.Limits{
 		MaxConnectionsPerIP:           -1,
 		MaxSubscriptionsPerConnection: -1,
-		ConnectRatePerIP:              server.Rate{PerSecond: -1},
-		SendRatePerKey:                server.Rate{PerSecond: -1},
+		ConnectRatePerIP:              limits.Rate{PerSecond: -1},
+		SendRatePerKey:                limits.Rate{PerSecond: -1},
 		MaxQueryDepth:                 -1,
 		MaxQueryComplexity:            -1,
 	}

@@ -2,6 +2,8 @@ package server
 
 import (
 	"net/http"
+
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // headRead answers HEAD on a read endpoint (/events, /poll): the status
@@ -10,7 +12,7 @@ import (
 // its GET would be (parse, then read access), so a HEAD tells a client
 // whether its GET would be refused and why; the connection and rate
 // limits of streams are not taken, since a HEAD opens no stream.
-func headRead(auth *Auth, parse func(*http.Request) (readRequest, error), headers func(http.Header)) http.Handler {
+func headRead(auth *access.Auth, parse func(*http.Request) (readRequest, error), headers func(http.Header)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, err := parse(r)
 		if err == nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/pushgate/pushgate/internal/pushclient"
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // scrape reads /metrics with token ("" for none) and returns every series
@@ -675,7 +676,7 @@ func (replyError) RedisError()     {}
 // mutations are not.
 func TestMetricsSendErrors(t *testing.T) {
 	cfg := testConfig()
-	cfg.Limits.SendRatePerKey = server.Rate{PerSecond: 0.001, Burst: 1}
+	cfg.Limits.SendRatePerKey = limits.Rate{PerSecond: 0.001, Burst: 1}
 	e := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	e.send(t, "errs:1", 1)
 	if code := e.do(t, testKey, sendMutation, map[string]any{"in": map[string]any{"channel": "errs:1", "data": 2}}).code(t); code != "RATE_LIMITED" {

@@ -18,7 +18,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pushgate/pushgate/graph"
+	"github.com/pushgate/pushgate/server/access"
 	"github.com/pushgate/pushgate/server/delivery"
+	"github.com/pushgate/pushgate/server/limits"
+	"github.com/pushgate/pushgate/server/observe"
 )
 
 // request is what the layers below requestContext know of one request,
@@ -31,13 +34,44 @@ type request struct {
 	id         string       // the request's id
 	cred       string       // the request's credential (requestCredential)
 	route      string       // the mux pattern that served it (notePattern)
-	retry      atomic.Int64 // seconds a GraphQL rate limit asks to wait (noteRetry)
+	retry      atomic.Int64 // seconds a GraphQL rate limit asks to wait (limits.Hooks.NoteRetry)
 	retryAfter bool         // the response carries retry (a GraphQL request, not a stream)
 	body       deadlineBody // the body under its read deadline (limitBody), in the same allocation
 	client     string       // the client IP's limits key, for wechatLogin (limits.graphql)
 }
 
 type requestKey struct{}
+
+// requestCredentialOf is the credential requestContext read from ctx's
+// request ("" outside it): access.Auth's credential source.
+func requestCredentialOf(ctx context.Context) string {
+	if st := requestOf(ctx); st != nil {
+		return st.cred
+	}
+	return ""
+}
+
+// limitHooks connect the limits to the server: m counts their refusals,
+// auth names senders, and a GraphQL request's rate-limit wait goes into
+// its request, for requestWriter's Retry-After.
+func limitHooks(m *Metrics, auth *access.Auth) limits.Hooks {
+	return limits.Hooks{
+		Refused: func() { m.Dropped(observe.DropLimit) },
+		Who:     auth.Who,
+		NoteRetry: func(ctx context.Context, seconds int) {
+			if st := requestOf(ctx); st != nil {
+				st.retry.Store(int64(seconds))
+			}
+		},
+		NoteGraphQL: func(ctx context.Context, client string) {
+			if st := requestOf(ctx); st != nil {
+				st.retryAfter = true
+				st.client = client
+			}
+		},
+		IsStream: isStream,
+	}
+}
 
 // requestOf returns ctx's request, or nil outside requestContext.
 func requestOf(ctx context.Context) *request {
@@ -208,7 +242,7 @@ func limitBody(limit int64, timeout time.Duration, next http.Handler) http.Handl
 // else the token query parameter (for clients that cannot set headers). A
 // WebSocket connection_init payload may replace it.
 func requestCredential(r *http.Request) string {
-	if cred := bearer(r.Header.Get("Authorization")); cred != "" {
+	if cred := access.Bearer(r.Header.Get("Authorization")); cred != "" {
 		return cred
 	}
 	return r.URL.Query().Get("token")

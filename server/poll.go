@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/access"
 	"github.com/pushgate/pushgate/server/delivery"
 	"github.com/pushgate/pushgate/server/observe"
 )
@@ -30,7 +31,7 @@ const (
 // {"messages":[...],"cursor":"...","reset":null|{...}}; the next poll passes
 // cursor. An answer holds at most limit messages and, past the first, no
 // more than maxBytes of JSON: the client polls again for the rest.
-func handlePoll(broker pubsub.Broker, auth *Auth, metrics *Metrics, maxBytes int64) http.Handler {
+func handlePoll(broker pubsub.Broker, auth *access.Auth, metrics *Metrics, maxBytes int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, err := parseReadRequest(r, false)
 		if err != nil {

@@ -7,12 +7,12 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // presenceSuffix names a channel's companion feed of join and leave events.
-const presenceSuffix = ":presence"
+const presenceSuffix = access.PresenceSuffix
 
 // presence counts the WebSocket, SSE and graphql-sse subscriptions of the
 // channels whose namespace has presence on, by subject (the token's sub,
@@ -24,8 +24,8 @@ const presenceSuffix = ":presence"
 // Long-polls are not counted: they come and go with every request.
 type presence struct {
 	store  pubsub.Presence
-	ns     Namespaces
-	auth   *Auth
+	ns     access.Namespaces
+	auth   *access.Auth
 	broker pubsub.Broker
 	log    zerolog.Logger
 	// wechat, when set, also records each subscription of a user to its
@@ -33,7 +33,7 @@ type presence struct {
 	wechat *WeChat
 }
 
-func newPresence(cfg Config, broker pubsub.Broker, auth *Auth, log zerolog.Logger) *presence {
+func newPresence(cfg Config, broker pubsub.Broker, auth *access.Auth, log zerolog.Logger) *presence {
 	p := &presence{ns: cfg.Namespaces, auth: auth, broker: broker, log: log, wechat: cfg.WeChat}
 	open := cfg.Presence
 	if open == nil {
@@ -48,7 +48,7 @@ func (p *presence) on(channel string) bool { return p.ns.Of(channel).Presence }
 // join records a subscription of channels by the request's subject; the
 // returned function ends it.
 func (p *presence) join(ctx context.Context, channels []string) (leave func()) {
-	subject := p.auth.subject(ctx)
+	subject := p.auth.Subject(ctx)
 	var leaves []func()
 	if p.wechat != nil {
 		leaves = append(leaves, p.wechat.join(ctx, subject, channels, p.log))
@@ -100,22 +100,4 @@ func (p *presence) changed(channel, subject string, joined bool) {
 	if _, err := p.broker.Publish(ctx, pubsub.PublishRequest{Channel: companion, Event: event, Data: data}); err != nil {
 		p.log.Warn().Err(err).Str("event", event).Msg("presence event not published")
 	}
-}
-
-// subject names the request's credential for presence: the token's sub,
-// key:<name> for an API key, anonymous without credentials (or for a token
-// without a subject). Tokens cannot wear the last two (Claims.Validate), so
-// each name tells one kind of credential.
-func (a *Auth) subject(ctx context.Context) string {
-	cred := credential(ctx)
-	if cred == "" {
-		return graph.AnonymousSubject
-	}
-	if k, ok := a.key(cred); ok {
-		return graph.KeySubjectPrefix + k.name
-	}
-	if c, err := a.tokens.Verify(ctx, cred); err == nil && c.Subject != "" {
-		return c.Subject
-	}
-	return graph.AnonymousSubject
 }

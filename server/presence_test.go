@@ -9,7 +9,7 @@ import (
 
 	"github.com/pushgate/pushgate/internal/pushclient"
 	"github.com/pushgate/pushgate/pubsub"
-	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 type presenceOut struct {
@@ -34,7 +34,7 @@ func (e *env) presence(t *testing.T, channel string) *presenceOut {
 // on the companion channel; other namespaces have no presence.
 func TestPresence(t *testing.T) {
 	cfg := testConfig()
-	cfg.Namespaces = server.Namespaces{Named: map[string]server.Namespace{"chat": {Presence: true}}}
+	cfg.Namespaces = access.Namespaces{Named: map[string]access.Namespace{"chat": {Presence: true}}}
 	e := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -98,7 +98,7 @@ func TestPresence(t *testing.T) {
 // nor a token holder whose publish claim does; nothing is appended.
 func TestPresenceNotForgeable(t *testing.T) {
 	cfg := testConfig()
-	cfg.Namespaces = server.Namespaces{Named: map[string]server.Namespace{"chat": {Presence: true, TokenPublish: true}}}
+	cfg.Namespaces = access.Namespaces{Named: map[string]access.Namespace{"chat": {Presence: true, TokenPublish: true}}}
 	e := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	holder := publishToken(t, "mallory", []string{"chat:*"}, []string{"chat:*"})
 	for _, cred := range []string{testKey, holder} {

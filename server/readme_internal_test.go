@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/pushgate/pushgate/graph"
+	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // readmeTable returns the rows of the README table whose header row starts
@@ -78,7 +80,7 @@ func TestREADMEErrorAndCloseCodes(t *testing.T) {
 	}
 
 	closes := readmeTable(t, readme, "| code | when | what a client should do |")
-	for _, code := range []int{CloseServiceRestart, CloseTokenExpired, closeTooManyConnections, 1009,
+	for _, code := range []int{CloseServiceRestart, access.CloseTokenExpired, limits.CloseTooManyConnections, 1009,
 		closeBadRequest, closeUnauthorized, closeInitTimeout, closeSubscriberExists, closeTooManyInits, 1002} {
 		if _, ok := closes[strconv.Itoa(code)]; !ok {
 			t.Errorf("close code %d is not in the table of docs/access.md", code)

@@ -5,22 +5,23 @@ import (
 
 	"github.com/pushgate/pushgate/console"
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/access"
 	"github.com/pushgate/pushgate/server/delivery"
+	"github.com/pushgate/pushgate/server/limits"
 	"github.com/pushgate/pushgate/server/observe"
 )
 
 // addRoutes lists every route of the server.
 //
-// Browser origins are checked on the routes browsers use (origin.go), and
-// streaming connections are admitted by the limits (limits.go): WebSocket
+// Browser origins are checked on the routes browsers use (access.Origins), and
+// streaming connections are admitted by the limits (package limits): WebSocket
 // and graphql-sse inside the GraphQL handler, SSE and long-poll here.
-func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth, pres *presence) {
-	lim := newLimits(cfg.Limits, auth, cfg.TrustedProxies)
-	lim.metrics = cfg.Metrics // counts refusals
+func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *access.Auth, pres *presence) {
+	lim := limits.New(cfg.Limits, cfg.TrustedProxies, limitHooks(cfg.Metrics, auth))
 	if cfg.WeChat != nil {
-		lim.wechatLogins = newBuckets(lim.WechatLoginRatePerIP, maxBuckets)
+		lim.LimitWechatLogins()
 	}
-	org := newOrigins(cfg.AllowedOrigins)
+	org := access.NewOrigins(cfg.AllowedOrigins)
 	// One pool of writers and one shutdown hook for every stream of the
 	// server, whatever its transport.
 	dl := streaming{writers: delivery.NewWriters(), stopping: new(delivery.Shutdowns)}
@@ -28,28 +29,28 @@ func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth,
 	// Queries and mutations (POST, GET for queries), subscriptions over
 	// WebSocket (GET + Upgrade) and graphql-sse (POST + Accept:
 	// text/event-stream); streams end when their token expires (expiry.go).
-	mux.Handle("/graphql", org.guard("GET, POST",
+	mux.Handle("/graphql", org.Guard("GET, POST",
 		allowMethods(gql, http.MethodGet, http.MethodPost, http.MethodOptions)))
 
 	// Fallbacks for clients that cannot hold a WebSocket: the SSE feed
 	// (EventSource, chunked wx.request) and long-polling (wx.request).
-	mux.Handle("GET /events", org.guard("GET", lim.streams(handleEvents(broker, auth, sseOptions{
+	mux.Handle("GET /events", org.Guard("GET", lim.Streams(handleEvents(broker, auth, sseOptions{
 		heartbeat: cfg.Heartbeat, writeTimeout: cfg.WriteTimeout, retry: cfg.SSERetry, presence: pres,
 		metrics: cfg.Metrics, streams: cfg.Streams, writers: dl.writers, stopping: dl.stopping,
 	}))))
-	mux.Handle("GET /poll", org.guard("GET", lim.polls(handlePoll(broker, auth, cfg.Metrics, cfg.MaxResponseBytes))))
+	mux.Handle("GET /poll", org.Guard("GET", lim.Polls(handlePoll(broker, auth, cfg.Metrics, cfg.MaxResponseBytes))))
 	// A HEAD has no body to stream: it gets the status and headers its GET
 	// would start with, and opens nothing (methods.go).
-	mux.Handle("HEAD /events", org.guard("GET", lim.channels(headRead(auth, parseEventsRequest, sseHeaders))))
-	mux.Handle("HEAD /poll", org.guard("GET", lim.channels(headRead(auth, parsePollRequest, pollHeaders))))
-	mux.Handle("OPTIONS /events", org.guard("GET", nil)) // CORS preflights
-	mux.Handle("OPTIONS /poll", org.guard("GET", nil))
+	mux.Handle("HEAD /events", org.Guard("GET", lim.Channels(headRead(auth, parseEventsRequest, sseHeaders))))
+	mux.Handle("HEAD /poll", org.Guard("GET", lim.Channels(headRead(auth, parsePollRequest, pollHeaders))))
+	mux.Handle("OPTIONS /events", org.Guard("GET", nil)) // CORS preflights
+	mux.Handle("OPTIONS /poll", org.Guard("GET", nil))
 
 	mux.Handle("GET /healthz", healthz())
 	mux.Handle("GET /readyz", readyz(broker))
 	// Prometheus (package observe), behind Config.MetricsToken when set; the
 	// profiler only when Config.Pprof, for API keys.
-	mux.Handle("GET /metrics", cfg.Metrics.Handler(cfg.MetricsToken, func(r *http.Request) string { return bearer(r.Header.Get("Authorization")) }))
+	mux.Handle("GET /metrics", cfg.Metrics.Handler(cfg.MetricsToken, func(r *http.Request) string { return access.Bearer(r.Header.Get("Authorization")) }))
 	// The other methods of these paths: 405 with Allow, not the 404 of "/".
 	for path, allow := range map[string][]string{
 		"/events": {"GET", "HEAD", "OPTIONS"}, "/poll": {"GET", "HEAD", "OPTIONS"},
@@ -67,8 +68,8 @@ func addRoutes(mux *http.ServeMux, cfg Config, broker pubsub.Broker, auth *Auth,
 		// Only a key allowed every channel: profiles show the process's
 		// memory and goroutines, all of its channels' data included.
 		mux.Handle("/debug/pprof/", observe.PprofHandler(func(r *http.Request) bool {
-			k, ok := auth.key(bearer(r.Header.Get("Authorization")))
-			return ok && k.everyChannel()
+			k, ok := auth.Key(access.Bearer(r.Header.Get("Authorization")))
+			return ok && k.EveryChannel()
 		}, notFound()))
 	}
 	if cfg.Console { // the page and its files; it uses the routes above

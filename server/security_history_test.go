@@ -18,6 +18,8 @@ import (
 
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // The security suite of issue 4: hostile or out-of-scope requests, each on
@@ -80,7 +82,7 @@ func (e *env) postSSE(t *testing.T, cred, query string, vars map[string]any) (in
 // that every append shows in history).
 func securityConfig() server.Config {
 	cfg := accessConfig()
-	cfg.Namespaces = server.Namespaces{Named: map[string]server.Namespace{
+	cfg.Namespaces = access.Namespaces{Named: map[string]access.Namespace{
 		"chat": {TokenPublish: true},
 		"news": {AnonymousRead: true},
 	}}
@@ -95,7 +97,7 @@ func securityConfig() server.Config {
 func TestSecurityHostileTokensChangeNothing(t *testing.T) {
 	keys := startJWKS(t, rsaJWK("rsa-a", &rsaA.PublicKey), ecJWK("ec-a", &ecA.PublicKey))
 	full := securityConfig()
-	full.Tokens = server.TokenConfig{JWKSURL: keys.url, Issuer: testIssuer, Audience: testAudience}
+	full.Tokens = access.TokenConfig{JWKSURL: keys.url, Issuer: testIssuer, Audience: testAudience}
 	jwksOnly := full
 	jwksOnly.JWTSecret = "" // HS256 refused: only the JWKS keys verify
 	broker := accessBroker(t, full)
@@ -108,8 +110,8 @@ func TestSecurityHostileTokensChangeNothing(t *testing.T) {
 
 	secret := []byte(testJWTSecret)
 	in := func(d time.Duration) *jwt.NumericDate { return jwt.NewNumericDate(time.Now().Add(d)) }
-	publisher := func(edit func(c *server.Claims)) server.Claims {
-		return claims(func(c *server.Claims) {
+	publisher := func(edit func(c *access.Claims)) access.Claims {
+		return claims(func(c *access.Claims) {
 			c.Publish = []string{"chat:*"}
 			if edit != nil {
 				edit(c)
@@ -143,13 +145,13 @@ func TestSecurityHostileTokensChangeNothing(t *testing.T) {
 		name, env, token, want string
 	}{
 		{"expired", "secret+jwks",
-			mint(t, jwt.SigningMethodHS256, secret, "", publisher(func(c *server.Claims) { c.ExpiresAt = in(-time.Minute) })),
+			mint(t, jwt.SigningMethodHS256, secret, "", publisher(func(c *access.Claims) { c.ExpiresAt = in(-time.Minute) })),
 			"the token has expired"},
 		{"expired RS256", "jwks",
-			mint(t, jwt.SigningMethodRS256, rsaA, "rsa-a", publisher(func(c *server.Claims) { c.ExpiresAt = in(-time.Hour) })),
+			mint(t, jwt.SigningMethodRS256, rsaA, "rsa-a", publisher(func(c *access.Claims) { c.ExpiresAt = in(-time.Hour) })),
 			"the token has expired"},
 		{"not yet valid", "secret+jwks",
-			mint(t, jwt.SigningMethodHS256, secret, "", publisher(func(c *server.Claims) { c.NotBefore = in(2 * time.Minute) })),
+			mint(t, jwt.SigningMethodHS256, secret, "", publisher(func(c *access.Claims) { c.NotBefore = in(2 * time.Minute) })),
 			"not valid yet (nbf"},
 		{"signed with another secret", "secret+jwks",
 			mint(t, jwt.SigningMethodHS256, []byte("not-the-secret"), "", publisher(nil)), "bad signature"},
@@ -164,16 +166,16 @@ func TestSecurityHostileTokensChangeNothing(t *testing.T) {
 		{"HS256 keyed with the RSA public key, a secret configured", "secret+jwks",
 			mint(t, jwt.SigningMethodHS256, pubPEM, "rsa-a", publisher(nil)), "bad signature"},
 		{"wrong aud", "secret+jwks",
-			mint(t, jwt.SigningMethodHS256, secret, "", publisher(func(c *server.Claims) { c.Audience = jwt.ClaimStrings{"other"} })),
+			mint(t, jwt.SigningMethodHS256, secret, "", publisher(func(c *access.Claims) { c.Audience = jwt.ClaimStrings{"other"} })),
 			"wrong audience"},
 		{"wrong aud RS256", "jwks",
-			mint(t, jwt.SigningMethodRS256, rsaA, "rsa-a", publisher(func(c *server.Claims) { c.Audience = nil })),
+			mint(t, jwt.SigningMethodRS256, rsaA, "rsa-a", publisher(func(c *access.Claims) { c.Audience = nil })),
 			"wrong audience"},
 		{"wrong iss", "secret+jwks",
-			mint(t, jwt.SigningMethodHS256, secret, "", publisher(func(c *server.Claims) { c.Issuer = "https://evil.test" })),
+			mint(t, jwt.SigningMethodHS256, secret, "", publisher(func(c *access.Claims) { c.Issuer = "https://evil.test" })),
 			"wrong issuer"},
 		{"wrong iss ES256", "jwks",
-			mint(t, jwt.SigningMethodES256, ecA, "ec-a", publisher(func(c *server.Claims) { c.Issuer = "" })),
+			mint(t, jwt.SigningMethodES256, ecA, "ec-a", publisher(func(c *access.Claims) { c.Issuer = "" })),
 			"wrong issuer"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -538,7 +540,7 @@ func TestSecurityConnectionFloodChangesNothing(t *testing.T) {
 	})
 	t.Run("connect rate", func(t *testing.T) {
 		cfg := testConfig()
-		cfg.Limits.ConnectRatePerIP = server.Rate{PerSecond: 0.2, Burst: 2}
+		cfg.Limits.ConnectRatePerIP = limits.Rate{PerSecond: 0.2, Burst: 2}
 		e := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 		e.send(t, "flood:1", "seed")
 		poll := "/poll?channel=flood:1&timeout=0&token=" + url.QueryEscape(testKey)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/graph/model"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // The fast path of the send mutation over HTTP POST, the call a backend
@@ -43,7 +44,7 @@ import (
 type sendTransport struct {
 	transport.POST
 	resolver *graph.Resolver
-	lim      *limits
+	lim      *limits.Limiter
 	metrics  gqlMetrics
 	plans    sendPlans
 }
@@ -70,10 +71,6 @@ type sendPlans struct {
 }
 
 type sendPlanKey struct{ query, operation string }
-
-// sendPlanningKey marks the context of a validation that plans a document:
-// operationLimits takes nothing from the send rate for it.
-type sendPlanningKey struct{}
 
 // maxSendPlans bounds the documents remembered.
 const maxSendPlans = 256
@@ -138,9 +135,9 @@ func (t *sendTransport) fast(w http.ResponseWriter, r *http.Request, exec graphq
 	if !ok {
 		return false
 	}
-	// The send rate, as operationLimits takes it on gqlgen's path; over
+	// The send rate, as limits.Operations takes it on gqlgen's path; over
 	// it, gqlgen answers (and takes again, finding it still over).
-	if t.lim.takeSend(r.Context(), 1) != nil {
+	if t.lim.TakeSend(r.Context(), 1) != nil {
 		return false
 	}
 	sendFastServed.Add(1)
@@ -371,7 +368,7 @@ func (ps *sendPlans) of(ctx context.Context, exec graphql.GraphExecutor, query, 
 // valid whatever the document, and every extension of the handler; then
 // it plans the document if it is a plain send.
 func makeSendPlan(ctx context.Context, exec graphql.GraphExecutor, query, operation string) *sendPlan {
-	ctx = context.WithValue(ctx, sendPlanningKey{}, true) // no send is taken from the rate
+	ctx = limits.Planning(ctx) // no send is taken from the rate
 	// The document's one variable, from gqlgen's parse (the call fails for
 	// want of it); then gqlgen validates the document with a valid input
 	// for it, every extension included.

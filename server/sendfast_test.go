@@ -10,6 +10,8 @@ import (
 
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // sendCase is one POST /graphql of TestSendFastPath.
@@ -79,7 +81,7 @@ var sendCases = []sendCase{
 func TestSendFastPath(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxMessageSize = 256
-	cfg.APIKeys = append(cfg.APIKeys, server.APIKey{Name: "scoped", Secret: "scoped-key", Channels: []string{"orders:*"}})
+	cfg.APIKeys = append(cfg.APIKeys, access.APIKey{Name: "scoped", Secret: "scoped-key", Channels: []string{"orders:*"}})
 	fastEnv := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	refEnv := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	for _, c := range sendCases {
@@ -105,7 +107,7 @@ func TestSendFastPath(t *testing.T) {
 // RATE_LIMITED with the same Retry-After.
 func TestSendFastPathRateLimited(t *testing.T) {
 	cfg := testConfig()
-	cfg.Limits.SendRatePerKey = server.Rate{PerSecond: 0.01, Burst: 1}
+	cfg.Limits.SendRatePerKey = limits.Rate{PerSecond: 0.01, Burst: 1}
 	fastEnv := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	refEnv := startEnv(t, cfg, memoryBroker(t, pubsub.Options{}))
 	c := sendCase{query: plainSend, variables: `{"in":{"channel":"fast","data":1}}`}

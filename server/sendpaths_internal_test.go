@@ -18,6 +18,8 @@ import (
 	"github.com/vektah/gqlparser/v2/parser"
 
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // sendPaths holds two in-process servers, each on a memory broker of its
@@ -37,10 +39,10 @@ const pathsKey = "paths-key"
 func newSendPaths(tb testing.TB) *sendPaths {
 	tb.Helper()
 	cfg := Config{
-		APIKeys: []APIKey{{Name: "paths", Secret: pathsKey}},
+		APIKeys: []access.APIKey{{Name: "paths", Secret: pathsKey}},
 		// The same requests reach both servers at different moments: no
 		// limit may tell them apart.
-		Limits:         Limits{SendRatePerKey: Rate{PerSecond: -1}, ConnectRatePerIP: Rate{PerSecond: -1}},
+		Limits:         limits.Limits{SendRatePerKey: limits.Rate{PerSecond: -1}, ConnectRatePerIP: limits.Rate{PerSecond: -1}},
 		MaxMessageSize: 512,
 	}
 	p := &sendPaths{}

@@ -1,8 +1,11 @@
 // Package server is pushgate's HTTP surface: GraphQL over HTTP, WebSocket
-// and SSE, health and readiness, access rules, logs and limits. New builds
-// it; routes.go lists every route. The transports here own their
-// handshakes and encoders; every stream is written by server/delivery (the
-// only package that touches a socket) and counted by server/observe.
+// and SSE, health and readiness, logs. New builds it; routes.go lists every
+// route. Who may do what is package access's (keys, tokens, namespaces,
+// origins), and what one client may take is package limits's: server wires
+// them in (New, limitHooks) and keeps the per-request state they read and
+// note through their hooks. The transports here own their handshakes and
+// encoders; every stream is written by package delivery (the only one that
+// touches a socket) and counted by package observe.
 package server
 
 import (
@@ -16,7 +19,9 @@ import (
 
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/access"
 	"github.com/pushgate/pushgate/server/delivery"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // Config is the server's configuration. The zero value of each field means
@@ -24,14 +29,14 @@ import (
 type Config struct {
 	// APIKeys may send (each to the channels of its patterns), and read
 	// every channel.
-	APIKeys []APIKey
+	APIKeys []access.APIKey
 	// JWTSecret verifies subscriber tokens (HS256); empty: tokens are
 	// rejected.
 	JWTSecret string
 	// Tokens configures subscriber token verification: JWKS for RS256 and
 	// ES256, issuer, audience, leeway. Tokens.Secret defaults to
 	// JWTSecret. New panics when Tokens.Validate fails: check it first.
-	Tokens TokenConfig
+	Tokens access.TokenConfig
 	// AllowAnonymous lets requests without credentials read every channel
 	// of the default namespace but user:* ones (development); it turns on
 	// Namespaces.Default.AnonymousRead.
@@ -43,7 +48,7 @@ type Config struct {
 	// before its first ':'): anonymous reading, token publishing, message
 	// size. A named namespace without a message size takes the default
 	// namespace's. Retention is the broker's (see Namespaces.Retention).
-	Namespaces Namespaces
+	Namespaces access.Namespaces
 	// MaxBodyBytes bounds a request body (default 1 MiB, and at least the
 	// largest namespace's MaxMessageSize plus 64 KiB).
 	MaxBodyBytes int64
@@ -85,8 +90,8 @@ type Config struct {
 	// X-Forwarded-For names the client, for the per-IP limits. Without
 	// them the client IP is the TCP peer's.
 	TrustedProxies []netip.Prefix
-	// Limits bound what one client may take (limits.go, docs/limits.md).
-	Limits Limits
+	// Limits bound what one client may take (package limits, docs/limits.md).
+	Limits limits.Limits
 	// Presence opens the store of presence (who is subscribed, for
 	// namespaces with presence on), calling onChange on joins and leaves;
 	// nil: pubsub.NewMemoryPresence, right for one node. Several nodes on
@@ -124,15 +129,15 @@ func (c Config) withDefaults() Config {
 	if c.MaxMessageSize <= 0 {
 		c.MaxMessageSize = graph.DefaultMaxMessageSize
 	}
-	c.Namespaces = c.Namespaces.withDefaults(c.MaxMessageSize, c.AllowAnonymous)
+	c.Namespaces = c.Namespaces.WithDefaults(c.MaxMessageSize, c.AllowAnonymous)
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 1 << 20
 	}
-	c.MaxBodyBytes = max(c.MaxBodyBytes, int64(c.Namespaces.maxMessageSize())+64<<10)
+	c.MaxBodyBytes = max(c.MaxBodyBytes, int64(c.Namespaces.MaxMessageSize())+64<<10)
 	if c.MaxResponseBytes <= 0 {
 		c.MaxResponseBytes = graph.DefaultMaxResponseBytes
 	}
-	c.MaxResponseBytes = max(c.MaxResponseBytes, int64(c.Namespaces.maxMessageSize())+64<<10)
+	c.MaxResponseBytes = max(c.MaxResponseBytes, int64(c.Namespaces.MaxMessageSize())+64<<10)
 	if c.ReadTimeout <= 0 {
 		c.ReadTimeout = DefaultReadTimeout
 	}
@@ -175,10 +180,11 @@ const CloseServiceRestart = 1012
 // ErrShutdown. The caller does both on shutdown (see Streams).
 func New(cfg Config, broker pubsub.Broker, log zerolog.Logger) http.Handler {
 	cfg = cfg.withDefaults()
-	auth := NewAuth(cfg.APIKeys, cfg.JWTSecret, cfg.AllowAnonymous)
+	auth := access.NewAuth(cfg.APIKeys, cfg.JWTSecret, cfg.AllowAnonymous)
 	auth.SetTokenVerifier(mustTokenVerifier(cfg.Tokens, cfg.JWTSecret))
-	auth.ns = cfg.Namespaces
-	auth.signer = newTokenSigner(cfg.Tokens, cfg.JWTSecret)
+	auth.SetNamespaces(cfg.Namespaces)
+	auth.SetSigner(cfg.Tokens, cfg.JWTSecret)
+	auth.SetCredentialSource(requestCredentialOf)
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
 	}
@@ -187,18 +193,18 @@ func New(cfg Config, broker pubsub.Broker, log zerolog.Logger) http.Handler {
 	}
 	mux := http.NewServeMux()
 	addRoutes(mux, cfg, broker, auth, newPresence(cfg, broker, auth, log))
-	inFlight := newInFlight(cfg.Limits.withDefaults().MaxRequestsInFlightPerIP, cfg.TrustedProxies, cfg.Metrics)
-	return requestContext(log, cfg.Metrics, inFlight.limit(limitBody(cfg.MaxBodyBytes, cfg.ReadTimeout, notePattern(mux))))
+	inFlight := limits.NewInFlight(cfg.Limits, cfg.TrustedProxies, limitHooks(cfg.Metrics, auth))
+	return requestContext(log, cfg.Metrics, inFlight.Limit(limitBody(cfg.MaxBodyBytes, cfg.ReadTimeout, notePattern(mux))))
 }
 
 // mustTokenVerifier returns the verifier of tokens, whose secret defaults
 // to jwtSecret. Like ServeMux.Handle with a bad pattern, it panics on a
-// configuration error, which TokenConfig.Validate reports beforehand.
-func mustTokenVerifier(tokens TokenConfig, jwtSecret string) TokenVerifier {
+// configuration error, which access.TokenConfig.Validate reports beforehand.
+func mustTokenVerifier(tokens access.TokenConfig, jwtSecret string) access.TokenVerifier {
 	if tokens.Secret == "" {
 		tokens.Secret = jwtSecret
 	}
-	v, err := NewTokenVerifier(tokens)
+	v, err := access.NewTokenVerifier(tokens)
 	if err != nil {
 		panic("server.New: Config.Tokens: " + err.Error())
 	}

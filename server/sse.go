@@ -9,7 +9,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/access"
 	"github.com/pushgate/pushgate/server/delivery"
+	"github.com/pushgate/pushgate/server/limits"
 	"github.com/pushgate/pushgate/server/observe"
 )
 
@@ -42,7 +44,7 @@ type sseOptions struct {
 // only frames its events (sseEncoder). An idle stream holds no write
 // buffer of its own and one small goroutine, which waits for the client
 // to go away (watch).
-func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handler {
+func handleEvents(broker pubsub.Broker, auth *access.Auth, opts sseOptions) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, err := parseReadRequest(r, true)
 		if err != nil {
@@ -63,7 +65,7 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 		ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
 		stopWatch := opts.stopping.Watch(r, cancel)
 		cleanup.add(func() { stopWatch(); cancel(nil) })
-		cleanup.add(keepStreamSlot(r.Context()))
+		cleanup.add(limits.KeepStreamSlot(r.Context()))
 		sub, err := subscribeRead(ctx, broker, auth, req)
 		if err != nil {
 			writeErr(w, err)
@@ -72,7 +74,7 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 		cleanup.add(sub.Close)
 		// A token bounds the stream: when it expires the client gets
 		// "event: expired" with its cursor (expiry.go).
-		live, stop := auth.untilTokenExpires(ctx)
+		live, stop := auth.UntilTokenExpires(ctx)
 		cleanup.add(stop)
 		if opts.presence != nil {
 			cleanup.add(opts.presence.join(ctx, req.channels))
@@ -112,7 +114,7 @@ func handleEvents(broker pubsub.Broker, auth *Auth, opts sseOptions) http.Handle
 		stopEnd := context.AfterFunc(live, func() {
 			defer recoverClient(ctx, "SSE stream end", func() { s.End(delivery.InternalEnd) })
 			switch {
-			case tokenExpired(live) && ctx.Err() == nil:
+			case access.TokenExpired(live) && ctx.Err() == nil:
 				s.Finish(delivery.Expired)
 			case delivery.ShuttingDown(ctx):
 				s.Finish(delivery.Shutdown)

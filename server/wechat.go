@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 	"github.com/pushgate/pushgate/wechat"
 )
 
@@ -124,18 +125,18 @@ func (w *WeChat) join(ctx context.Context, subject string, channels []string, lo
 
 // wechatAccess is graph.WeChatAccess over the server's access rules.
 type wechatAccess struct {
-	auth *Auth
-	lim  *limits
+	auth *access.Auth
+	lim  *limits.Limiter
 }
 
 var _ graph.WeChatAccess = wechatAccess{}
 
 func (a wechatAccess) MintToken(_ context.Context, req graph.TokenRequest) (graph.IssuedToken, error) {
-	if a.auth.signer == nil {
+	if !a.auth.CanMint() {
 		return graph.IssuedToken{}, graph.Errorf(graph.CodeUnavailable, "wechatLogin is not available: the server has no "+
 			"JWT secret to sign tokens with (set --jwt-secret, PUSHGATE_JWT_SECRET or jwt.secret in the config file)")
 	}
-	tok, err := a.auth.signer.sign(req)
+	tok, err := a.auth.Mint(req)
 	if err != nil {
 		return graph.IssuedToken{}, &graph.Error{Code: graph.CodeInternal, Message: "internal error", Err: err}
 	}
@@ -144,26 +145,21 @@ func (a wechatAccess) MintToken(_ context.Context, req graph.TokenRequest) (grap
 
 func (a wechatAccess) TakeLogin(ctx context.Context) error {
 	st := requestOf(ctx)
-	if st == nil || st.client == "" || a.lim.wechatLogins == nil {
+	if st == nil {
 		return nil
 	}
-	if ok, wait := a.lim.wechatLogins.take(st.client, 1, time.Now()); !ok {
-		noteRetry(ctx, wait)
-		return graph.Errorf(graph.CodeRateLimited, "wechatLogin rate limit of %s per client IP exceeded; retry after %ds",
-			a.lim.WechatLoginRatePerIP, retrySeconds(wait))
-	}
-	return nil
+	return a.lim.TakeWechatLogin(ctx, st.client)
 }
 
 func (a wechatAccess) MayAck(ctx context.Context, sub string) error {
-	cred := credential(ctx)
+	cred := a.auth.Credential(ctx)
 	if cred == "" {
 		return graph.Errorf(graph.CodeUnauthenticated, "ack requires the user's token")
 	}
-	if _, ok := a.auth.key(cred); ok {
+	if _, ok := a.auth.Key(cred); ok {
 		return graph.Errorf(graph.CodeForbidden, "ack is for the user's client, with the user's token, not for API keys")
 	}
-	claims, err := a.auth.tokens.Verify(ctx, cred)
+	claims, err := a.auth.Verify(ctx, cred)
 	if err != nil {
 		return graph.Errorf(graph.CodeUnauthenticated, "invalid token")
 	}
@@ -178,8 +174,8 @@ func (a wechatAccess) MayAdmin(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !k.everyChannel() {
-		return graph.Errorf(graph.CodeForbidden, "wechatAccessToken is for API keys allowed every channel; key %q is not", k.name)
+	if !k.EveryChannel() {
+		return graph.Errorf(graph.CodeForbidden, "wechatAccessToken is for API keys allowed every channel; key %q is not", k.Name())
 	}
 	return nil
 }
@@ -189,20 +185,20 @@ func (a wechatAccess) MayInspect(ctx context.Context, channel string) error {
 	if err != nil {
 		return err
 	}
-	if !k.covers(channel) {
-		return graph.Errorf(graph.CodeForbidden, "wechatSubscription: key %q may not send to %s", k.name, channel)
+	if !k.Covers(channel) {
+		return graph.Errorf(graph.CodeForbidden, "wechatSubscription: key %q may not send to %s", k.Name(), channel)
 	}
 	return nil
 }
 
-func (a wechatAccess) apiKey(ctx context.Context) (*keyHash, error) {
-	cred := credential(ctx)
+func (a wechatAccess) apiKey(ctx context.Context) (*access.Key, error) {
+	cred := a.auth.Credential(ctx)
 	if cred == "" {
 		return nil, graph.Errorf(graph.CodeUnauthenticated, "an API key is required: Authorization: Bearer <key>")
 	}
-	k, ok := a.auth.key(cred)
+	k, ok := a.auth.Key(cred)
 	if !ok {
-		if _, err := a.auth.tokens.Verify(ctx, cred); err == nil {
+		if _, err := a.auth.Verify(ctx, cred); err == nil {
 			return nil, graph.Errorf(graph.CodeForbidden, "a subscriber token cannot read WeChat state: use an API key")
 		}
 		return nil, graph.Errorf(graph.CodeUnauthenticated, "invalid API key")

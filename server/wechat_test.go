@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -17,6 +18,8 @@ import (
 	"github.com/pushgate/pushgate/internal/wechattest"
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 	"github.com/pushgate/pushgate/wechat"
 )
 
@@ -69,21 +72,36 @@ func startWeChat(t *testing.T, grace time.Duration) *wxEnv {
 // by edit first.
 func startWeChatWith(t *testing.T, grace time.Duration, edit func(*server.Config)) *wxEnv {
 	t.Helper()
+	return startWeChatOpts(t, grace, wxOptions{server: edit})
+}
+
+// wxOptions change startWeChat's setup.
+type wxOptions struct {
+	store  wechat.Store            // the WeChat state (nil: in memory)
+	app    func(*wechat.AppConfig) // edits the app's configuration
+	server func(*server.Config)    // edits the server's configuration
+}
+
+// startWeChatOpts is startWeChat with the changes of o.
+func startWeChatOpts(t *testing.T, grace time.Duration, o wxOptions) *wxEnv {
+	t.Helper()
 	wx := wechattest.New(t)
 	wx.AddApp(wxApp, wxSecret)
 	wx.AddTemplate(wxApp, wxTemplate, false, "thing1", "amount2")
 	log := &lockedBuffer{}
 	cfg := testConfig()
 	metrics := server.NewMetrics()
+	app := wechat.AppConfig{
+		AppID: wxApp, AppSecret: wxSecret, PushToken: wxPush, AESKey: wxAESKey,
+		APIURL: wx.URL, OfflineGrace: grace, NotifyMaxAge: time.Minute,
+		LoginChannels: []string{"room:{sub}:*"},
+	}
+	if o.app != nil {
+		o.app(&app)
+	}
 	w, err := server.NewWeChat(server.WeChatOptions{
-		Config: wechat.Config{
-			PollInterval: 20 * time.Millisecond,
-			Apps: []wechat.AppConfig{{
-				AppID: wxApp, AppSecret: wxSecret, PushToken: wxPush, AESKey: wxAESKey,
-				APIURL: wx.URL, OfflineGrace: grace, NotifyMaxAge: time.Minute,
-				LoginChannels: []string{"room:{sub}:*"},
-			}},
-		},
+		Config:  wechat.Config{PollInterval: 20 * time.Millisecond, Apps: []wechat.AppConfig{app}},
+		Store:   o.store,
 		Metrics: metrics,
 		Logger:  zerolog.New(log),
 		Backoff: func(int) time.Duration { return 10 * time.Millisecond },
@@ -95,7 +113,9 @@ func startWeChatWith(t *testing.T, grace time.Duration, edit func(*server.Config
 	t.Cleanup(func() { _ = w.Close() })
 	cfg.WeChat = w
 	cfg.Metrics = metrics
-	edit(&cfg)
+	if o.server != nil {
+		o.server(&cfg)
+	}
 	e := startEnvLog(t, cfg, memoryBroker(t, pubsub.Options{}), log)
 	return &wxEnv{env: e, wx: wx, log: log}
 }
@@ -215,6 +235,105 @@ func TestWeChatLoginTokenSubscribes(t *testing.T) {
 	res = e.do(t, "", `mutation { wechatLogin(input: {code: "code-oUserLogin1"}) { token } }`, nil)
 	if c := res.code(t); c != "BAD_USER_INPUT" || !strings.Contains(res.Errors[0].Message, "40163") {
 		t.Fatalf("used code: %s %q", c, res.Errors[0].Message)
+	}
+}
+
+// jwtSubject returns the sub claim of a token (not verified: the server
+// made it).
+func jwtSubject(t *testing.T, tok string) string {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %q", tok)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	var claims struct{ Sub string }
+	if err != nil || json.Unmarshal(raw, &claims) != nil {
+		t.Fatalf("JWT claims %q: %v", parts[1], err)
+	}
+	return claims.Sub
+}
+
+// TestWeChatLoginUnionID: an app with subject unionid gets tokens whose sub
+// is the user's unionid (user:<unionid> readable, user:<openid> not), and
+// a notification to user:<unionid> reaches the openid the login
+// remembered. A user WeChat answers no unionid for gets no token:
+// INTERNAL naming the missing unionid (the app is misconfigured).
+func TestWeChatLoginUnionID(t *testing.T) {
+	e := startWeChatOpts(t, time.Second, wxOptions{app: func(a *wechat.AppConfig) { a.Subject = wechat.SubjectUnionID }})
+	e.wx.AddCode(wxApp, "code-u1", wechattest.User{OpenID: "oUnion1", UnionID: "uUnion1", SessionKey: "sk-u1"})
+	var out struct{ WechatLogin struct{ Token string } }
+	e.do(t, "", `mutation { wechatLogin(input: {code: "code-u1"}) { token } }`, nil).decode(t, &out)
+	tok := out.WechatLogin.Token
+	if sub := jwtSubject(t, tok); sub != "uUnion1" {
+		t.Fatalf("token sub %q, want the unionid uUnion1", sub)
+	}
+	if res := e.do(t, tok, `{ history(channel: "user:uUnion1") { nodes { id } } }`, nil); len(res.Errors) > 0 {
+		t.Fatalf("user:<unionid> with its token: %+v", res.Errors)
+	}
+	if c := e.do(t, tok, `{ history(channel: "user:oUnion1") { nodes { id } } }`, nil).code(t); c != "FORBIDDEN" {
+		t.Fatalf("user:<openid> with the unionid's token: %s, want FORBIDDEN", c)
+	}
+	e.wx.Accept(wxApp, "oUnion1", wxTemplate, 1) // WeChat's quota, by openid
+	if _, res := e.sendNotify(t, "uUnion1", "ALWAYS", goodData); len(res.Errors) > 0 {
+		t.Fatalf("send: %+v", res.Errors)
+	}
+	if n := e.waitStatus(t, "uUnion1"); n.Status != "SENT" {
+		t.Fatalf("notification %+v, want SENT", n)
+	}
+	if sentTo(e.wx, "oUnion1") != 1 || sentTo(e.wx, "uUnion1") != 0 {
+		t.Fatalf("sent to the openid %d, to the unionid %d; want 1 and 0", sentTo(e.wx, "oUnion1"), sentTo(e.wx, "uUnion1"))
+	}
+
+	e.wx.AddCode(wxApp, "code-nounion", wechattest.User{OpenID: "oNoUnion", SessionKey: "sk-n"})
+	res := e.do(t, "", `mutation { wechatLogin(input: {code: "code-nounion"}) { token } }`, nil)
+	if c := res.code(t); c != "INTERNAL" || !strings.Contains(res.Errors[0].Message, "no unionid") {
+		t.Fatalf("no unionid: %s %q, want INTERNAL naming the missing unionid", c, res.Errors[0].Message)
+	}
+	if string(res.Data) != "null" && len(res.Data) != 0 {
+		t.Fatalf("no unionid: data %s, want none", res.Data)
+	}
+}
+
+// TestWeChatKeyScope: an API key limited to some channels reads the quota
+// ledger and sends with notify only for users its patterns cover; outside
+// them both are FORBIDDEN, and the refused send appends and queues
+// nothing.
+func TestWeChatKeyScope(t *testing.T) {
+	const scoped = "scoped-key-secret"
+	e := startWeChatWith(t, time.Second, func(c *server.Config) {
+		c.APIKeys = append(c.APIKeys, access.APIKey{Name: "scoped", Secret: scoped, Channels: []string{"user:oIn*"}})
+	})
+	ledger := `query($s: String!) { wechatSubscription(subject: $s, templateId: "` + wxTemplate + `") { known } }`
+	if res := e.do(t, scoped, ledger, map[string]any{"s": "oIn1"}); len(res.Errors) > 0 {
+		t.Fatalf("wechatSubscription inside the key's scope: %+v", res.Errors)
+	}
+	if c := e.do(t, scoped, ledger, map[string]any{"s": "oOut1"}).code(t); c != "FORBIDDEN" {
+		t.Fatalf("wechatSubscription outside the key's scope: %s, want FORBIDDEN", c)
+	}
+	send := func(openid string) gqlResponse {
+		return e.do(t, scoped, `mutation($in: SendInput!) { send(input: $in) { message { id } } }`, map[string]any{
+			"in": map[string]any{"channel": "user:" + openid, "data": map[string]any{"text": "shipped"},
+				"notify": map[string]any{"templateId": wxTemplate, "data": goodData, "when": "ALWAYS"}},
+		})
+	}
+	e.login(t, "oIn1") // WeChat knows the user
+	e.wx.Accept(wxApp, "oIn1", wxTemplate, 1)
+	if res := send("oIn1"); len(res.Errors) > 0 {
+		t.Fatalf("send with notify inside the key's scope: %+v", res.Errors)
+	}
+	if c := send("oOut1").code(t); c != "FORBIDDEN" {
+		t.Fatalf("send with notify outside the key's scope: %s, want FORBIDDEN", c)
+	}
+	if n := e.waitStatus(t, "oIn1"); n.Status != "SENT" {
+		t.Fatalf("notification inside the scope: %+v, want SENT", n)
+	}
+	var hist struct {
+		History struct{ Nodes []struct{ ID string } }
+	}
+	e.do(t, testKey, `{ history(channel: "user:oOut1") { nodes { id } } }`, nil).decode(t, &hist)
+	if len(hist.History.Nodes) != 0 || sentTo(e.wx, "oOut1") != 0 {
+		t.Fatalf("the refused send appended %d messages and sent %d notifications", len(hist.History.Nodes), sentTo(e.wx, "oOut1"))
 	}
 }
 
@@ -493,29 +612,60 @@ func getBody(t *testing.T, u string) string {
 	return string(b)
 }
 
+// gatedStore holds every notification's queueing (Queue.Put) until the
+// test opens the gate: the message of a send with notify is appended and
+// delivered, its notification not yet queued.
+type gatedStore struct {
+	wechat.Store
+	entered chan struct{} // a Put is waiting at the gate
+	open    chan struct{}
+	once    sync.Once
+}
+
+// release opens the gate (once; a test's cleanup opens it too, so that a
+// failed test does not leave a send waiting at it).
+func (g *gatedStore) release() { g.once.Do(func() { close(g.open) }) }
+
+func newGatedStore() *gatedStore {
+	return &gatedStore{Store: wechat.NewMemoryStore(), entered: make(chan struct{}, 16), open: make(chan struct{})}
+}
+
+func (g *gatedStore) Queue(app string) wechat.Queue { return gatedQueue{g.Store.Queue(app), g} }
+
+type gatedQueue struct {
+	wechat.Queue
+	g *gatedStore
+}
+
+func (q gatedQueue) Put(ctx context.Context, job *wechat.Job, reason string, due, now time.Time, ttl time.Duration) (bool, error) {
+	q.g.entered <- struct{}{}
+	<-q.g.open
+	return q.Queue.Put(ctx, job, reason, due, now, ttl)
+}
+
 // A WebSocket feed that selects Message.notification is served by gqlgen's
 // executor (the feed fast path renders only Message's scalars), and a user
-// subscribed over WebSocket counts as online.
+// subscribed over WebSocket counts as online. A message sent with notify
+// carries its notify mark from its append on: the live feed's first
+// rendering of it, and history, read its notification PENDING while the
+// notification is not queued yet (the store's queueing held at a gate),
+// never null.
 func TestWeChatWebSocketFeedNotification(t *testing.T) {
-	e := startWeChat(t, 200*time.Millisecond)
+	store := newGatedStore()
+	e := startWeChatOpts(t, 200*time.Millisecond, wxOptions{store: store})
+	t.Cleanup(store.release) // before the server's cleanup, which waits for the send
 	tok := e.login(t, "oWS1")
 	c := e.dialWS(t, transportWS, "", nil)
 	c.init(map[string]any{"token": tok})
 	// Selecting notification runs the feed through gqlgen's executor.
-	feed := func(id, cursor string) {
-		vars := map[string]any{}
-		if cursor != "" {
-			vars["cursor"] = cursor
-		}
-		raw, _ := json.Marshal(map[string]any{"query": `subscription($cursor: String) { feed(channels: ["user:oWS1"], cursor: $cursor) {
-		... on Message { id cursor notification { status } } } }`, "variables": vars})
-		c.write(wsMsg{Type: "subscribe", ID: id, Payload: raw})
-	}
+	raw, _ := json.Marshal(map[string]any{"query": `subscription { feed(channels: ["user:oWS1"]) {
+		... on Message { id cursor notification { status reason } } } }`})
+	c.write(wsMsg{Type: "subscribe", ID: "f", Payload: raw})
 	type event struct {
 		Data struct {
 			Feed struct {
 				ID, Cursor   string
-				Notification *struct{ Status string }
+				Notification *struct{ Status, Reason string }
 			}
 		}
 	}
@@ -527,7 +677,6 @@ func TestWeChatWebSocketFeedNotification(t *testing.T) {
 		}
 		return ev
 	}
-	feed("f", "")
 	// The feed is live once a first message arrives.
 	deadline := time.Now().Add(waitTimeout)
 	var first wsMsg
@@ -544,43 +693,56 @@ func TestWeChatWebSocketFeedNotification(t *testing.T) {
 	if ev := decode(first); ev.Data.Feed.Notification != nil {
 		t.Fatalf("a message without notify: %s", first.Payload)
 	}
-	sent, res := e.sendNotify(t, "oWS1", "OFFLINE", goodData)
-	if len(res.Errors) > 0 {
-		t.Fatalf("send: %+v", res.Errors)
+	type answer struct {
+		sent sentMessage
+		res  gqlResponse
 	}
-	// The live event of the notify message. Send appends (and so fans out)
-	// the message before it queues the notification, whose id is the
-	// message's position: a live event rendered in between shows null.
-	// The hellos before it have none.
-	before := decode(first).Data.Feed.Cursor
+	answered := make(chan answer, 1)
+	go func() {
+		sent, res := e.sendNotify(t, "oWS1", "OFFLINE", goodData)
+		answered <- answer{sent, res}
+	}()
+	<-store.entered // appended, and its notification held before the queue
+	// History: the newest message is the notify message, its notification
+	// PENDING though not queued.
+	var hist struct {
+		History struct {
+			Nodes []struct {
+				ID           string
+				Notification *notification
+			}
+		}
+	}
+	e.do(t, testKey, `{ history(channel: "user:oWS1", last: 1) { nodes { id notification { status reason } } } }`, nil).decode(t, &hist)
+	if len(hist.History.Nodes) != 1 {
+		t.Fatalf("history: %+v", hist)
+	}
+	id := hist.History.Nodes[0].ID
+	if n := hist.History.Nodes[0].Notification; n == nil || n.Status != "PENDING" || *n.Reason != "WAITING" {
+		t.Fatalf("history before the notification is queued: %+v, want PENDING WAITING", n)
+	}
+	// The live feed's first rendering of the notify message; the hellos
+	// before it have none.
 	for {
 		ev := decode(c.next())
-		if ev.Data.Feed.ID == sent.ID {
-			break
+		n := ev.Data.Feed.Notification
+		if ev.Data.Feed.ID != id {
+			if n != nil {
+				t.Fatalf("hello %s has a notification %+v", ev.Data.Feed.ID, *n)
+			}
+			continue
 		}
-		if ev.Data.Feed.Notification != nil {
-			t.Fatalf("hello %s has a notification %+v", ev.Data.Feed.ID, *ev.Data.Feed.Notification)
-		}
-		before = ev.Data.Feed.Cursor
-	}
-	// Once send has answered the notification is queued: a feed resumed
-	// from the message before renders it, PENDING or, the user being
-	// online past the 200 ms grace, already SKIPPED.
-	feed("r", before)
-	for {
-		m := c.next()
-		if m.ID != "r" {
-			continue // a late hello on f
-		}
-		ev := decode(m)
-		if ev.Data.Feed.ID != sent.ID {
-			t.Fatalf("resumed feed: %s, want message %s", m.Payload, sent.ID)
-		}
-		if n := ev.Data.Feed.Notification; n == nil || (n.Status != "PENDING" && n.Status != "SKIPPED") {
-			t.Fatalf("resumed feed: %s, want the notification PENDING or SKIPPED", m.Payload)
+		if n == nil || n.Status != "PENDING" || n.Reason != "WAITING" {
+			t.Fatalf("the live feed's first rendering of the notify message: %+v, want its notification PENDING WAITING", ev.Data.Feed)
 		}
 		break
 	}
+	store.release()
+	a := <-answered
+	if len(a.res.Errors) > 0 || a.sent.ID != id {
+		t.Fatalf("send: %+v %+v, want message %s", a.sent, a.res.Errors, id)
+	}
+	// The user is online past the 200 ms grace.
 	n := e.waitStatus(t, "oWS1")
 	if n.Status != "SKIPPED" || *n.Reason != "ONLINE" {
 		t.Fatalf("notification %+v, want SKIPPED ONLINE", n)
@@ -594,7 +756,7 @@ func TestWeChatWebSocketFeedNotification(t *testing.T) {
 func TestWeChatLoginRateLimitedPerIP(t *testing.T) {
 	e := startWeChatWith(t, time.Second, func(c *server.Config) {
 		// A burst of 2 and no refill within the test.
-		c.Limits.WechatLoginRatePerIP = server.Rate{PerSecond: 0.001, Burst: 2}
+		c.Limits.WechatLoginRatePerIP = limits.Rate{PerSecond: 0.001, Burst: 2}
 	})
 	e.login(t, "oRate1")
 	e.login(t, "oRate2")

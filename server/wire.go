@@ -9,6 +9,7 @@ import (
 
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // The JSON shapes SSE and long-poll share. They are written by hand, not by
@@ -101,7 +102,7 @@ func parseReadRequest(r *http.Request, lastEventID bool) (readRequest, error) {
 
 // subscribeRead authorizes req for the request's credential and subscribes
 // to it for as long as ctx lasts.
-func subscribeRead(ctx context.Context, broker pubsub.Broker, auth *Auth, req readRequest) (*pubsub.Subscription, error) {
+func subscribeRead(ctx context.Context, broker pubsub.Broker, auth *access.Auth, req readRequest) (*pubsub.Subscription, error) {
 	if err := auth.MayRead(ctx, req.channels); err != nil {
 		return nil, err
 	}

@@ -18,10 +18,13 @@ import (
 	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/coder/websocket"
+	"github.com/rs/zerolog"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/pushgate/pushgate/graph"
+	"github.com/pushgate/pushgate/server/access"
 	"github.com/pushgate/pushgate/server/delivery"
+	"github.com/pushgate/pushgate/server/limits"
 	"github.com/pushgate/pushgate/server/observe"
 )
 
@@ -38,12 +41,12 @@ import (
 // outlives its handler: one goroutine with a small stack reads it.
 //
 // Each connection lasts no longer than its token (expiry.go): it is closed
-// with CloseTokenExpired when the token expires, and with
+// with access.CloseTokenExpired when the token expires, and with
 // CloseServiceRestart when the node shuts down.
 type wsTransport struct {
 	resolver *graph.Resolver
-	auth     *Auth
-	lim      *limits
+	auth     *access.Auth
+	lim      *limits.Limiter
 	metrics  *Metrics
 	accept   websocket.AcceptOptions
 	// readLimit bounds a client message (a larger one closes with 1009).
@@ -100,7 +103,7 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	var cleanup cleanups
 	stopWatch := t.stopping.Watch(r, cancel)
 	cleanup.add(func() { stopWatch(); cancel(nil) })
-	cleanup.add(keepStreamSlot(r.Context()))
+	cleanup.add(limits.KeepStreamSlot(r.Context()))
 	cleanup.add(t.streams.open())
 	ws.SetReadLimit(t.readLimit)
 	c := &wsConn{
@@ -119,6 +122,14 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	}
 	c.dconn.OnResume(c.resumeFeeds)
 	c.waitReadable = c.dconn.WatchReadable()
+	if ws.Subprotocol() == "" {
+		// Clients that name no subprotocol (a bare WebSocket, some
+		// older Apollo setups) get the legacy graphql-ws protocol: said
+		// once per connection, at debug, for whoever wonders why their
+		// graphql-transport-ws messages are not understood.
+		zerolog.Ctx(ctx).Debug().Msg("WebSocket without a subprotocol: served as legacy graphql-ws " +
+			"(subscriptions-transport-ws); ask for graphql-transport-ws to get that protocol")
+	}
 	acct.Accepted(c)
 	go c.serve()
 }
@@ -388,16 +399,16 @@ func (c *wsConn) init() bool {
 		}
 	}
 	ctx := c.req
-	if cred := initCredential(payload); cred != "" {
-		ctx = withCredential(ctx, cred)
+	if cred := access.InitCredential(payload); cred != "" {
+		ctx = access.WithCredential(ctx, cred)
 	}
 	// The connection counts for its token's subject from here on.
-	if err := c.t.lim.websocketInit(ctx); err != nil {
+	if err := c.t.lim.WebSocketInit(ctx); err != nil {
 		c.connectionError(err.Error())
-		c.close(closeTooManyConnections, err.Error())
+		c.close(limits.CloseTooManyConnections, err.Error())
 		return false
 	}
-	c.ctx, c.cancel = c.t.auth.untilTokenExpires(ctx)
+	c.ctx, c.cancel = c.t.auth.UntilTokenExpires(ctx)
 	c.mu.Lock()
 	c.lastPong = time.Now()
 	c.mu.Unlock()
@@ -464,11 +475,11 @@ var legacyExpired = wsMessage{Type: "connection_error",
 func (c *wsConn) closeForContext() {
 	defer recoverClient(c.req, "websocket close", func() { _ = c.ws.CloseNow() })
 	switch {
-	case tokenExpired(c.ctx):
+	case access.TokenExpired(c.ctx):
 		if c.legacy {
 			c.writeMsg(legacyExpired)
 		}
-		c.close(CloseTokenExpired, "token expired")
+		c.close(access.CloseTokenExpired, "token expired")
 	case delivery.ShuttingDown(c.req):
 		c.close(CloseServiceRestart, "server restarting: reconnect")
 	default:
@@ -502,7 +513,7 @@ func (c *wsConn) close(code websocket.StatusCode, reason string) {
 // (none: it did not drop it, e.g. a protocol error).
 func closeDrop(code websocket.StatusCode) observe.Drop {
 	switch code {
-	case CloseTokenExpired:
+	case access.CloseTokenExpired:
 		return observe.DropExpired
 	case CloseServiceRestart:
 		return observe.DropShutdown
@@ -682,11 +693,11 @@ func (c *wsConn) start(m wsMessage) {
 	if errs != nil {
 		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
 		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
-			c.sendError(m.ID, resp.Errors...)
+			c.fail(m.ID, resp.Errors...)
 		} else {
 			c.sendResponse(m.ID, &graphql.Response{Errors: errs})
+			c.complete(m.ID)
 		}
-		c.complete(m.ID)
 		done()
 		return
 	}
@@ -727,8 +738,7 @@ func (c *wsConn) badPayload(m wsMessage, err error) {
 		c.protocolError(msg)
 		return
 	}
-	c.sendError(m.ID, &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": graph.CodeBadUserInput}})
-	c.complete(m.ID)
+	c.fail(m.ID, &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": graph.CodeBadUserInput}})
 }
 
 // dispatch runs an operation through gqlgen's executor.
@@ -740,7 +750,7 @@ func (c *wsConn) dispatch(ctx context.Context, id string, rc *graphql.OperationC
 			if !errors.As(err, &gqlErr) {
 				gqlErr = &gqlerror.Error{Message: fmt.Sprint(err)}
 			}
-			c.sendError(id, gqlErr)
+			c.fail(id, gqlErr) // ends the operation: nothing after it
 		}
 	}()
 	responses, ctx := c.exec.DispatchOperation(ctx, rc)
@@ -784,3 +794,15 @@ func (c *wsConn) sendError(id string, errs ...*gqlerror.Error) {
 }
 
 func (c *wsConn) complete(id string) { c.writeMsg(wsMessage{ID: id, Type: "complete"}) }
+
+// fail ends operation id with errs. In graphql-transport-ws, error is the
+// operation's last message: nothing follows it, complete included (the
+// protocol: "no further events will be sent after an Error"). The legacy
+// graphql-ws completes the operation after its error, as Apollo's
+// subscriptions-transport-ws clients expect.
+func (c *wsConn) fail(id string, errs ...*gqlerror.Error) {
+	c.sendError(id, errs...)
+	if c.legacy {
+		c.complete(id)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/pushgate/pushgate/pubsub"
 )
 
@@ -38,8 +40,9 @@ func TestWebSocketOperationErrors(t *testing.T) {
 			// A feed that runs through all of it.
 			const ch = "wserr"
 			c.subscribe("live", []string{ch}, e.cursor(t, ch))
-			// An error message ends its operation; a complete after it
-			// (which graphql-transport-ws does not ask for) is let pass.
+			// An error message ends its operation: graphql-transport-ws
+			// sends nothing after it (a complete would be a protocol
+			// violation); the legacy graphql-ws completes it.
 			ended := map[string]bool{}
 			next := func() wsMsg {
 				t.Helper()
@@ -47,6 +50,9 @@ func TestWebSocketOperationErrors(t *testing.T) {
 					m := c.next()
 					if m.Type != "complete" || !ended[m.ID] {
 						return m
+					}
+					if proto != legacyWS {
+						t.Fatalf("complete for %s after its error", m.ID)
 					}
 				}
 			}
@@ -97,7 +103,7 @@ func TestWebSocketOperationErrors(t *testing.T) {
 			}
 			select {
 			case m := <-c.msgs:
-				if m.Type != "complete" || !ended[m.ID] {
+				if m.Type != "complete" || !ended[m.ID] || proto != legacyWS {
 					t.Fatalf("unexpected %+v", m)
 				}
 			case <-time.After(100 * time.Millisecond):
@@ -137,4 +143,38 @@ func mustJSON(v any) string {
 		panic(err)
 	}
 	return string(b)
+}
+
+// TestWebSocketWithoutSubprotocol: a WebSocket that asks for no
+// subprotocol is served the legacy graphql-ws protocol, and the server says
+// so once, at debug; one that asks for graphql-transport-ws is not logged.
+func TestWebSocketWithoutSubprotocol(t *testing.T) {
+	var logs syncBuffer
+	e := startEnvLog(t, testConfig(), memoryBroker(t, pubsub.Options{}), &logs)
+	const said = "WebSocket without a subprotocol"
+	for _, proto := range []string{"", transportWS} {
+		before := strings.Count(logs.String(), said)
+		d := websocket.Dialer{HandshakeTimeout: waitTimeout}
+		if proto != "" {
+			d.Subprotocols = []string{proto}
+		}
+		conn, res, err := d.Dial("ws"+strings.TrimPrefix(e.url, "http")+"/graphql", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if err := conn.WriteJSON(wsMsg{Type: "connection_init", Payload: json.RawMessage(`{"token":"` + testKey + `"}`)}); err != nil {
+			t.Fatal(err)
+		}
+		var ack wsMsg
+		if err := conn.ReadJSON(&ack); err != nil || ack.Type != "connection_ack" {
+			t.Fatalf("subprotocol %q: %+v %v, want connection_ack", proto, ack, err)
+		}
+		// The line is written before the connection is served: by the ack,
+		// it is there or it never will be.
+		if n := strings.Count(logs.String(), said) - before; (proto == "") != (n == 1) || n > 1 {
+			t.Fatalf("subprotocol %q: %d log lines saying %q:\n%s", proto, n, said, logs.String())
+		}
+		conn.Close()
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/pushgate/pushgate/graph/model"
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server/delivery"
+	"github.com/pushgate/pushgate/server/limits"
 	"github.com/pushgate/pushgate/server/observe"
 )
 
@@ -303,8 +304,8 @@ func (c *wsConn) runFeed(ctx context.Context, cancel context.CancelFunc, id stri
 	ends.add(sub.Close)
 	// What gqlgen's interceptors would do: give the WebSocket's operation
 	// slot back, count the subscription.
-	if ws, ok := rc.Stats.GetExtension(wsSlotKey).(*wsLimits); ok {
-		ends.add(ws.release)
+	if ws, ok := rc.Stats.GetExtension(limits.WebSocketSlot).(*limits.WebSocket); ok {
+		ends.add(ws.Release)
 	}
 	var acct *observe.Stream
 	if c.acct != nil {

@@ -31,12 +31,12 @@
 //	// then after it with the message's id:
 //	n := wechat.Notify{AppID: ..., Channel: ch, TemplateID: ..., Data: ..., Page: ..., When: ...}
 //	if err := svc.CheckNotify(&n); err != nil { ... }
-//	msg := broker.Publish(...)
+//	msg := broker.Publish(...)  // marked with notify, so readers know at once
 //	n.MessageID = id(msg)
 //	err = svc.Notify(ctx, n)
 //
 //	svc.Ack(ctx, channel, messageID)                  // Mutation.ack
-//	svc.Notification(ctx, channel, messageID)         // Message.notification (nil without notify)
+//	svc.NotificationOf(ctx, channel, messageID, at)   // Message.notification of a marked message
 //	svc.AccessToken(ctx, appID)                       // Query.wechatAccessToken
 //	svc.Subscription(ctx, appID, subject, templateID) // Query.wechatSubscription
 //

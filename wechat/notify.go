@@ -134,6 +134,34 @@ func (s *Service) Notification(ctx context.Context, channel, messageID string) (
 	return nil, nil
 }
 
+// queueWindow bounds how long after its message is appended a
+// notification is queued: the server queues it right after the append,
+// each store call bounded by its own timeout, well under this.
+const queueWindow = time.Minute
+
+// NotificationOf returns the outcome of the notification of (channel,
+// messageID), a message appended at appended and marked as sent with
+// notify. The mark is stored with the message, the notification queued
+// right after the append (its id is the message's position), so a reader
+// may see the message first: until the record exists the outcome is
+// PENDING (WAITING). Past queueWindow without one, the notification was
+// never queued (the send answered an error asking to send again with its
+// idempotency key): FAILED (NOT_QUEUED), until such a send queues it.
+// Past the outcome TTL it is nil, like an expired record.
+func (s *Service) NotificationOf(ctx context.Context, channel, messageID string, appended time.Time) (*Outcome, error) {
+	o, err := s.Notification(ctx, channel, messageID)
+	if o != nil || err != nil {
+		return o, err
+	}
+	switch age := s.clock.Now().Sub(appended); {
+	case age < queueWindow:
+		return &Outcome{Status: StatusPending, Reason: ReasonWaiting, UpdatedAt: appended}, nil
+	case age < s.cfg.OutcomeTTL:
+		return &Outcome{Status: StatusFailed, Reason: ReasonNotQueued, UpdatedAt: appended.Add(queueWindow)}, nil
+	}
+	return nil, nil
+}
+
 // ---- workers ----
 
 // work is an app's loop: take what is due, send it with at most

@@ -194,3 +194,40 @@ func TestNotifyErrcodes(t *testing.T) {
 
 // wxSend is the fake's name of subscribeMessage.send.
 const wxSend = "subscribe_send"
+
+// TestNotificationOfBeforeQueued: a message marked as sent with notify
+// reads PENDING (WAITING) before its notification is queued (the server
+// queues it right after the append, readers may see the message first);
+// its record once queued; FAILED (NOT_QUEUED) when a minute passed
+// without one; nothing past the outcome TTL, like an expired record.
+func TestNotificationOfBeforeQueued(t *testing.T) {
+	e := newEnv(t)
+	s := e.service(NewMemoryStore(), offline)
+	ctx := context.Background()
+	ch := "user:" + openID1
+	appended := e.clock.Now()
+	read := func() *Outcome {
+		t.Helper()
+		o, err := s.NotificationOf(ctx, ch, "7", appended)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	if o := read(); o == nil || o.Status != StatusPending || o.Reason != ReasonWaiting || o.Attempts != 0 {
+		t.Fatalf("before it is queued: %+v, want PENDING WAITING", o)
+	}
+	e.clock.Add(queueWindow)
+	if o := read(); o == nil || o.Status != StatusFailed || o.Reason != ReasonNotQueued {
+		t.Fatalf("a minute without a record: %+v, want FAILED NOT_QUEUED", o)
+	}
+	// A send again with the same idempotency key queues it: its record
+	// stands from then on.
+	e.notify(s, openID1, "7", WhenOffline)
+	if o := read(); o == nil || o.Status != StatusPending || o.Reason != ReasonWaiting {
+		t.Fatalf("queued late: %+v, want its record (PENDING WAITING)", o)
+	}
+	if o, _ := s.NotificationOf(ctx, ch, "8", appended.Add(-DefaultOutcomeTTL)); o != nil {
+		t.Fatalf("a message older than the outcome TTL: %+v, want none", o)
+	}
+}

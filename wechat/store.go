@@ -133,6 +133,7 @@ const (
 	ReasonWeChatError = "WECHAT_ERROR" // FAILED: another errcode
 	ReasonExpired     = "EXPIRED"      // FAILED: the max age passed before a send succeeded
 	ReasonNoOpenID    = "NO_OPENID"    // FAILED: no openid is known for the unionid
+	ReasonNotQueued   = "NOT_QUEUED"   // FAILED: the message was appended, its notification never queued
 	ReasonInterrupted = "INTERRUPTED"  // UNKNOWN: an attempt's answer was never recorded (its node died)
 	ReasonNoAnswer    = "NO_ANSWER"    // UNKNOWN: the request went out and no answer came back
 )

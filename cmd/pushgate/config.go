@@ -16,7 +16,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pushgate/pushgate/pubsub"
-	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 	"github.com/pushgate/pushgate/wechat"
 )
 
@@ -36,7 +37,7 @@ type config struct {
 	RedisWait time.Duration
 	// RedisTimeout bounds a publish (pubsub.Options.PublishTimeout).
 	RedisTimeout time.Duration
-	APIKeys      []server.APIKey
+	APIKeys      []access.APIKey
 	JWTSecret    string
 	// AllowWeakJWTSecret lets an HS256 secret be shorter than 32 bytes
 	// (checkJWTSecret).
@@ -56,13 +57,13 @@ type config struct {
 	ConfigFile     string
 	TokenPublish   bool
 	Presence       bool
-	Namespaces     map[string]server.Namespace
+	Namespaces     map[string]access.Namespace
 	AllowedOrigins []string
-	JWT            server.TokenConfig
+	JWT            access.TokenConfig
 
 	// jwtFlags are the --jwks-url, --jwt-issuer, --jwt-audience and
 	// --jwt-leeway values; they win over the file's jwt section.
-	jwtFlags       server.TokenConfig
+	jwtFlags       access.TokenConfig
 	TrustedProxies []netip.Prefix
 	MaxBodyBytes   int64
 	// MaxResponseBytes bounds a GraphQL response's history pages and a
@@ -73,7 +74,7 @@ type config struct {
 	GCMinHeapMB  int
 	GoMaxProcs   int // -1: auto (goMaxProcs)
 	Heartbeat    time.Duration
-	Limits       server.Limits
+	Limits       limits.Limits
 	MetricsToken string
 	Pprof        bool
 	Console      bool
@@ -285,23 +286,23 @@ var options = []option{
 	{flag: "sse-heartbeat", env: "PUSHGATE_SSE_HEARTBEAT", def: "15s", usage: "how often an idle SSE stream gets a comment line",
 		set: func(c *config, v string) (err error) { c.Heartbeat, err = positiveDuration(v); return err }},
 	limitOption("max-subscriptions-per-connection", "operations active at once on one WebSocket", "100",
-		func(l *server.Limits, n int) { l.MaxSubscriptionsPerConnection = n }),
+		func(l *limits.Limits, n int) { l.MaxSubscriptionsPerConnection = n }),
 	limitOption("max-connections-per-subject", "streaming connections open at once per token subject", "100",
-		func(l *server.Limits, n int) { l.MaxConnectionsPerSubject = n }),
+		func(l *limits.Limits, n int) { l.MaxConnectionsPerSubject = n }),
 	limitOption("max-connections-per-ip", "streaming connections open at once per client IP", "1000",
-		func(l *server.Limits, n int) { l.MaxConnectionsPerIP = n }),
+		func(l *limits.Limits, n int) { l.MaxConnectionsPerIP = n }),
 	rateOption("connect-rate-per-ip", "new streaming connections (and long-polls) per second per client IP", "50",
-		func(l *server.Limits) *server.Rate { return &l.ConnectRatePerIP }),
+		func(l *limits.Limits) *limits.Rate { return &l.ConnectRatePerIP }),
 	rateOption("send-rate-per-key", "messages per second per API key", "1000",
-		func(l *server.Limits) *server.Rate { return &l.SendRatePerKey }),
+		func(l *limits.Limits) *limits.Rate { return &l.SendRatePerKey }),
 	rateOption("send-rate-per-token", "messages per second per token holder, where tokens may send", "10",
-		func(l *server.Limits) *server.Rate { return &l.SendRatePerToken }),
+		func(l *limits.Limits) *limits.Rate { return &l.SendRatePerToken }),
 	limitOption("max-requests-in-flight-per-ip", "requests other than streams in progress at once per client IP (default 256)", "",
-		func(l *server.Limits, n int) { l.MaxRequestsInFlightPerIP = n }),
+		func(l *limits.Limits, n int) { l.MaxRequestsInFlightPerIP = n }),
 	limitOption("max-query-depth", "GraphQL field nesting", "10",
-		func(l *server.Limits, n int) { l.MaxQueryDepth = n }),
+		func(l *limits.Limits, n int) { l.MaxQueryDepth = n }),
 	limitOption("max-query-complexity", "GraphQL operation cost: one per field, a list's fields once per item it may hold (history(last: 1000) { nodes { data } } costs 1002)", "10000",
-		func(l *server.Limits, n int) { l.MaxQueryComplexity = n }),
+		func(l *limits.Limits, n int) { l.MaxQueryComplexity = n }),
 	{flag: "introspection", env: "PUSHGATE_INTROSPECTION", def: "true", boolean: true, usage: "answer __schema and __type queries",
 		set: func(c *config, v string) error {
 			on, err := strconv.ParseBool(v)
@@ -349,7 +350,7 @@ var options = []option{
 			return err
 		}},
 	rateOption("wechat-login-rate-per-ip", "wechatLogin calls per second per client IP", "10",
-		func(l *server.Limits) *server.Rate { return &l.WechatLoginRatePerIP }),
+		func(l *limits.Limits) *limits.Rate { return &l.WechatLoginRatePerIP }),
 	{flag: "console", env: "PUSHGATE_CONSOLE", def: "false", boolean: true,
 		usage: "serve the console page on /console: watch channels, send, history, GraphQL and metrics in a browser, with a key or token its user enters (on in make run)",
 		set:   func(c *config, v string) error { return parseBool(&c.Console, v) }},
@@ -568,7 +569,7 @@ func splitList(s string) []string {
 }
 
 // limitOption is a count limit: a positive integer, or off.
-func limitOption(name, what, def string, set func(*server.Limits, int)) option {
+func limitOption(name, what, def string, set func(*limits.Limits, int)) option {
 	return option{flag: name, env: "PUSHGATE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")), def: def,
 		usage: what + `; "off" or -1: no limit`,
 		set: func(c *config, v string) error {
@@ -580,13 +581,13 @@ func limitOption(name, what, def string, set func(*server.Limits, int)) option {
 
 // rateOption is a token bucket: "rate" or "rate/burst" (burst defaults to
 // twice the rate), or off.
-func rateOption(name, what, def string, field func(*server.Limits) *server.Rate) option {
+func rateOption(name, what, def string, field func(*limits.Limits) *limits.Rate) option {
 	return option{flag: name, env: "PUSHGATE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")), def: def,
 		usage: what + `, as rate or rate/burst; "off" or -1: no limit`,
 		set: func(c *config, v string) error {
 			r := field(&c.Limits)
 			if v == "off" || v == "-1" {
-				*r = server.Rate{PerSecond: -1}
+				*r = limits.Rate{PerSecond: -1}
 				return nil
 			}
 			rate, burst, hasBurst := strings.Cut(v, "/")
@@ -594,7 +595,7 @@ func rateOption(name, what, def string, field func(*server.Limits) *server.Rate)
 			if err != nil || per <= 0 || per > 1e9 {
 				return errors.New(`must be a positive rate per second, rate/burst, or "off"`)
 			}
-			*r = server.Rate{PerSecond: per}
+			*r = limits.Rate{PerSecond: per}
 			if hasBurst {
 				if r.Burst, err = positiveInt(burst, 1<<30); err != nil {
 					return fmt.Errorf("burst %w", err)

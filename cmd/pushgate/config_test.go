@@ -11,7 +11,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/limits"
 )
 
 // withDefaults sets, on c, the defaults of the flags beyond the basic ones.
@@ -21,11 +22,11 @@ func withDefaults(c config) config {
 	c.GoMaxProcs = -1
 	c.Heartbeat = 15 * time.Second
 	c.RedisWait = 30 * time.Second
-	c.Limits = server.Limits{
+	c.Limits = limits.Limits{
 		MaxSubscriptionsPerConnection: 100, MaxConnectionsPerSubject: 100, MaxConnectionsPerIP: 1000,
-		ConnectRatePerIP: server.Rate{PerSecond: 50}, SendRatePerKey: server.Rate{PerSecond: 1000},
-		SendRatePerToken: server.Rate{PerSecond: 10}, MaxQueryDepth: 10, MaxQueryComplexity: 10000,
-		WechatLoginRatePerIP: server.Rate{PerSecond: 10},
+		ConnectRatePerIP: limits.Rate{PerSecond: 50}, SendRatePerKey: limits.Rate{PerSecond: 1000},
+		SendRatePerToken: limits.Rate{PerSecond: 10}, MaxQueryDepth: 10, MaxQueryComplexity: 10000,
+		WechatLoginRatePerIP: limits.Rate{PerSecond: 10},
 	}
 	c.wechatFlags.OfflineGrace, c.wechatFlags.NotifyMaxAge = 10*time.Second, 24*time.Hour
 	return c
@@ -65,7 +66,7 @@ func TestParseConfig(t *testing.T) {
 			},
 			want: with(func(c *config) {
 				c.Addr, c.JWTSecret, c.JWT.Secret, c.AllowAnonymous = "127.0.0.1:9000", secret32, secret32, true
-				c.APIKeys = []server.APIKey{{Name: "a", Secret: "1"}, {Name: "b", Secret: "2"}}
+				c.APIKeys = []access.APIKey{{Name: "a", Secret: "1"}, {Name: "b", Secret: "2"}}
 				c.HistorySize, c.HistoryTTL, c.IdempotencyWindow, c.MaxMessageSize = 10, time.Hour, 30*time.Second, 1024
 				c.LogLevel, c.WriteTimeout, c.ShutdownTimeout = zerolog.DebugLevel, 2*time.Second, 3*time.Second
 			}),
@@ -76,7 +77,7 @@ func TestParseConfig(t *testing.T) {
 			env:  map[string]string{"PUSHGATE_ADDR": ":2", "PUSHGATE_API_KEYS": "e:1", "PUSHGATE_HISTORY_SIZE": "9", "PUSHGATE_ALLOW_ANONYMOUS": "1"},
 			want: with(func(c *config) {
 				c.Addr, c.HistorySize, c.LogLevel = ":1", 7, zerolog.WarnLevel
-				c.APIKeys = []server.APIKey{{Name: "f", Secret: "x"}, {Name: "g", Secret: "y:z"}}
+				c.APIKeys = []access.APIKey{{Name: "f", Secret: "x"}, {Name: "g", Secret: "y:z"}}
 			}),
 		},
 		{
@@ -170,7 +171,7 @@ func TestParseLimitAndTokenFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := c.Limits
-	if l.MaxConnectionsPerIP != -1 || l.MaxSubscriptionsPerConnection != 5 || l.ConnectRatePerIP != (server.Rate{PerSecond: 10, Burst: 30}) ||
+	if l.MaxConnectionsPerIP != -1 || l.MaxSubscriptionsPerConnection != 5 || l.ConnectRatePerIP != (limits.Rate{PerSecond: 10, Burst: 30}) ||
 		l.SendRatePerToken.PerSecond != -1 || !l.DisableIntrospection {
 		t.Fatalf("limits = %+v", l)
 	}

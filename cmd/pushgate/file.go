@@ -17,7 +17,7 @@ import (
 
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/pubsub"
-	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
 	"github.com/pushgate/pushgate/wechat"
 )
 
@@ -63,7 +63,7 @@ type apiKeyFile struct {
 }
 
 // jwtFile is the jwt: section. secret is --jwt-secret's value; the others
-// configure the token verifier and map to config.JWT (server.TokenConfig).
+// configure the token verifier and map to config.JWT (access.TokenConfig).
 type jwtFile struct {
 	Secret   scalar `yaml:"secret"`
 	JWKSURL  scalar `yaml:"jwks_url"`
@@ -198,7 +198,7 @@ func checkNamespace(name string, ns namespaceFile) error {
 		return fmt.Errorf("config: %s: a namespace name must match [A-Za-z0-9_.@-]{1,128} "+
 			"(the part of a channel name before its first ':')", path)
 	}
-	rules, err := ns.resolve(path, server.Namespace{})
+	rules, err := ns.resolve(path, access.Namespace{})
 	if err != nil {
 		return err
 	}
@@ -210,7 +210,7 @@ func checkNamespace(name string, ns namespaceFile) error {
 }
 
 // resolve returns the namespace's rules: each field it sets, else base's.
-func (ns namespaceFile) resolve(path string, base server.Namespace) (server.Namespace, error) {
+func (ns namespaceFile) resolve(path string, base access.Namespace) (access.Namespace, error) {
 	out := base
 	fields := []struct {
 		name string
@@ -242,10 +242,10 @@ func (ns namespaceFile) resolve(path string, base server.Namespace) (server.Name
 		}
 		field := path + "." + fd.name
 		if fd.v.kind != "" {
-			return server.Namespace{}, fmt.Errorf("config: %s: must be a single value, got a %s", field, fd.v.kind)
+			return access.Namespace{}, fmt.Errorf("config: %s: must be a single value, got a %s", field, fd.v.kind)
 		}
 		if problem, ok := fd.set(fd.v.text); !ok {
-			return server.Namespace{}, fieldError(field, problem, fd.v.text)
+			return access.Namespace{}, fieldError(field, problem, fd.v.text)
 		}
 	}
 	return out, nil
@@ -295,8 +295,8 @@ func (f *fileConfig) flagValues() map[string]flagValue {
 }
 
 // apiKeys returns the file's API keys, checked.
-func (f *fileConfig) apiKeys() ([]server.APIKey, error) {
-	var keys []server.APIKey
+func (f *fileConfig) apiKeys() ([]access.APIKey, error) {
+	var keys []access.APIKey
 	for i, k := range f.APIKeys {
 		path := fmt.Sprintf("api_keys[%d]", i)
 		for _, fd := range []struct {
@@ -316,7 +316,7 @@ func (f *fileConfig) apiKeys() ([]server.APIKey, error) {
 		if len(k.Channels) == 0 {
 			return nil, fmt.Errorf(`config: %s.channels: must list the patterns the key may send to ("*" for every channel)`, path)
 		}
-		key := server.APIKey{Name: k.Name.text, Secret: k.Secret.text}
+		key := access.APIKey{Name: k.Name.text, Secret: k.Secret.text}
 		for j, p := range k.Channels {
 			field := fmt.Sprintf("%s.channels[%d]", path, j)
 			if p.kind != "" {
@@ -337,8 +337,8 @@ func (f *fileConfig) apiKeys() ([]server.APIKey, error) {
 // jwtSettings returns the verifier's settings of the jwt: section, checked:
 // the JWKS of RS256/ES256 keys, the required iss and aud, and the clock
 // leeway for exp and nbf (0s: none). The secret is config.JWTSecret.
-func (f *fileConfig) jwtSettings() (server.TokenConfig, error) {
-	var s server.TokenConfig
+func (f *fileConfig) jwtSettings() (access.TokenConfig, error) {
+	var s access.TokenConfig
 	for _, fd := range []struct {
 		name string
 		v    scalar
@@ -391,7 +391,7 @@ func (f *fileConfig) apply(c *config) error {
 		return err
 	}
 	c.JWT = jwt
-	def, err := f.Namespaces[defaultNamespace].resolve("namespaces.default", server.Namespace{})
+	def, err := f.Namespaces[defaultNamespace].resolve("namespaces.default", access.Namespace{})
 	if err != nil {
 		return err
 	}
@@ -406,7 +406,7 @@ func (f *fileConfig) apply(c *config) error {
 			return err
 		}
 		if c.Namespaces == nil {
-			c.Namespaces = make(map[string]server.Namespace)
+			c.Namespaces = make(map[string]access.Namespace)
 		}
 		c.Namespaces[name] = resolved
 	}
@@ -415,9 +415,9 @@ func (f *fileConfig) apply(c *config) error {
 
 // namespaces returns the server's namespace rules: the default namespace
 // from the flags (and the file's default namespace), and the named ones.
-func (c config) namespaces() server.Namespaces {
-	return server.Namespaces{
-		Default: server.Namespace{
+func (c config) namespaces() access.Namespaces {
+	return access.Namespaces{
+		Default: access.Namespace{
 			HistorySize:    c.HistorySize,
 			HistoryTTL:     c.HistoryTTL,
 			AnonymousRead:  c.AllowAnonymous,
@@ -433,23 +433,23 @@ func (c config) namespaces() server.Namespaces {
 // every channel) or name[pattern,pattern,...]:secret (only to the channels
 // matching one of the patterns). The secret is everything after the colon
 // and may contain colons.
-func parseAPIKey(v string) (server.APIKey, error) {
+func parseAPIKey(v string) (access.APIKey, error) {
 	const syntax = "must be name:secret or name[pattern,...]:secret"
 	i := strings.IndexAny(v, "[:")
 	if i < 0 {
-		return server.APIKey{}, errors.New(syntax)
+		return access.APIKey{}, errors.New(syntax)
 	}
-	k := server.APIKey{Name: v[:i]}
+	k := access.APIKey{Name: v[:i]}
 	rest := v[i+1:]
 	if v[i] == '[' {
 		list, secret, ok := strings.Cut(rest, "]:")
 		if !ok {
-			return server.APIKey{}, errors.New(syntax)
+			return access.APIKey{}, errors.New(syntax)
 		}
 		for p := range strings.SplitSeq(list, ",") {
 			p = strings.TrimSpace(p)
 			if !graph.ValidPattern(p) {
-				return server.APIKey{}, fmt.Errorf("channel pattern %q must be a channel name or a glob ([A-Za-z0-9_:.@*?-]{1,128})", p)
+				return access.APIKey{}, fmt.Errorf("channel pattern %q must be a channel name or a glob ([A-Za-z0-9_:.@*?-]{1,128})", p)
 			}
 			k.Channels = append(k.Channels, p)
 		}
@@ -457,10 +457,10 @@ func parseAPIKey(v string) (server.APIKey, error) {
 	}
 	k.Secret = rest
 	if k.Name == "" || k.Secret == "" {
-		return server.APIKey{}, errors.New(syntax)
+		return access.APIKey{}, errors.New(syntax)
 	}
 	if !validKeyName(k.Name) {
-		return server.APIKey{}, errors.New("the name must be 1..64 characters without ':', '[', ']', ',' or spaces")
+		return access.APIKey{}, errors.New("the name must be 1..64 characters without ':', '[', ']', ',' or spaces")
 	}
 	return k, nil
 }
@@ -471,7 +471,7 @@ func validKeyName(s string) bool {
 
 // addAPIKey appends k to keys unless its name or secret is taken: a secret
 // must name one key, so that its patterns are unambiguous.
-func addAPIKey(keys *[]server.APIKey, k server.APIKey) error {
+func addAPIKey(keys *[]access.APIKey, k access.APIKey) error {
 	for _, o := range *keys {
 		if o.Name == k.Name {
 			return fmt.Errorf("key name %q is given twice", k.Name)

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pushgate/pushgate/internal/redistest"
-	"github.com/pushgate/pushgate/server"
+	"github.com/pushgate/pushgate/server/access"
 )
 
 // fullFile uses every field of the config file.
@@ -64,7 +64,7 @@ func writeFile(t *testing.T, content string) string {
 
 func TestConfigFile(t *testing.T) {
 	path := writeFile(t, fullFile)
-	fileKeys := []server.APIKey{
+	fileKeys := []access.APIKey{
 		{Name: "orders-service", Secret: "s3cret:with:colons", Channels: []string{"orders:*"}},
 		{Name: "admin", Secret: "0x10", Channels: []string{"*"}},
 	}
@@ -84,9 +84,9 @@ func TestConfigFile(t *testing.T) {
 					APIKeys: fileKeys, JWTSecret: "file-secret-0123456789abcdef-0123456789",
 					HistorySize: 500, HistoryTTL: 2 * time.Hour, MaxMessageSize: 4096, Presence: true,
 					ConfigFile: path, AllowedOrigins: []string{"https://app.example.com", "*"},
-					JWT: server.TokenConfig{Secret: "file-secret-0123456789abcdef-0123456789", JWKSURL: "https://auth.example.com/.well-known/jwks.json",
+					JWT: access.TokenConfig{Secret: "file-secret-0123456789abcdef-0123456789", JWKSURL: "https://auth.example.com/.well-known/jwks.json",
 						Issuer: "https://auth.example.com/", Audience: "pushgate", Leeway: -1},
-					Namespaces: map[string]server.Namespace{
+					Namespaces: map[string]access.Namespace{
 						"chat":    {HistorySize: 100, HistoryTTL: time.Hour, TokenPublish: true, Presence: true, MaxMessageSize: 1024},
 						"news":    {HistorySize: 500, HistoryTTL: 2 * time.Hour, AnonymousRead: true, Presence: true, MaxMessageSize: 4096},
 						"private": {HistorySize: 500, HistoryTTL: 2 * time.Hour, Presence: true, MaxMessageSize: 4096},
@@ -99,7 +99,7 @@ func TestConfigFile(t *testing.T) {
 					t.Fatalf("got  %+v\nwant %+v", c, want)
 				}
 				ns := c.namespaces()
-				if got := ns.Of("orders:1"); got != (server.Namespace{HistorySize: 500, HistoryTTL: 2 * time.Hour, Presence: true, MaxMessageSize: 4096}) {
+				if got := ns.Of("orders:1"); got != (access.Namespace{HistorySize: 500, HistoryTTL: 2 * time.Hour, Presence: true, MaxMessageSize: 4096}) {
 					t.Errorf("default namespace %+v", got)
 				}
 				if size, ttl := ns.Retention("chat:1"); size != 100 || ttl != time.Hour {
@@ -115,7 +115,7 @@ func TestConfigFile(t *testing.T) {
 				if c.Addr != ":9200" || c.HistorySize != 7 || !c.AllowAnonymous || c.MaxMessageSize != 2048 || c.JWTSecret != "flag-secret-0123456789abcdef-0123456789" {
 					t.Fatalf("flags did not win: %+v", c)
 				}
-				if !reflect.DeepEqual(c.APIKeys, []server.APIKey{{Name: "cli", Secret: "k"}}) {
+				if !reflect.DeepEqual(c.APIKeys, []access.APIKey{{Name: "cli", Secret: "k"}}) {
 					t.Fatalf("--api-key replaces the file's keys: %+v", c.APIKeys)
 				}
 				// A namespace inherits the default namespace's rules as
@@ -249,15 +249,15 @@ func TestAPIKeyFlag(t *testing.T) {
 	for _, tt := range []struct {
 		args []string
 		env  string
-		want []server.APIKey
+		want []access.APIKey
 	}{
-		{args: []string{"--api-key", "a:s"}, want: []server.APIKey{{Name: "a", Secret: "s"}}},
+		{args: []string{"--api-key", "a:s"}, want: []access.APIKey{{Name: "a", Secret: "s"}}},
 		{args: []string{"--api-key", "orders[orders:*,billing:*]:s3c:ret"},
-			want: []server.APIKey{{Name: "orders", Secret: "s3c:ret", Channels: []string{"orders:*", "billing:*"}}}},
+			want: []access.APIKey{{Name: "orders", Secret: "s3c:ret", Channels: []string{"orders:*", "billing:*"}}}},
 		{args: []string{"--api-key", "one[news:1]:x", "--api-key", "all:y"},
-			want: []server.APIKey{{Name: "one", Secret: "x", Channels: []string{"news:1"}}, {Name: "all", Secret: "y"}}},
+			want: []access.APIKey{{Name: "one", Secret: "x", Channels: []string{"news:1"}}, {Name: "all", Secret: "y"}}},
 		{env: "orders[orders:*, billing:*]:s1, admin:s2",
-			want: []server.APIKey{{Name: "orders", Secret: "s1", Channels: []string{"orders:*", "billing:*"}}, {Name: "admin", Secret: "s2"}}},
+			want: []access.APIKey{{Name: "orders", Secret: "s1", Channels: []string{"orders:*", "billing:*"}}, {Name: "admin", Secret: "s2"}}},
 	} {
 		c, err := parseConfig(tt.args, func(k string) string {
 			return map[string]string{"PUSHGATE_API_KEYS": tt.env}[k]

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -14,14 +15,11 @@ import (
 	"github.com/pushgate/pushgate/internal/pushclient"
 )
 
-// TestMakeRunAsNewUser follows the README's first steps on a fresh clone:
-// `make run` (its recipe, with the Go command replaced by echo to learn the
-// arguments it starts pushgate with), then the curl commands it prints,
-// verbatim but for the port: the send with the dev key returns the
-// message, a graphql-transport-ws client subscribed to feed anonymously
-// receives it, and the history command returns it. Pages on
-// http://localhost and http://127.0.0.1, any port, may use the server.
-func TestMakeRunAsNewUser(t *testing.T) {
+// makeRun runs `make run` with the Go command replaced by echo: the
+// arguments it starts pushgate with, the curl commands it prints, and all
+// it printed. It skips where make, curl or sh is missing (outside CI).
+func makeRun(t *testing.T) (args, curls []string, out string) {
+	t.Helper()
 	for _, tool := range []string{"make", "curl", "sh"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			if os.Getenv("CI") != "" {
@@ -30,13 +28,11 @@ func TestMakeRunAsNewUser(t *testing.T) {
 			t.Skipf("%s not found", tool)
 		}
 	}
-	out, err := exec.Command("make", "-s", "--no-print-directory", "-C", "../..", "run", "GO=echo").CombinedOutput()
+	b, err := exec.Command("make", "-s", "--no-print-directory", "-C", "../..", "run", "GO=echo").CombinedOutput()
 	if err != nil {
-		t.Fatalf("make run GO=echo: %v\n%s", err, out)
+		t.Fatalf("make run GO=echo: %v\n%s", err, b)
 	}
-	var curls []string
-	var args []string
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		line = strings.TrimSpace(line)
 		if strings.HasPrefix(line, "curl ") {
 			curls = append(curls, line)
@@ -45,7 +41,22 @@ func TestMakeRunAsNewUser(t *testing.T) {
 			args = strings.Fields(rest)
 		}
 	}
-	if args == nil || len(curls) != 2 || !strings.Contains(string(out), "devkey") {
+	if args == nil {
+		t.Fatalf("make run printed:\n%s\nwant the pushgate command", b)
+	}
+	return args, curls, string(b)
+}
+
+// TestMakeRunAsNewUser follows the README's first steps on a fresh clone:
+// `make run` (its recipe, with the Go command replaced by echo to learn the
+// arguments it starts pushgate with), then the curl commands it prints,
+// verbatim but for the port: the send with the dev key returns the
+// message, a graphql-transport-ws client subscribed to feed anonymously
+// receives it, and the history command returns it. Pages on
+// http://localhost and http://127.0.0.1, any port, may use the server.
+func TestMakeRunAsNewUser(t *testing.T) {
+	args, curls, out := makeRun(t)
+	if len(curls) != 2 || !strings.Contains(out, "devkey") {
 		t.Fatalf("make run printed:\n%s\nwant the dev key, two curl commands and the pushgate command", out)
 	}
 	p := start(t, args...)
@@ -149,4 +160,72 @@ func TestMakeRunAsNewUser(t *testing.T) {
 			t.Errorf("WebSocket from Origin %s: %v, want allowed %v", origin, err, ok)
 		}
 	}
+}
+
+// TestREADMEQuickStart runs the README's quick start as written, read from
+// the README (its ```sh block under "## Quick start"), but for the port:
+// `make run`'s server, the waiting `curl -N` on /events, then the send;
+// the waiting curl prints the line the README says it prints.
+func TestREADMEQuickStart(t *testing.T) {
+	args, _, _ := makeRun(t)
+	raw, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(raw)
+	_, section, ok := strings.Cut(readme, "\n## Quick start\n")
+	block, _, _ := strings.Cut(section, "\n```\n")
+	_, block, ok2 := strings.Cut(block, "```sh\n")
+	if !ok || !ok2 {
+		t.Fatal("README: no ```sh block under ## Quick start")
+	}
+	// Its commands: continuation lines joined, comments dropped.
+	var cmds []string
+	for _, line := range strings.Split(strings.ReplaceAll(block, "\\\n", " "), "\n") {
+		if i := strings.Index(line, "   #"); i >= 0 {
+			line = line[:i]
+		}
+		if line = strings.TrimSpace(line); line != "" {
+			cmds = append(cmds, line)
+		}
+	}
+	if len(cmds) != 3 || cmds[0] != "make run" || !strings.HasPrefix(cmds[1], "curl -N ") || !strings.HasPrefix(cmds[2], "curl ") {
+		t.Fatalf("README quick start commands %q, want make run, curl -N, curl", cmds)
+	}
+	// What the README says terminal 2 prints, up to its elided createdAt.
+	_, said, _ := strings.Cut(section, "Terminal 2 prints the message as it is sent:\n`")
+	said, _, _ = strings.Cut(said, `"...`)
+	if !strings.HasPrefix(said, "data: {") {
+		t.Fatalf("README: no line said to be printed by terminal 2 (%q)", said)
+	}
+
+	p := start(t, args...)
+	host := strings.TrimPrefix(p.url, "http://")
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	wait := exec.CommandContext(ctx, "sh", "-c", strings.ReplaceAll(cmds[1], "localhost:8080", host))
+	stdout, err := wait.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = wait.Wait() }()
+	lines := bufio.NewScanner(stdout)
+	// The stream opens with retry: and id: once the subscription is live.
+	for lines.Scan() && !strings.HasPrefix(lines.Text(), "retry:") {
+	}
+	if b, err := exec.CommandContext(ctx, "sh", "-c", strings.ReplaceAll(cmds[2], "localhost:8080", host)).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", cmds[2], err, b)
+	}
+	for lines.Scan() {
+		if line := lines.Text(); strings.HasPrefix(line, "data:") {
+			if !strings.HasPrefix(line, said) {
+				t.Fatalf("terminal 2 printed %q, the README says %q...", line, said)
+			}
+			return
+		}
+	}
+	t.Fatalf("terminal 2 printed no message: %v", lines.Err())
 }

@@ -76,22 +76,6 @@ type IssuedToken struct {
 	ExpiresAt time.Time `json:"expiresAt"`
 }
 
-type Message struct {
-	Channel string `json:"channel"`
-	// The message's offset in its channel, in decimal: contiguous, increasing, never reused.
-	ID        string          `json:"id"`
-	Event     *string         `json:"event,omitempty"`
-	Data      json.RawMessage `json:"data"`
-	CreatedAt time.Time       `json:"createdAt"`
-	// Resumes right after this message. In a feed it covers every channel of the
-	// subscription; elsewhere it names this message's channel only.
-	Cursor string `json:"cursor"`
-	// The outcome of the message's WeChat notification (send with notify); null without one.
-	Notification *Notification `json:"notification,omitempty"`
-}
-
-func (Message) IsFeedEvent() {}
-
 type MessageConnection struct {
 	Nodes    []*Message     `json:"nodes"`
 	Edges    []*MessageEdge `json:"edges"`
@@ -117,7 +101,7 @@ type Mutation struct {
 // The outcome of a message's WeChat notification.
 type Notification struct {
 	Status NotificationStatus `json:"status"`
-	// WAITING, RETRYING, ONLINE, ACKED, NO_QUOTA, USER_REFUSED, BAD_DATA, BAD_OPENID, BAD_TEMPLATE, BAD_PAGE, WECHAT_ERROR, EXPIRED, NO_OPENID, NO_ANSWER or INTERRUPTED.
+	// WAITING, RETRYING, ONLINE, ACKED, NO_QUOTA, USER_REFUSED, BAD_DATA, BAD_OPENID, BAD_TEMPLATE, BAD_PAGE, WECHAT_ERROR, EXPIRED, NO_OPENID, NOT_QUEUED, NO_ANSWER or INTERRUPTED.
 	Reason *string `json:"reason,omitempty"`
 	// WeChat's last errcode (null when none).
 	Errcode *int    `json:"errcode,omitempty"`

@@ -46,6 +46,7 @@ func Run(t *testing.T, h Harness) {
 		{"RetentionByCount", testRetentionByCount},
 		{"RetentionByAge", testRetentionByAge},
 		{"Idempotency", testIdempotency},
+		{"TagReadWithTheMessage", testTag},
 		{"SubscribeLive", testSubscribeLive},
 		{"SubscribeBadInput", testSubscribeBadInput},
 		{"SubscribeBeforeFirstPublish", testSubscribeBeforeFirstPublish},
@@ -440,6 +441,72 @@ func testIdempotency(t *testing.T, h Harness) {
 		r, err := b.Publish(ctx, pubsub.PublishRequest{Channel: "i", Data: data(3), IdempotencyKey: "k-1"})
 		return err == nil && !r.Duplicate
 	})
+}
+
+// testTag: a message's tag is read back with it by every reader, on every
+// node: a live subscriber (of this node and of another, where the store is
+// shared), history, a resume, and a duplicate publish; a message without
+// one reads "" (an event beside the tag stays the event).
+func testTag(t *testing.T, h Harness) {
+	a := newBroker(t, h, pubsub.Options{})
+	readers := []pubsub.Broker{a}
+	if h.SharedStore {
+		readers = append(readers, newBroker(t, h, pubsub.Options{}))
+	}
+	ctx := ctxT(t)
+	var live []*pubsub.Subscription
+	for _, b := range readers {
+		live = append(live, subscribe(t, b, pubsub.Cursor{}, "tag"))
+	}
+	reqs := []pubsub.PublishRequest{
+		{Channel: "tag", Data: data(1)},
+		{Channel: "tag", Data: data(2), Tag: "notify", IdempotencyKey: "k"},
+		{Channel: "tag", Data: data(3), Event: "ev", Tag: "t:2"},
+	}
+	want := []struct{ event, tag string }{{"", ""}, {"", "notify"}, {"ev", "t:2"}}
+	check := func(where string, i int, m *pubsub.Message) {
+		t.Helper()
+		if m.Event != want[i].event || m.Tag != want[i].tag || num(t, m) != i+1 {
+			t.Fatalf("%s: message %d has event %q tag %q, want %q %q", where, i+1, m.Event, m.Tag, want[i].event, want[i].tag)
+		}
+	}
+	var first pubsub.Cursor
+	for i, req := range reqs {
+		res, err := a.Publish(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check("publish result", i, &res.Message)
+	}
+	for n, s := range live {
+		for i, ev := range messages(t, s, 3) {
+			check(fmt.Sprintf("live on node %d", n), i, ev.Message)
+			if i == 0 {
+				first = ev.Cursor
+			}
+		}
+	}
+	for n, b := range readers {
+		p, err := b.History(ctx, "tag", pubsub.HistoryRequest{Limit: 10})
+		if err != nil || len(p.Messages) != 3 {
+			t.Fatalf("history on node %d: %v %v", n, p.Messages, err)
+		}
+		for i := range p.Messages {
+			check(fmt.Sprintf("history on node %d", n), i, &p.Messages[i])
+		}
+		s := subscribe(t, b, first, "tag")
+		for i, ev := range messages(t, s, 2) {
+			check(fmt.Sprintf("resume on node %d", n), i+1, ev.Message)
+		}
+	}
+	dup, err := a.Publish(ctx, pubsub.PublishRequest{Channel: "tag", Data: data(9), IdempotencyKey: "k"})
+	if err != nil || !dup.Duplicate {
+		t.Fatalf("repeat: %+v %v", dup, err)
+	}
+	check("duplicate", 1, &dup.Message)
+	if _, err := a.Publish(ctx, pubsub.PublishRequest{Channel: "tag", Data: data(4), Tag: "no space"}); !errors.Is(err, pubsub.ErrInvalidEvent) {
+		t.Fatalf("a tag with a space: %v, want ErrInvalidEvent", err)
+	}
 }
 
 func testSubscribeLive(t *testing.T, h Harness) {

@@ -1,4 +1,4 @@
-package server
+package access
 
 import "testing"
 
@@ -26,8 +26,8 @@ func TestKeyCovers(t *testing.T) {
 		{[]string{"a*b*"}, "a*bc", true},
 	}
 	for _, tt := range tests {
-		k := &keyHash{name: "k", channels: tt.key}
-		if got := k.covers(tt.pattern); got != tt.want {
+		k := &Key{name: "k", channels: tt.key}
+		if got := k.Covers(tt.pattern); got != tt.want {
 			t.Errorf("key %v covers %q = %v, want %v", tt.key, tt.pattern, got, tt.want)
 		}
 	}

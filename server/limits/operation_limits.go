@@ -1,4 +1,4 @@
-package server
+package limits
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"github.com/pushgate/pushgate/pubsub"
 )
 
-// operationLimits checks every GraphQL operation once it is parsed and
+// Operations is the gqlgen extension that checks every GraphQL operation once it is parsed and
 // validated, before anything of it runs: introspection when it is off,
 // depth, complexity, the channels of a feed, the operations active on its
 // WebSocket and the sender's rate. A refused operation changes nothing.
@@ -22,8 +22,8 @@ import (
 // It must be the last OperationContextMutator: the WebSocket slot it takes
 // is given back by InterceptOperation, which runs only when operation
 // creation succeeded.
-type operationLimits struct {
-	lim        *limits
+type Operations struct {
+	lim        *Limiter
 	complexity *extension.ComplexityLimit // nil: off
 }
 
@@ -31,19 +31,20 @@ var _ interface {
 	graphql.HandlerExtension
 	graphql.OperationContextMutator
 	graphql.OperationInterceptor
-} = (*operationLimits)(nil)
+} = (*Operations)(nil)
 
-func newOperationLimits(lim *limits) *operationLimits {
-	o := &operationLimits{lim: lim}
+// NewOperations returns the extension of lim's limits.
+func NewOperations(lim *Limiter) *Operations {
+	o := &Operations{lim: lim}
 	if lim.MaxQueryComplexity > 0 {
 		o.complexity = extension.FixedComplexityLimit(lim.MaxQueryComplexity)
 	}
 	return o
 }
 
-func (o *operationLimits) ExtensionName() string { return "PushgateOperationLimits" }
+func (o *Operations) ExtensionName() string { return "PushgateOperationLimits" }
 
-func (o *operationLimits) Validate(schema graphql.ExecutableSchema) error {
+func (o *Operations) Validate(schema graphql.ExecutableSchema) error {
 	if o.complexity != nil {
 		return o.complexity.Validate(schema)
 	}
@@ -58,10 +59,12 @@ const introspectionDepth = 20
 
 var rootType = map[ast.Operation]string{ast.Query: "Query", ast.Mutation: "Mutation", ast.Subscription: "Subscription"}
 
-// wsSlotKey names, in an operation's stats, the WebSocket slot it holds.
-const wsSlotKey = "pushgate.wsSlot"
+// WebSocketSlot names, in an operation's stats, the WebSocket slot it
+// holds (a *WebSocket; whoever runs the operation without gqlgen's
+// interceptors calls its Release when the operation ends).
+const WebSocketSlot = "pushgate.wsSlot"
 
-func (o *operationLimits) MutateOperationContext(ctx context.Context, oc *graphql.OperationContext) *gqlerror.Error {
+func (o *Operations) MutateOperationContext(ctx context.Context, oc *graphql.OperationContext) *gqlerror.Error {
 	lim := o.lim
 	op := oc.Operation
 	if word := bareWordInJSON(oc.Doc); word != "" {
@@ -125,22 +128,22 @@ func (o *operationLimits) MutateOperationContext(ctx context.Context, oc *graphq
 		}
 	}
 
-	ws, _ := ctx.Value(wsLimitsKey{}).(*wsLimits)
+	ws, _ := ctx.Value(wsLimitsKey{}).(*WebSocket)
 	if ws != nil {
 		if !ws.acquire() {
 			return limitGQLError(rateLimited(0, "subscription limit of %d active operations per WebSocket connection reached; "+
 				"complete one first, or open another connection", ws.max))
 		}
-		oc.Stats.SetExtension(wsSlotKey, ws)
+		oc.Stats.SetExtension(WebSocketSlot, ws)
 	}
-	if planning, _ := ctx.Value(sendPlanningKey{}).(bool); sends > 0 && !planning {
+	if planning, _ := ctx.Value(planningKey{}).(bool); sends > 0 && !planning {
 		if err := lim.takeSend(ctx, sends); err != nil {
 			if ws != nil {
-				ws.release()
-				oc.Stats.SetExtension(wsSlotKey, nil)
+				ws.Release()
+				oc.Stats.SetExtension(WebSocketSlot, nil)
 			}
 			if err.retry > 0 {
-				noteRetry(ctx, err.retry)
+				lim.hooks.noteRetry(ctx, err.retry)
 			}
 			return limitGQLError(err)
 		}
@@ -151,13 +154,24 @@ func (o *operationLimits) MutateOperationContext(ctx context.Context, oc *graphq
 // InterceptOperation gives an operation's WebSocket slot back when the
 // operation ends (its context is cancelled then: on complete, on the
 // client's stop, or when the connection closes).
-func (o *operationLimits) InterceptOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+func (o *Operations) InterceptOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 	if oc := graphql.GetOperationContext(ctx); oc != nil {
-		if ws, ok := oc.Stats.GetExtension(wsSlotKey).(*wsLimits); ok {
-			context.AfterFunc(ctx, ws.release)
+		if ws, ok := oc.Stats.GetExtension(WebSocketSlot).(*WebSocket); ok {
+			context.AfterFunc(ctx, ws.Release)
 		}
 	}
 	return next(ctx)
+}
+
+// planningKey marks the context of a validation that plans a document
+// (Planning).
+type planningKey struct{}
+
+// Planning marks ctx as the context of a validation that only plans a
+// document (the send fast path's): Operations takes no send from the rate
+// for it.
+func Planning(ctx context.Context) context.Context {
+	return context.WithValue(ctx, planningKey{}, true)
 }
 
 func badInput(format string, args ...any) *gqlerror.Error {
@@ -169,7 +183,7 @@ func badInput(format string, args ...any) *gqlerror.Error {
 func limitGQLError(e *limitError) *gqlerror.Error {
 	out := &gqlerror.Error{Message: e.msg, Extensions: map[string]any{"code": e.code}}
 	if e.retry > 0 {
-		out.Extensions["retryAfter"] = retrySeconds(e.retry)
+		out.Extensions["retryAfter"] = RetrySeconds(e.retry)
 	}
 	return out
 }

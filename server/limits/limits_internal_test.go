@@ -1,4 +1,4 @@
-package server
+package limits
 
 import (
 	"net/http/httptest"
@@ -52,7 +52,7 @@ func TestClientIP(t *testing.T) {
 }
 
 func TestClientKeyIPv6Prefix(t *testing.T) {
-	lim := newLimits(Limits{}, NewAuth(nil, "", false), nil)
+	lim := New(Limits{}, nil, Hooks{})
 	key := func(peer string) string {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.RemoteAddr = peer
@@ -83,7 +83,7 @@ func TestRateDefaults(t *testing.T) {
 			t.Errorf("%+v: got %+v, want %+v", tt.in, got, tt.want)
 		}
 	}
-	l := Limits{MaxSubscriptionChannels: 99, MaxConnectionsPerIP: -1}.withDefaults()
+	l := Limits{MaxSubscriptionChannels: 99, MaxConnectionsPerIP: -1}.WithDefaults()
 	if l.MaxSubscriptionChannels != 32 || l.MaxConnectionsPerIP != -1 || l.MaxConnectionsPerSubject != 100 ||
 		l.SendRatePerToken != DefaultSendRatePerToken || l.MaxQueryDepth != 10 || l.MaxQueryComplexity != 10000 {
 		t.Fatalf("defaults: %+v", l)

@@ -1,4 +1,4 @@
-package server
+package access
 
 import (
 	"net/http/httptest"
@@ -8,7 +8,7 @@ import (
 
 // fuzzOrigins is the allow-list FuzzOriginAllowed checks, for a server
 // whose own host is push.example:8443.
-var fuzzOrigins = newOrigins([]string{"https://*.good.com", "http://h5-?.shop.example:8080", "https://exact.example"})
+var fuzzOrigins = NewOrigins([]string{"https://*.good.com", "http://h5-?.shop.example:8080", "https://exact.example"})
 
 // originOracle is what fuzzOrigins must allow, written independently of
 // it: an origin is exactly scheme://host[:port] with DNS labels of

@@ -1,4 +1,4 @@
-package server
+package access
 
 import (
 	"strings"
@@ -82,8 +82,8 @@ func TestCredentialForms(t *testing.T) {
 		"Bearer":        "Bearer",
 		"Basic dXNlcjo": "Basic dXNlcjo",
 	} {
-		if got := bearer(in); got != want {
-			t.Errorf("bearer(%q) = %q, want %q", in, got, want)
+		if got := Bearer(in); got != want {
+			t.Errorf("Bearer(%q) = %q, want %q", in, got, want)
 		}
 	}
 	for _, tt := range []struct {
@@ -98,8 +98,8 @@ func TestCredentialForms(t *testing.T) {
 		{transport.InitPayload{"token": 42}, ""},
 		{nil, ""},
 	} {
-		if got := initCredential(tt.payload); got != tt.want {
-			t.Errorf("initCredential(%v) = %q, want %q", tt.payload, got, tt.want)
+		if got := InitCredential(tt.payload); got != tt.want {
+			t.Errorf("InitCredential(%v) = %q, want %q", tt.payload, got, tt.want)
 		}
 	}
 }
@@ -107,7 +107,7 @@ func TestCredentialForms(t *testing.T) {
 func TestKeyLookup(t *testing.T) {
 	a := NewAuth([]APIKey{{Name: "backend", Secret: "s3cret"}, {Name: "billing", Secret: "other-secret"}}, "", false)
 	for secret, want := range map[string]string{"s3cret": "backend", "other-secret": "billing", "s3cre": "", "s3cret ": "", "": ""} {
-		k, ok := a.key(secret)
+		k, ok := a.Key(secret)
 		if ok != (want != "") || ok && k.name != want {
 			t.Errorf("key(%q) = %v %v, want %q", secret, k, ok, want)
 		}

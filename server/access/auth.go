@@ -1,4 +1,4 @@
-package server
+package access
 
 import (
 	"context"
@@ -6,8 +6,6 @@ import (
 	"crypto/subtle"
 	"slices"
 	"strings"
-
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 
 	"github.com/pushgate/pushgate/graph"
 )
@@ -25,16 +23,20 @@ type APIKey struct {
 // API key or a subscriber JWT (HS256), and the rules of each channel's
 // namespace. It implements graph.Access.
 type Auth struct {
-	keys   []keyHash
+	keys   []Key
 	tokens TokenVerifier
 	// ns are the namespaces' rules; NewAuth sets only the default
 	// namespace's anonymous reading, New sets them all.
 	ns Namespaces
 	// signer mints issueToken's tokens (nil without a JWT secret).
 	signer *tokenSigner
+	// source reads a request's credential (SetCredentialSource).
+	source func(context.Context) string
 }
 
-type keyHash struct {
+// Key is an API key, as Auth.Key finds it by its secret (which it keeps
+// only hashed).
+type Key struct {
 	name     string
 	sum      [sha256.Size]byte
 	channels []string // none: every channel
@@ -50,28 +52,78 @@ func NewAuth(keys []APIKey, jwtSecret string, anonymous bool) *Auth {
 		signer: newTokenSigner(TokenConfig{}, jwtSecret),
 	}
 	for _, k := range keys {
-		a.keys = append(a.keys, keyHash{name: k.Name, sum: sha256.Sum256([]byte(k.Secret)), channels: k.Channels})
+		a.keys = append(a.keys, Key{name: k.Name, sum: sha256.Sum256([]byte(k.Secret)), channels: k.Channels})
 	}
 	return a
 }
 
 var _ graph.Access = (*Auth)(nil)
 
+// SetNamespaces makes a apply ns, in place of NewAuth's default namespace
+// (whose only rule is its anonymous reading).
+func (a *Auth) SetNamespaces(ns Namespaces) { a.ns = ns }
+
+// PresenceSuffix names a channel's companion feed of join and leave
+// events (<channel>:presence), which only the server publishes to.
+const PresenceSuffix = ":presence"
+
+// Verify verifies a subscriber token with a's verifier (SetTokenVerifier).
+func (a *Auth) Verify(ctx context.Context, raw string) (*Claims, error) {
+	return a.tokens.Verify(ctx, raw)
+}
+
+// Who names the sender of ctx's credential, for the limits: its API key's
+// name (token false) or its token's subject (token true). ok is false
+// without a credential, and for one that is neither a key nor a valid
+// token.
+func (a *Auth) Who(ctx context.Context) (name string, token, ok bool) {
+	cred := a.Credential(ctx)
+	if cred == "" {
+		return "", false, false
+	}
+	if k, ok := a.Key(cred); ok {
+		return k.name, false, true
+	}
+	claims, err := a.tokens.Verify(ctx, cred)
+	if err != nil {
+		return "", false, false
+	}
+	return claims.Subject, true, true
+}
+
+// Subject names the request's credential for presence: the token's sub,
+// key:<name> for an API key, anonymous without credentials (or for a token
+// without a subject). Tokens cannot wear the last two (Claims.Validate), so
+// each name tells one kind of credential.
+func (a *Auth) Subject(ctx context.Context) string {
+	cred := a.Credential(ctx)
+	if cred == "" {
+		return graph.AnonymousSubject
+	}
+	if k, ok := a.Key(cred); ok {
+		return graph.KeySubjectPrefix + k.name
+	}
+	if c, err := a.tokens.Verify(ctx, cred); err == nil && c.Subject != "" {
+		return c.Subject
+	}
+	return graph.AnonymousSubject
+}
+
 // MaySend allows an API key the channels matching its patterns, and a
 // subscriber token the channels matching its publish claim in namespaces
 // with token publishing on.
 func (a *Auth) MaySend(ctx context.Context, channels []string) error {
-	cred := credential(ctx)
+	cred := a.Credential(ctx)
 	if cred == "" {
 		return graph.Errorf(graph.CodeUnauthenticated, "sending requires an API key: Authorization: Bearer <key>")
 	}
 	// Joins and leaves are the server's to tell: nobody forges them.
 	for _, ch := range channels {
-		if strings.HasSuffix(ch, presenceSuffix) && a.ns.Of(strings.TrimSuffix(ch, presenceSuffix)).Presence {
+		if strings.HasSuffix(ch, PresenceSuffix) && a.ns.Of(strings.TrimSuffix(ch, PresenceSuffix)).Presence {
 			return graph.Errorf(graph.CodeForbidden, "channel %q: presence events are published by the server only", ch)
 		}
 	}
-	if k, ok := a.key(cred); ok {
+	if k, ok := a.Key(cred); ok {
 		for _, ch := range channels {
 			if !k.maySend(ch) {
 				return graph.Errorf(graph.CodeForbidden, "channel %q: API key %q may send only to %s",
@@ -100,7 +152,7 @@ func (a *Auth) MaySend(ctx context.Context, channels []string) error {
 // their claims grant, and (with anonymous reading) requests without
 // credentials every channel outside the user namespace.
 func (a *Auth) MayRead(ctx context.Context, channels []string) error {
-	cred := credential(ctx)
+	cred := a.Credential(ctx)
 	if cred == "" {
 		for _, ch := range channels {
 			if !a.ns.Of(ch).AnonymousRead {
@@ -114,7 +166,7 @@ func (a *Auth) MayRead(ctx context.Context, channels []string) error {
 		}
 		return nil
 	}
-	if _, ok := a.key(cred); ok {
+	if _, ok := a.Key(cred); ok {
 		return nil
 	}
 	claims, err := a.tokens.Verify(ctx, cred)
@@ -129,11 +181,11 @@ func (a *Auth) MayRead(ctx context.Context, channels []string) error {
 	return nil
 }
 
-// key returns the key with secret, comparing in constant time against
+// Key returns the API key with secret, comparing in constant time against
 // every key (hashes, so lengths leak nothing either).
-func (a *Auth) key(secret string) (*keyHash, bool) {
+func (a *Auth) Key(secret string) (*Key, bool) {
 	sum := sha256.Sum256([]byte(secret))
-	var found *keyHash
+	var found *Key
 	for i := range a.keys {
 		if subtle.ConstantTimeCompare(sum[:], a.keys[i].sum[:]) == 1 {
 			found = &a.keys[i]
@@ -142,14 +194,17 @@ func (a *Auth) key(secret string) (*keyHash, bool) {
 	return found, found != nil
 }
 
-// everyChannel reports whether the key may send to every channel: no
+// Name is the key's name, for errors, logs and limits.
+func (k *Key) Name() string { return k.name }
+
+// EveryChannel reports whether the key may send to every channel: no
 // pattern, or the pattern "*".
-func (k *keyHash) everyChannel() bool {
+func (k *Key) EveryChannel() bool {
 	return len(k.channels) == 0 || slices.Contains(k.channels, "*")
 }
 
 // maySend reports whether the key may send to channel.
-func (k *keyHash) maySend(channel string) bool {
+func (k *Key) maySend(channel string) bool {
 	if len(k.channels) == 0 {
 		return true
 	}
@@ -217,40 +272,4 @@ func globMatch(pattern, s string) bool {
 		p++
 	}
 	return p == len(pattern)
-}
-
-type credentialKey struct{}
-
-func withCredential(ctx context.Context, cred string) context.Context {
-	return context.WithValue(ctx, credentialKey{}, cred)
-}
-
-// credential returns the request's API key or token ("" when none).
-func credential(ctx context.Context) string {
-	if s, ok := ctx.Value(credentialKey{}).(string); ok {
-		return s // replaced (a WebSocket's connection_init)
-	}
-	if st := requestOf(ctx); st != nil {
-		return st.cred
-	}
-	return ""
-}
-
-// bearer returns the credential of an Authorization value, with or without
-// the "Bearer " prefix.
-func bearer(v string) string {
-	v = strings.TrimSpace(v)
-	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
-		v = strings.TrimSpace(v[7:])
-	}
-	return v
-}
-
-// initCredential returns the credential of a WebSocket connection_init
-// payload: token, Authorization or authorization.
-func initCredential(p transport.InitPayload) string {
-	if t := p.GetString("token"); t != "" {
-		return bearer(t)
-	}
-	return bearer(p.Authorization())
 }

@@ -1,4 +1,4 @@
-package server
+package access
 
 import (
 	"fmt"
@@ -22,7 +22,7 @@ type Namespace struct {
 	TokenPublish bool
 	// Presence counts who is subscribed to the channels (Channel.presence)
 	// and publishes join and leave events on their companion channels
-	// <channel>:presence (presence.go).
+	// <channel>:presence (server/presence.go).
 	Presence bool
 	// MaxMessageSize bounds a message's data in bytes (0: the server's
 	// MaxMessageSize).
@@ -70,11 +70,11 @@ func (n Namespaces) describe(channel string) string {
 	return "the default namespace"
 }
 
-// withDefaults fills what the server's flat settings imply: the default
+// WithDefaults fills what the server's flat settings imply: the default
 // namespace's message size is maxMessageSize unless set, anonymous turns on
 // its anonymous reading, and a named namespace without a message size or
 // retention takes the default namespace's.
-func (n Namespaces) withDefaults(maxMessageSize int, anonymous bool) Namespaces {
+func (n Namespaces) WithDefaults(maxMessageSize int, anonymous bool) Namespaces {
 	out := Namespaces{Default: n.Default, Named: make(map[string]Namespace, len(n.Named))}
 	if out.Default.MaxMessageSize <= 0 {
 		out.Default.MaxMessageSize = maxMessageSize
@@ -95,8 +95,8 @@ func (n Namespaces) withDefaults(maxMessageSize int, anonymous bool) Namespaces 
 	return out
 }
 
-// maxMessageSize returns the largest message size of any namespace.
-func (n Namespaces) maxMessageSize() int {
+// MaxMessageSize returns the largest message size of any namespace.
+func (n Namespaces) MaxMessageSize() int {
 	size := n.Default.MaxMessageSize
 	for _, ns := range n.Named {
 		size = max(size, ns.MaxMessageSize)

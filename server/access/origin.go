@@ -1,4 +1,4 @@
-package server
+package access
 
 import (
 	"fmt"
@@ -12,9 +12,10 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/pushgate/pushgate/graph"
+	"github.com/pushgate/pushgate/internal/httperr"
 )
 
-// origins is the policy for browser origins on the routes browsers use
+// Origins is the policy for browser origins on the routes browsers use
 // (/graphql, its WebSocket, /events, /poll). A request without Origin (a
 // mini-program, an app, a server) is always allowed; a same-origin request
 // too; another origin must match the allow-list, else it is refused with
@@ -25,7 +26,7 @@ import (
 // anything else (userinfo, a path, a query, a fragment, an empty label)
 // matches nothing, so "https://evil.com#.good.com" is not taken for a host
 // under good.com. Patterns match whole DNS labels (originPattern).
-type origins struct {
+type Origins struct {
 	any      bool
 	exact    map[origin]bool
 	patterns []originPattern
@@ -47,12 +48,12 @@ type originPattern struct {
 	port   string
 }
 
-// newOrigins returns the policy of an allow-list: "*" allows any origin,
+// NewOrigins returns the policy of an allow-list: "*" allows any origin,
 // an entry with *, ? or [ is a pattern (https://*.example.com), others are
 // origins (https://h5.example.com). Matching ignores case; an invalid
 // entry matches nothing.
-func newOrigins(allowed []string) origins {
-	o := origins{exact: make(map[origin]bool)}
+func NewOrigins(allowed []string) Origins {
+	o := Origins{exact: make(map[origin]bool)}
 	for _, a := range allowed {
 		a = strings.TrimSuffix(strings.TrimSpace(a), "/")
 		switch {
@@ -73,7 +74,7 @@ func newOrigins(allowed []string) origins {
 
 // allows reports whether a request from origin (its Origin header, not
 // empty) may proceed.
-func (o origins) allows(r *http.Request, header string) bool {
+func (o Origins) allows(r *http.Request, header string) bool {
 	if o.any {
 		return true
 	}
@@ -208,11 +209,11 @@ func globPart(pattern, s string) bool {
 	return ok
 }
 
-// acceptOptions make coder/websocket's own origin check agree with the
-// policy. guard refuses other origins before the upgrade already, with a
+// AcceptOptions make coder/websocket's own origin check agree with the
+// policy. Guard refuses other origins before the upgrade already, with a
 // JSON answer; this keeps the WebSocket closed to them should a route skip
-// guard.
-func (o origins) acceptOptions() websocket.AcceptOptions {
+// Guard.
+func (o Origins) AcceptOptions() websocket.AcceptOptions {
 	if o.any {
 		return websocket.AcceptOptions{InsecureSkipVerify: true}
 	}
@@ -250,18 +251,18 @@ func suggestOrigin(origin string) string {
 	return "https://app.example.com"
 }
 
-// guard applies the policy to next, whose route serves methods (for
+// Guard applies the policy to next, whose route serves methods (for
 // preflights: "GET, POST"). It answers preflights (OPTIONS with
 // Access-Control-Request-Method) itself; other OPTIONS requests go to
 // next, or get 204 with Allow when next is nil.
-func (o origins) guard(methods string, next http.Handler) http.Handler {
+func (o Origins) Guard(methods string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Add("Vary", "Origin")
 		origin := r.Header.Get("Origin")
 		if origin != "" {
 			if !o.allows(r, origin) {
-				writeError(w, http.StatusForbidden, graph.CodeForbidden, refusedOrigin(origin))
+				httperr.Write(w, http.StatusForbidden, graph.CodeForbidden, refusedOrigin(origin))
 				return
 			}
 			h.Set("Access-Control-Allow-Origin", origin)

@@ -1,4 +1,4 @@
-package server
+package access
 
 import (
 	"context"
@@ -59,15 +59,29 @@ func (s *tokenSigner) sign(req graph.TokenRequest) (graph.IssuedToken, error) {
 	return graph.IssuedToken{Token: raw, ExpiresAt: exp}, nil
 }
 
+// SetSigner makes a mint tokens with cfg's secret (jwtSecret when cfg has
+// none), issuer and audience, the ones its verifier checks: a minted token
+// is accepted wherever the server reads. Without a secret, a mints none.
+func (a *Auth) SetSigner(cfg TokenConfig, jwtSecret string) {
+	a.signer = newTokenSigner(cfg, jwtSecret)
+}
+
+// CanMint reports whether a has a secret to mint tokens with (Mint).
+func (a *Auth) CanMint() bool { return a.signer != nil }
+
+// Mint mints the token of req, whoever asks (the caller has checked that
+// it may: wechatLogin after WeChat's code2Session). a must CanMint.
+func (a *Auth) Mint(req graph.TokenRequest) (graph.IssuedToken, error) { return a.signer.sign(req) }
+
 // IssueToken mints a subscriber token for an API key whose patterns cover
-// every pattern of req.Channels and req.Publish (see keyHash.covers).
+// every pattern of req.Channels and req.Publish (see Key.Covers).
 func (a *Auth) IssueToken(ctx context.Context, req graph.TokenRequest) (graph.IssuedToken, error) {
-	cred := credential(ctx)
+	cred := a.Credential(ctx)
 	if cred == "" {
 		return graph.IssuedToken{}, graph.Errorf(graph.CodeUnauthenticated,
 			"issueToken requires an API key: Authorization: Bearer <key>")
 	}
-	k, ok := a.key(cred)
+	k, ok := a.Key(cred)
 	if !ok {
 		if _, err := a.tokens.Verify(ctx, cred); err == nil {
 			return graph.IssuedToken{}, graph.Errorf(graph.CodeForbidden, "a subscriber token cannot issue tokens: use an API key")
@@ -83,7 +97,7 @@ func (a *Auth) IssueToken(ctx context.Context, req graph.TokenRequest) (graph.Is
 		patterns []string
 	}{{"channels", req.Channels}, {"publish", req.Publish}} {
 		for _, p := range claim.patterns {
-			if !k.covers(p) {
+			if !k.Covers(p) {
 				return graph.IssuedToken{}, graph.Errorf(graph.CodeForbidden,
 					"%s: %q is not covered by API key %q, which may send only to %s",
 					claim.name, p, k.name, strings.Join(k.channels, ", "))
@@ -93,12 +107,12 @@ func (a *Auth) IssueToken(ctx context.Context, req graph.TokenRequest) (graph.Is
 	return a.signer.sign(req)
 }
 
-// covers reports whether every channel matching pattern p matches one of
+// Covers reports whether every channel matching pattern p matches one of
 // the key's patterns. The check is conservative (it may refuse a pattern
 // that is in fact covered, never the reverse): a key pattern K covers p
 // when K is *, K equals p, or K ends with * and p starts with the part of K
 // before that *. A key without patterns covers everything.
-func (k *keyHash) covers(p string) bool {
+func (k *Key) Covers(p string) bool {
 	if len(k.channels) == 0 {
 		return true
 	}
