@@ -34,10 +34,6 @@ const (
 	eventSent   = "subscribe_msg_sent_event"
 )
 
-// sentRefused is subscribe_msg_sent_event's ErrorCode for a message the
-// user refuses (拒收).
-const sentRefused = 20004
-
 // EventsHandler returns the handler of WeChat's message push (消息推送) for
 // every app with a push token, served at /wechat/events/<appId> (the app
 // id is the path's last segment, or the {appId} wildcard of a ServeMux
@@ -217,9 +213,10 @@ type pushEvent struct {
 }
 
 type pushItem struct {
-	Template  string
-	Status    string
-	ErrorCode int
+	Template    string
+	Status      string
+	ErrorCode   int
+	ErrorStatus string // of a sent event: what ErrorCode means, in WeChat's words
 }
 
 // apply updates the ledger from a subscribe-message event; other events
@@ -233,10 +230,16 @@ func (s *Service) apply(ctx context.Context, ap *app, ev *pushEvent) error {
 		op := QuotaOp(0)
 		switch {
 		case ev.Event == eventSent:
-			// A successful send already used its acceptance; a message the
-			// user refuses means no more.
-			if it.ErrorCode == sentRefused {
-				op = QuotaReject
+			// A successful send already used its acceptance. WeChat
+			// documents ErrorCode as 0 for success and a failure as a
+			// system failure of its asynchronous push, nothing the user
+			// chose ("失败仅包含因异步推送导致的系统失败",
+			// https://developers.weixin.qq.com/miniprogram/dev/framework/open-ability/subscribe-message.html):
+			// the ledger keeps what the user granted; the failure is
+			// logged.
+			if it.ErrorCode != 0 {
+				s.log.Warn().Str("app", ap.cfg.AppID).Str("template", it.Template).Int("error_code", it.ErrorCode).
+					Str("error_status", it.ErrorStatus).Msg("wechat: a subscribe message failed in WeChat's push")
 			}
 		case strings.HasPrefix(it.Status, "accept"): // accept, acceptWithAudio, acceptWithAlert
 			// A change to "accept" (settings) re-allows a long-term
@@ -306,6 +309,7 @@ type xmlItem struct {
 	TemplateId            string
 	SubscribeStatusString string
 	ErrorCode             string
+	ErrorStatus           string
 }
 
 // JSON shape: "List" at the top (or inside the event's object), one object
@@ -324,6 +328,7 @@ type jsonItem struct {
 	TemplateId            string
 	SubscribeStatusString string
 	ErrorCode             json.RawMessage
+	ErrorStatus           string
 }
 
 // parseEvent reads a (decrypted) event, XML or JSON.
@@ -347,7 +352,7 @@ func parseEvent(b []byte) (*pushEvent, error) {
 		}
 		for _, it := range items {
 			ev.Items = append(ev.Items, pushItem{Template: it.TemplateId, Status: it.SubscribeStatusString,
-				ErrorCode: looseInt(it.ErrorCode)})
+				ErrorCode: looseInt(it.ErrorCode), ErrorStatus: it.ErrorStatus})
 		}
 	} else {
 		var v xmlEvent
@@ -359,7 +364,7 @@ func parseEvent(b []byte) (*pushEvent, error) {
 			for _, it := range l {
 				code, _ := strconv.Atoi(strings.TrimSpace(it.ErrorCode))
 				ev.Items = append(ev.Items, pushItem{Template: strings.TrimSpace(it.TemplateId),
-					Status: strings.TrimSpace(it.SubscribeStatusString), ErrorCode: code})
+					Status: strings.TrimSpace(it.SubscribeStatusString), ErrorCode: code, ErrorStatus: strings.TrimSpace(it.ErrorStatus)})
 			}
 		}
 	}

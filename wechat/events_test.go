@@ -69,17 +69,18 @@ func TestEventsLedger(t *testing.T) {
 			if q := e.quota(s, openID1, tplLong); q.Allows(true) || q.Count != 0 {
 				t.Fatalf("long-term template after a reject: %+v", q)
 			}
-			// A sent event: success changes nothing (the send used it), a
-			// refusal ends the acceptance.
+			// A sent event changes nothing: success (the send used the
+			// acceptance), and a failure, which WeChat documents as a
+			// system failure of its push, not the user's choice.
 			push(wechattest.Event{Name: wechattest.EventSent, OpenID: openID1,
 				Items: []wechattest.Item{{TemplateID: tplOnce, MsgID: "1700827132819554304", ErrorCode: 0, ErrorStatus: "success"}}})
 			if q := e.quota(s, openID1, tplOnce); q.Count != 2 {
 				t.Fatalf("after a successful sent event: %+v", q)
 			}
 			push(wechattest.Event{Name: wechattest.EventSent, OpenID: openID1,
-				Items: []wechattest.Item{{TemplateID: tplOnce, MsgID: "1700827132819554305", ErrorCode: 20004, ErrorStatus: "fail: user refuse to accept the msg"}}})
-			if q := e.quota(s, openID1, tplOnce); q.Count != 0 || q.Accepted {
-				t.Fatalf("after a refused sent event: %+v", q)
+				Items: []wechattest.Item{{TemplateID: tplOnce, MsgID: "1700827132819554305", ErrorCode: 20004, ErrorStatus: "fail: system error"}}})
+			if q := e.quota(s, openID1, tplOnce); q.Count != 2 || !q.Accepted {
+				t.Fatalf("after a failed sent event: %+v", q)
 			}
 			// Other events are answered and ignored.
 			push(wechattest.Event{Name: "user_enter_tempsession", OpenID: openID2})

@@ -330,6 +330,7 @@ function wsSession(ctx) {
       if (done) return;
       sock = ctx.env.socket(ctx.wsUrl, ["graphql-transport-ws"], {
         open() {
+          if (done) return sock.close(1e3, "bye");
           send({ type: "connection_init", payload: token ? { token } : {} });
           ackTimer = setTimeout(() => kill("fail", "no connection_ack within 10 s"), 1e4);
         },
@@ -349,6 +350,7 @@ function wsSession(ctx) {
     }
   }
   function message(text) {
+    if (done) return;
     heard = Date.now();
     let m;
     try {
@@ -744,10 +746,10 @@ function pollSession(ctx) {
           const last = b.messages.length - 1;
           b.messages.forEach((m, i) => ctx.msg(sub, m, i === last ? b.cursor : void 0));
           ctx.cursor(sub, b.cursor);
-          const pause = last >= 0 && last < 99 ? 100 : 0;
-          const next = () => loops.get(sub) === abort && poll(sub);
-          if (pause) setTimeout(next, pause);
-          else next();
+          if (loops.get(sub) !== abort) return;
+          if (last < 0 || last >= 99) return poll(sub);
+          const t = setTimeout(() => poll(sub), 100);
+          loops.set(sub, () => clearTimeout(t));
         },
         (err) => {
           if (!done && loops.get(sub) === abort) end(up ? "lost" : "fail", err);
@@ -832,6 +834,8 @@ function createClient(o) {
   let closed = false;
   let ackP = null;
   let acks = null;
+  let ackTimer = null;
+  let laters = [];
   const stats = { messages: 0, duplicates: 0, reconnects: 0 };
   const client = {
     platform,
@@ -908,6 +912,8 @@ function createClient(o) {
     clearTimeout(timer);
     clearTimeout(upTimer);
     timer = upTimer = null;
+    laters.forEach(clearTimeout);
+    laters = [];
     if (cur) {
       const c = cur;
       cur = null;
@@ -990,7 +996,7 @@ function createClient(o) {
       return base + path + "?" + q.join("&");
     },
     later(fn) {
-      setTimeout(fn, backoff());
+      laters.push(setTimeout(fn, backoff()));
     },
     ok(s) {
       if (s !== cur) return;
@@ -1205,12 +1211,13 @@ function createClient(o) {
     }).then(() => void 0);
   }
   function autoAck(channel, cursor) {
+    if (closed) return;
     if (!acks) {
       acks = {};
-      setTimeout(() => {
+      ackTimer = setTimeout(() => {
         const a = acks;
         acks = null;
-        if (!closed) for (const ch in a) ack(ch, a[ch]).catch((e) => e.code !== "UNSUPPORTED" && emit("error", e));
+        for (const ch in a) ack(ch, a[ch]).catch((e) => e.code !== "UNSUPPORTED" && emit("error", e));
       }, 200);
     }
     acks[channel] = cursor;
@@ -1218,6 +1225,8 @@ function createClient(o) {
   function close() {
     if (closed) return;
     closed = true;
+    clearTimeout(ackTimer);
+    acks = null;
     drop();
     subs.clear();
     offs.forEach((f) => f());

@@ -96,6 +96,8 @@ export function createClient(o) {
   let closed = false;
   let ackP = null;
   let acks = null;
+  let ackTimer = null;
+  let laters = []; // the session's retries, cleared with it
   const stats = { messages: 0, duplicates: 0, reconnects: 0 };
 
   const client = {
@@ -181,6 +183,8 @@ export function createClient(o) {
     clearTimeout(timer);
     clearTimeout(upTimer);
     timer = upTimer = null;
+    laters.forEach(clearTimeout);
+    laters = [];
     if (cur) {
       const c = cur;
       cur = null;
@@ -278,7 +282,7 @@ export function createClient(o) {
       return base + path + '?' + q.join('&');
     },
     later(fn) {
-      setTimeout(fn, backoff());
+      laters.push(setTimeout(fn, backoff()));
     },
     ok(s) {
       if (s !== cur) return;
@@ -518,20 +522,25 @@ export function createClient(o) {
   // Acks after onMessage returned, the newest cursor per channel, gathered
   // for 200 ms.
   function autoAck(channel, cursor) {
+    if (closed) return; // in onMessage
     if (!acks) {
       acks = {};
-      setTimeout(() => {
+      ackTimer = setTimeout(() => {
         const a = acks;
         acks = null;
-        if (!closed) for (const ch in a) ack(ch, a[ch]).catch((e) => e.code !== 'UNSUPPORTED' && emit('error', e));
+        for (const ch in a) ack(ch, a[ch]).catch((e) => e.code !== 'UNSUPPORTED' && emit('error', e));
       }, 200);
     }
     acks[channel] = cursor;
   }
 
+  // After close() the client holds no timer, socket or request of its own
+  // (a Node process may exit), and sends nothing, not even a pending ack.
   function close() {
     if (closed) return;
     closed = true;
+    clearTimeout(ackTimer);
+    acks = null;
     drop();
     subs.clear();
     offs.forEach((f) => f());

@@ -70,12 +70,14 @@ export function pollSession(ctx) {
           const last = b.messages.length - 1;
           b.messages.forEach((m, i) => ctx.msg(sub, m, i === last ? b.cursor : undefined));
           ctx.cursor(sub, b.cursor);
+          // onMessage may have closed the client or unsubscribed.
+          if (loops.get(sub) !== abort) return;
           // A busy channel is read in batches: a short pause after an
           // answer with messages keeps a poller near 10 requests a second.
-          const pause = last >= 0 && last < 99 ? 100 : 0;
-          const next = () => loops.get(sub) === abort && poll(sub);
-          if (pause) setTimeout(next, pause);
-          else next();
+          // The pause is the loop's abort meanwhile, so close() clears it.
+          if (last < 0 || last >= 99) return poll(sub);
+          const t = setTimeout(() => poll(sub), 100);
+          loops.set(sub, () => clearTimeout(t));
         },
         (err) => {
           if (!done && loops.get(sub) === abort) end(up ? 'lost' : 'fail', err);

@@ -29,6 +29,8 @@ export function wsSession(ctx) {
       if (done) return;
       sock = ctx.env.socket(ctx.wsUrl, ['graphql-transport-ws'], {
         open() {
+          // Closed while it was connecting: a runtime may open it anyway.
+          if (done) return sock.close(1000, 'bye');
           send({ type: 'connection_init', payload: token ? { token } : {} });
           ackTimer = setTimeout(() => kill('fail', 'no connection_ack within 10 s'), 10000);
         },
@@ -49,6 +51,10 @@ export function wsSession(ctx) {
   }
 
   function message(text) {
+    // Frames still arrive while the socket closes; a connection_ack among
+    // them would start a ping timer that nothing clears, keeping a Node
+    // process alive and a phone pinging a dead socket.
+    if (done) return;
     heard = Date.now();
     let m;
     try {

@@ -229,6 +229,68 @@ test('onAppHide closes cleanly; onAppShow and a network change reconnect at once
   }
 });
 
+// What a closed client left behind once its sockets finished closing and
+// its requests ended: the timers the SDK set and that are still pending.
+async function leftBehind(rt) {
+  await until(() => rt.openSockets === 0 && rt.inflight === 0, 5000, () => `${rt.openSockets} sockets, ${rt.inflight} requests after close()`);
+  await new Promise((r) => setImmediate(r)); // what their last events set off
+  return rt.timers;
+}
+
+test('close() in onMessage leaves no timer, socket or request behind, on every transport (ack on)', async () => {
+  for (const transport of ['ws', 'sse', 'poll']) {
+    const rt = createRuntime('wx');
+    const { client } = start(rt, { transports: [transport], ack: true });
+    const box = inbox();
+    let atClose = null;
+    const ch = uniq();
+    client.subscribe(ch, {
+      onMessage(m) {
+        box.onMessage(m);
+        client.close();
+        // What close() and the rest of this delivery armed (an ack batch,
+        // a poll's pause before the next request).
+        setImmediate(() => (atClose = rt.timers));
+      },
+    });
+    await until(() => client.state.status === 'connected', 5000, `${transport}: connected`);
+    await sleep(100);
+    await send(ch, { n: 1 });
+    await until(() => atClose !== null, 5000, `${transport}: the message`);
+    assert.equal(client.state.status, 'closed');
+    assert.deepEqual(atClose, [], `${transport}: timers right after close()`);
+    assert.deepEqual(await leftBehind(rt), [], `${transport}: timers once closed`);
+    assert.deepEqual(box.data(), [{ n: 1 }]);
+  }
+});
+
+test('a connection_ack that arrives after close() or onAppHide starts no ping timer', async () => {
+  for (const how of ['close', 'onAppHide']) {
+    const rt = createRuntime('wx');
+    const { client, seen } = start(rt, { transports: ['ws'] });
+    const box = inbox();
+    const ch = uniq();
+    rt.hold(); // connection_ack is on its way when the app acts
+    client.subscribe(ch, box);
+    await until(() => rt.held > 0, 5000, 'connection_ack');
+    const hidden = how === 'close' ? client.close() : rt.hide(50);
+    rt.release();
+    await hidden;
+    assert.equal(client.state.status, how === 'close' ? 'closed' : 'paused', seen.states.join(' '));
+    assert.deepEqual(await leftBehind(rt), [], `${how}: timers once the socket closed`);
+    if (how === 'close') continue;
+    // Shown again: one socket, one ping timer.
+    rt.show();
+    await until(() => client.state.status === 'connected', 5000, () => seen.states.join(' '));
+    await sleep(100);
+    await send(ch, { n: 1 });
+    await until(() => box.got.length === 1, 5000, 'a message after show');
+    assert.deepEqual(rt.timers.filter((t) => t.startsWith('setInterval')).length, 1, rt.timers.join('\n'));
+    client.close();
+    assert.deepEqual(await leftBehind(rt), [], 'timers after close()');
+  }
+});
+
 test('storage: the cursor survives an app restart (wx and my storage APIs); nothing is replayed', async () => {
   for (const kind of ['wx', 'my']) {
     const storage = new Map(); // the phone's, kept across launches

@@ -30,7 +30,12 @@
 // and request and refuses new ones (WeChat cuts a background app's network
 // about 5 s after it hides), until control.show(). control.cut() drops every
 // connection at once (a network blip); control.freeze() makes open sockets
-// silent without closing them (a half-open TCP connection).
+// silent without closing them (a half-open TCP connection); control.hold()
+// keeps what sockets receive until control.release() hands it over at once
+// (frames in flight while the app calls close, or hides).
+//
+// control.timers lists the timers the loaded SDK has set and not yet seen
+// fire or cleared: a client that was closed must hold none.
 
 import http from 'node:http';
 import vm from 'node:vm';
@@ -69,6 +74,9 @@ export function createRuntime(kind = 'wx', opts = {}) {
   const storage = opts.storage || new Map();
   let offline = false;
   let blockSockets = false;
+  let holding = false;
+  const tasks = new Set(); // every SocketTask not yet closed, open or closing
+  const timers = new Map(); // the SDK's pending timers -> what they are
   const stats = { seed, appCloses: [], closeCodes: [], sockets: 0, maxOpen: 0, capRefusals: 0, singleInstance: 0, chunks: 0, largestChunk: 0, requests: 0, maxInflight: 0, handshakeProtocols: [] };
 
   const callback = (o, name, res) => {
@@ -98,6 +106,7 @@ export function createRuntime(kind = 'wx', opts = {}) {
       return undefined;
     }
     const task = new SocketTask(alipay, stats);
+    if (holding) task._held = [];
     if (offline || blockSockets) {
       // A refused handshake (no network, or a proxy without WebSocket).
       later(() => {
@@ -121,7 +130,11 @@ export function createRuntime(kind = 'wx', opts = {}) {
     stats.sockets++;
     sockets.add(task);
     stats.maxOpen = Math.max(stats.maxOpen, sockets.size);
-    task._attach(ws, () => sockets.delete(task));
+    tasks.add(task);
+    task._attach(ws, () => {
+      sockets.delete(task);
+      tasks.delete(task);
+    });
     later(() => callback(o, 'success', { errMsg: 'connectSocket:ok' }));
     return task;
   }
@@ -268,6 +281,26 @@ export function createRuntime(kind = 'wx', opts = {}) {
     blockSockets(on) {
       blockSockets = on;
     },
+    /** What sockets receive from now on is kept, in order, until release(). */
+    hold() {
+      holding = true;
+      for (const t of tasks) t._held ||= [];
+    },
+    /** Hands every kept frame to its socket's onMessage, now. */
+    release() {
+      holding = false;
+      for (const t of tasks) t._release();
+    },
+    /** Frames kept by hold(). */
+    get held() {
+      let n = 0;
+      for (const t of tasks) n += t._held ? t._held.length : 0;
+      return n;
+    },
+    /** The SDK's timers that are set and have neither fired nor been cleared: ["setInterval 15000 ms: <its code>"]. */
+    get timers() {
+      return [...timers.values()];
+    },
     /** onAppHide now; after cutAfter ms, every connection is cut and the network is gone until show(). */
     async hide(cutAfter = 50) {
       for (const fn of [...listeners.hide]) fn();
@@ -290,7 +323,32 @@ export function createRuntime(kind = 'wx', opts = {}) {
      * same API as uni and tt).
      */
     load(name = kind) {
-      const ctx = vm.createContext({ [name]: api, setTimeout, clearTimeout, setInterval, clearInterval, console });
+      const what = (kind, fn, ms) => `${kind} ${ms ?? 0} ms: ${String(fn).slice(0, 120)}`;
+      const ctx = vm.createContext({
+        [name]: api,
+        setTimeout(fn, ms, ...args) {
+          const t = setTimeout(() => {
+            timers.delete(t);
+            fn(...args);
+          }, ms);
+          timers.set(t, what('setTimeout', fn, ms));
+          return t;
+        },
+        setInterval(fn, ms, ...args) {
+          const t = setInterval(fn, ms, ...args);
+          timers.set(t, what('setInterval', fn, ms));
+          return t;
+        },
+        clearTimeout(t) {
+          timers.delete(t);
+          clearTimeout(t);
+        },
+        clearInterval(t) {
+          timers.delete(t);
+          clearInterval(t);
+        },
+        console,
+      });
       const module = { exports: {} };
       vm.runInContext(`(function (module, exports) {${SDK}\n})`, ctx, { filename: 'miniprogram_dist/index.js' })(module, module.exports);
       return module.exports;
@@ -307,6 +365,7 @@ class SocketTask {
     this._ws = null;
     this._closed = false;
     this._frozen = false;
+    this._held = null; // frames kept by control.hold()
   }
 
   onOpen(cb) { this._on.open.push(cb); }
@@ -337,6 +396,12 @@ class SocketTask {
     this._ws?.terminate();
   }
 
+  _release() {
+    const held = this._held || [];
+    this._held = null;
+    for (const res of held) this._emit('message', res);
+  }
+
   _attach(ws, release) {
     this._ws = ws;
     let opened = false;
@@ -347,7 +412,9 @@ class SocketTask {
     ws.on('message', (buf, isBinary) => {
       if (this._frozen) return;
       const data = isBinary ? toArrayBuffer(buf) : buf.toString('utf8');
-      this._emit('message', this._alipay ? { data, isBuffer: false } : { data });
+      const res = this._alipay ? { data, isBuffer: false } : { data };
+      if (this._held) this._held.push(res);
+      else this._emit('message', res);
     });
     ws.on('error', (err) => this._emit('error', { errMsg: `${opened ? '' : 'connectSocket:fail '}${err.message}` }));
     ws.on('close', (code, reason) => {
