@@ -17,8 +17,8 @@ import (
 
 // graphqlHandler serves the GraphQL API on every transport.
 // lim enforces the operation and WebSocket limits (package limits).
-func graphqlHandler(cfg Config, broker pubsub.Broker, auth *access.Auth, lim *limits.Limiter, pres *presence) http.Handler {
-	// Sends are counted as they reach the broker (metrics.go).
+func graphqlHandler(cfg Config, broker pubsub.Broker, auth *access.Auth, lim *limits.Limiter, pres *presence, dl streaming) http.Handler {
+	// Sends are counted as they reach the broker (observe.Metrics.CountSends).
 	opts := graph.Options{
 		MaxMessageSize:   cfg.MaxMessageSize,
 		MaxMessageSizeOf: func(ch string) int { return cfg.Namespaces.Of(ch).MaxMessageSize },
@@ -29,7 +29,9 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *access.Auth, lim *li
 		opts.WeChat = cfg.WeChat.svc
 		opts.WeChatAccess = wechatAccess{auth: auth, lim: lim}
 	}
-	resolver := graph.NewResolver(cfg.Metrics.countSends(broker), auth, opts)
+	resolver := graph.NewResolver(cfg.Metrics.CountSends(broker), auth, opts)
+	// The fast path's plans, shared by WebSocket and graphql-sse feeds.
+	plans := newFeedPlans()
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: resolver}))
 
 	// The first transport that supports a request serves it: WebSocket
@@ -49,13 +51,15 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *access.Auth, lim *li
 		initTimeout:  cfg.InitTimeout,
 		pingInterval: cfg.PingInterval,
 		writeTimeout: cfg.WriteTimeout,
-		plans:        newFeedPlans(),
-		writers:      newStreamWriters(),
+		plans:        plans,
+		writers:      dl.writers,
 		streams:      cfg.Streams,
-		stopping:     new(shutdowns),
+		stopping:     dl.stopping,
 	})
 	docs := lru.New[*ast.QueryDocument](1000)
-	srv.AddTransport(transport.SSE{KeepAlivePingInterval: cfg.PingInterval})
+	srv.AddTransport(graphqlSSE{auth: auth, metrics: cfg.Metrics, resolver: resolver, plans: plans,
+		writers: dl.writers, stopping: dl.stopping, streams: cfg.Streams,
+		heartbeat: cfg.PingInterval, writeTimeout: cfg.WriteTimeout})
 	srv.AddTransport(transport.Options{})
 	// GET, but for mutations (graphql_http.go).
 	srv.AddTransport(getTransport{docs: docs})
@@ -78,6 +82,5 @@ func graphqlHandler(cfg Config, broker pubsub.Broker, auth *access.Auth, lim *li
 	srv.SetErrorPresenter(graph.ErrorPresenter)
 	srv.SetRecoverFunc(graph.Recover)
 
-	// graphql-sse streams are accounted once admitted (metrics.go).
-	return cfg.Metrics.graphqlSSE(lim.GraphQL(streamWriteTimeout(cfg.WriteTimeout, srv)))
+	return lim.GraphQL(srv)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/vektah/gqlparser/v2/parser"
 
 	"github.com/pushgate/pushgate/graph"
+	"github.com/pushgate/pushgate/server/delivery"
 )
 
 // GraphQL over HTTP requests that gqlgen's transports answer without an
@@ -152,7 +153,7 @@ type jsonRequired struct{}
 var _ graphql.Transport = jsonRequired{}
 
 func (jsonRequired) Supports(r *http.Request) bool {
-	return r.Method == http.MethodPost && r.Header.Get("Upgrade") == ""
+	return r.Method == http.MethodPost && delivery.KindOf(r) != delivery.Upgrade
 }
 
 func (jsonRequired) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {

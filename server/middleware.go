@@ -19,7 +19,9 @@ import (
 
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/delivery"
 	"github.com/pushgate/pushgate/server/limits"
+	"github.com/pushgate/pushgate/server/observe"
 )
 
 // request is what the layers below requestContext know of one request,
@@ -54,7 +56,7 @@ func requestCredentialOf(ctx context.Context) string {
 // its request, for requestWriter's Retry-After.
 func limitHooks(m *Metrics, auth *access.Auth) limits.Hooks {
 	return limits.Hooks{
-		Refused: func() { m.drop(dropLimit) },
+		Refused: func() { m.Dropped(observe.DropLimit) },
 		Who:     auth.Who,
 		NoteRetry: func(ctx context.Context, seconds int) {
 			if st := requestOf(ctx); st != nil {
@@ -108,7 +110,10 @@ func requestContext(log zerolog.Logger, m *Metrics, next http.Handler) http.Hand
 		// context and st: st must not keep net/http's response and its
 		// buffers (11 KB per idle SSE connection).
 		st.w = requestWriter{}
-		m.count(r, st.route, status, d)
+		// A stream's duration is its life, not the time to answer it.
+		stream := status == http.StatusSwitchingProtocols || st.route == "GET /events" ||
+			delivery.KindOf(r) == delivery.EventStream
+		m.CountRequest(st.route, status, d, stream)
 		st.log.Info().
 			Str("method", r.Method).
 			Str("path", r.URL.Path).
@@ -251,8 +256,7 @@ func requestCredential(r *http.Request) string {
 func drainable(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 func isStream(r *http.Request) bool {
-	return r.Header.Get("Upgrade") != "" || r.URL.Path == "/events" || r.URL.Path == "/poll" ||
-		strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+	return delivery.KindOf(r) != delivery.Request || r.URL.Path == "/events" || r.URL.Path == "/poll"
 }
 
 // CodeRequestTimeout: the request's body did not arrive within the read
@@ -324,4 +328,17 @@ func (b *deadlineBody) clear() {
 	if b.w.body == b {
 		b.w.body = nil
 	}
+}
+
+// notePattern records the pattern the mux matched in the request: HTTP
+// requests are counted by the pattern of the route that served them, never
+// by path, and the pattern is known once the mux has matched, deep in the
+// handler chain, while the count is made around it (requestContext).
+func notePattern(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, r)
+		if st := requestOf(r.Context()); st != nil {
+			st.route = r.Pattern // set by the mux on r
+		}
+	})
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/delivery"
+	"github.com/pushgate/pushgate/server/observe"
 )
 
 // Long-poll limits. WeChat caps a request at 60 s, so a hold stays well
@@ -53,8 +55,8 @@ func handlePoll(broker pubsub.Broker, auth *access.Auth, metrics *Metrics, maxBy
 			return
 		}
 		defer sub.Close()
-		st := metrics.newStream(transportPoll, r)
-		st.open(true, nil)
+		st := metrics.NewStream(observe.Poll, r)
+		st.Open(true, nil)
 
 		cursor := sub.Cursor()
 		buf := make([]byte, 0, 512)
@@ -122,14 +124,14 @@ func handlePoll(broker pubsub.Broker, auth *access.Auth, metrics *Metrics, maxBy
 		}
 		buf = append(buf, "}\n"...)
 		pollHeaders(w.Header())
-		end := streamEnd{}
-		if shuttingDown(ctx) {
-			end.drop = dropShutdown
+		end := observe.End{}
+		if delivery.ShuttingDown(ctx) {
+			end.Drop = observe.DropShutdown
 		}
 		if _, err := w.Write(buf); err == nil {
-			st.deliver(time.Now(), created...)
+			st.Deliver(time.Now(), created...)
 		}
-		st.end(end)
+		st.End(end)
 	})
 }
 

@@ -3,12 +3,13 @@
 // route. Who may do what is package access's (keys, tokens, namespaces,
 // origins), and what one client may take is package limits's: server wires
 // them in (New, limitHooks) and keeps the per-request state they read and
-// note through their hooks.
+// note through their hooks. The transports here own their handshakes and
+// encoders; every stream is written by package delivery (the only one that
+// touches a socket) and counted by package observe.
 package server
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/delivery"
 	"github.com/pushgate/pushgate/server/limits"
 )
 
@@ -165,7 +167,7 @@ const DefaultReadTimeout = 30 * time.Second
 // CloseServiceRestart and reconnect (to another node) with their cursor;
 // SSE streams end (EventSource reconnects by itself) and held polls answer
 // with their cursor.
-var ErrShutdown = errors.New("server shutting down")
+var ErrShutdown = delivery.ErrShutdown
 
 // CloseServiceRestart is the WebSocket close code on shutdown (1012,
 // "service restart"): clients reconnect at once.

@@ -56,7 +56,7 @@ func NewWeChat(opts WeChatOptions) (*WeChat, error) {
 	}
 	var obs wechat.Observer
 	if opts.Metrics != nil {
-		m, err := wechat.NewMetrics(opts.Metrics.reg)
+		m, err := wechat.NewMetrics(opts.Metrics.Registry())
 		if err != nil {
 			return nil, fmt.Errorf("wechat metrics: %w", err)
 		}

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -24,7 +23,9 @@ import (
 
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/server/access"
+	"github.com/pushgate/pushgate/server/delivery"
 	"github.com/pushgate/pushgate/server/limits"
+	"github.com/pushgate/pushgate/server/observe"
 )
 
 // wsTransport serves GraphQL over WebSocket on /graphql, with both
@@ -35,8 +36,8 @@ import (
 // gqlgen's executor. A feed subscription takes the fast path (wsfeed.go):
 // its events are encoded once per selection and message for every
 // subscriber, without gqlgen executing the selection per subscriber, and
-// written by the transport's stream writers when its subscription queues
-// them: a feed has no goroutine of its own. A connection, once upgraded,
+// each feed is a delivery.Stream, written by the server's writers when its
+// subscription queues events: a feed has no goroutine of its own. A connection, once upgraded,
 // outlives its handler: one goroutine with a small stack reads it.
 //
 // Each connection lasts no longer than its token (expiry.go): it is closed
@@ -52,12 +53,12 @@ type wsTransport struct {
 	readLimit    int64
 	initTimeout  time.Duration
 	pingInterval time.Duration
-	// writeTimeout bounds every write (deadlineConn).
+	// writeTimeout bounds every write (delivery.Socket).
 	writeTimeout time.Duration
 	plans        *feedPlans
-	writers      *streamWriters // of the feeds
+	writers      *delivery.Writers // the server's, which write the feeds
 	streams      *Streams
-	stopping     *shutdowns
+	stopping     *delivery.Shutdowns
 }
 
 var _ graphql.Transport = (*wsTransport)(nil)
@@ -77,10 +78,10 @@ const (
 	closeTooManyInits     = 4429
 )
 
-func (t *wsTransport) Supports(r *http.Request) bool { return r.Header.Get("Upgrade") != "" }
+func (t *wsTransport) Supports(r *http.Request) bool { return delivery.KindOf(r) == delivery.Upgrade }
 
 func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	acct := t.metrics.newWSStream(r)
+	acct := t.metrics.NewWSStream(r)
 	// The connection outlives its request: once it is upgraded, the
 	// handler returns and the connection is served on a goroutine of its
 	// own, which starts with a small stack, and neither the handler's
@@ -89,25 +90,25 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 	// connection.
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(r.Context()))
 	if acct != nil {
-		ctx = withStream(ctx, acct.stream)
+		ctx = observe.WithStream(ctx, acct.Stream)
 	}
 	opts := t.accept
 	opts.Subprotocols = []string{protoTransportWS, "graphql-ws"}
-	hw := &hijackDeadline{ResponseWriter: w, timeout: t.writeTimeout}
+	hw := delivery.NewHijacker(w, t.writeTimeout)
 	ws, err := websocket.Accept(hw, r, &opts)
-	if err != nil || hw.conn == nil {
+	if err != nil || hw.Socket == nil {
 		cancel(nil)
 		return // Accept answered the request
 	}
 	var cleanup cleanups
-	stopWatch := t.stopping.watch(r, cancel)
+	stopWatch := t.stopping.Watch(r, cancel)
 	cleanup.add(func() { stopWatch(); cancel(nil) })
 	cleanup.add(limits.KeepStreamSlot(r.Context()))
 	cleanup.add(t.streams.open())
 	ws.SetReadLimit(t.readLimit)
 	c := &wsConn{
-		dconn:   hw.conn,
-		br:      hw.br,
+		dconn:   hw.Socket,
+		br:      hw.Reader,
 		t:       t,
 		ws:      ws,
 		legacy:  ws.Subprotocol() != protoTransportWS,
@@ -119,10 +120,8 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 		ended:   make(chan struct{}),
 		cleanup: cleanup,
 	}
-	c.dconn.resume = c.resumeFeeds
-	if sc, ok := c.dconn.Conn.(syscall.Conn); ok && canWaitReadable {
-		c.raw, _ = sc.SyscallConn()
-	}
+	c.dconn.OnResume(c.resumeFeeds)
+	c.waitReadable = c.dconn.WatchReadable()
 	if ws.Subprotocol() == "" {
 		// Clients that name no subprotocol (a bare WebSocket, some
 		// older Apollo setups) get the legacy graphql-ws protocol: said
@@ -131,7 +130,7 @@ func (t *wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 		zerolog.Ctx(ctx).Debug().Msg("WebSocket without a subprotocol: served as legacy graphql-ws " +
 			"(subscriptions-transport-ws); ask for graphql-transport-ws to get that protocol")
 	}
-	acct.accepted(c)
+	acct.Accepted(c)
 	go c.serve()
 }
 
@@ -141,10 +140,10 @@ type wsConn struct {
 	ws     *websocket.Conn
 	legacy bool // graphql-ws (subscriptions-transport-ws), not graphql-transport-ws
 	exec   graphql.GraphExecutor
-	acct   *wsStream       // nil: not accounted
-	dconn  *deadlineConn   // the socket
-	req    context.Context // the upgrade request's: cancelled with ErrShutdown on shutdown
-	ended  chan struct{}   // closed once the read loop ended
+	acct   *observe.WSStream // nil: not accounted
+	dconn  *delivery.Socket  // the socket
+	req    context.Context   // the upgrade request's: cancelled with ErrShutdown on shutdown
+	ended  chan struct{}     // closed once the read loop ended
 	// cleanup runs once the read loop ended: what the connection took
 	// over from its request.
 	cleanup cleanups
@@ -154,11 +153,12 @@ type wsConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// br is the socket's reader; raw, if set, waits for the socket to be
-	// readable (readLoop). rmu guards br outside the library's reads.
-	br  *bufio.Reader
-	raw syscall.RawConn
-	rmu sync.Mutex
+	// br is the socket's reader; with waitReadable, the read loop waits
+	// for the socket to be readable before reading (readLoop). rmu guards
+	// br outside the library's reads.
+	br           *bufio.Reader
+	waitReadable bool
+	rmu          sync.Mutex
 	// wmu serializes the connection's messages; writesClosed: the close
 	// frame is on its way, nothing more is written.
 	wmu          sync.Mutex
@@ -182,12 +182,12 @@ func (c *wsConn) Close() error {
 
 // accountEnd ends the account of the closed connection.
 func (c *wsConn) accountEnd() {
-	if c.dconn.timedOut.Load() {
+	if c.dconn.TimedOut() {
 		// The read loop may see the socket closed before the writer
 		// reports why.
-		c.acct.writeFailed(os.ErrDeadlineExceeded)
+		c.acct.SlowClient()
 	}
-	c.acct.done()
+	c.acct.Done()
 }
 
 // errBadMessage is a client message that is not a protocol message.
@@ -238,9 +238,9 @@ func (c *wsConn) readLoop() {
 	defer c.keepAlive()() // stopped before the cancel: an ending read loop closes the connection itself
 	defer recoverClient(c.req, "websocket read loop", nil)
 	for {
-		if c.raw != nil && !c.buffered() {
-			if err := waitReadable(c.raw); err != nil {
-				c.acct.readFailed(err)
+		if c.waitReadable && !c.buffered() {
+			if err := c.dconn.WaitReadable(); err != nil {
+				c.acct.ReadFailed(err)
 				return
 			}
 		}
@@ -256,13 +256,13 @@ func (c *wsConn) readMessages() bool {
 	for {
 		_, data, err := c.ws.Read(context.Background())
 		if err != nil {
-			c.acct.readFailed(err)
+			c.acct.ReadFailed(err)
 			return false
 		}
 		if !c.handle(data) {
 			return false
 		}
-		if c.raw == nil || !c.buffered() {
+		if !c.waitReadable || !c.buffered() {
 			return true
 		}
 	}
@@ -343,7 +343,7 @@ func (c *wsConn) handle(data []byte) bool {
 func (c *wsConn) read() (wsMessage, error) {
 	_, data, err := c.ws.Read(context.Background())
 	if err != nil {
-		c.acct.readFailed(err)
+		c.acct.ReadFailed(err)
 		return wsMessage{}, err
 	}
 	return decodeMessage(data)
@@ -456,7 +456,7 @@ func (c *wsConn) ping() bool {
 	c.mu.Unlock()
 	if silent {
 		if c.acct != nil {
-			c.acct.note(streamEnd{by: "server", code: int(websocket.StatusAbnormalClosure), reason: "no pong"})
+			c.acct.Note(observe.End{By: "server", Code: int(websocket.StatusAbnormalClosure), Reason: "no pong"})
 		}
 		_ = c.ws.CloseNow()
 		return false
@@ -480,7 +480,7 @@ func (c *wsConn) closeForContext() {
 			c.writeMsg(legacyExpired)
 		}
 		c.close(access.CloseTokenExpired, "token expired")
-	case shuttingDown(c.req):
+	case delivery.ShuttingDown(c.req):
 		c.close(CloseServiceRestart, "server restarting: reconnect")
 	default:
 		c.close(websocket.StatusNormalClosure, "terminated")
@@ -499,7 +499,7 @@ func (c *wsConn) close(code websocket.StatusCode, reason string) {
 	c.closing = true
 	c.mu.Unlock()
 	c.endOps()
-	c.acct.closing(int(code), reason)
+	c.acct.Closing(int(code), reason, closeDrop(code))
 	c.closeWrites()
 	go func() {
 		c.rmu.Lock() // Close reads the peer's close frame
@@ -507,6 +507,18 @@ func (c *wsConn) close(code websocket.StatusCode, reason string) {
 		c.rmu.Unlock()
 		c.accountEnd()
 	}()
+}
+
+// closeDrop is why the server dropped a connection it closes with code
+// (none: it did not drop it, e.g. a protocol error).
+func closeDrop(code websocket.StatusCode) observe.Drop {
+	switch code {
+	case access.CloseTokenExpired:
+		return observe.DropExpired
+	case CloseServiceRestart:
+		return observe.DropShutdown
+	}
+	return observe.DropNone
 }
 
 // protocolError closes the connection for a message the protocol does not
@@ -536,7 +548,7 @@ func (c *wsConn) connectionError(msg string) {
 // masked nor, without permessage-deflate, compressed): the WebSocket
 // library writes only control frames, each in one write, which cannot
 // split a frame of ours. No message follows the close frame (close). A
-// write that fails closes the connection (deadlineConn), which ends the
+// write that fails closes the connection (delivery.Socket), which ends the
 // read loop and every operation.
 func (c *wsConn) write(b []byte) error {
 	var hdr [10]byte
@@ -546,11 +558,11 @@ func (c *wsConn) write(b []byte) error {
 	if c.writesClosed {
 		err = net.ErrClosed
 	} else {
-		c.dconn.cork()
+		c.dconn.Cork()
 		if _, err = c.dconn.Write(h); err == nil {
 			_, err = c.dconn.Write(b)
 		}
-		if uerr := c.dconn.uncork(); err == nil {
+		if uerr := c.dconn.Uncork(); err == nil {
 			err = uerr
 		}
 	}
@@ -561,11 +573,9 @@ func (c *wsConn) write(b []byte) error {
 // writeFailed notes a failed write (nil: none), saying so when the client
 // was too slow for it.
 func (c *wsConn) writeFailed(err error) error {
-	if err != nil {
-		if c.dconn.timedOut.Load() {
-			err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
-		}
-		c.acct.writeFailed(err)
+	if err != nil && c.dconn.TimedOut() {
+		err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
+		c.acct.SlowClient()
 	}
 	return err
 }
@@ -595,12 +605,6 @@ func (c *wsConn) closeWrites() {
 	c.writesClosed = true
 	c.wmu.Unlock()
 }
-
-// cork and uncork gather writes into one system call (deadlineConn); uncork
-// reports whether they went out.
-func (c *wsConn) cork() { c.dconn.cork() }
-
-func (c *wsConn) uncork() error { return c.writeFailed(c.dconn.uncork()) }
 
 func (c *wsConn) writeMsg(m wsMessage) {
 	b, err := json.Marshal(m)

@@ -3,10 +3,10 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -14,7 +14,9 @@ import (
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/graph/model"
 	"github.com/pushgate/pushgate/pubsub"
+	"github.com/pushgate/pushgate/server/delivery"
 	"github.com/pushgate/pushgate/server/limits"
+	"github.com/pushgate/pushgate/server/observe"
 )
 
 // The WebSocket fast path of feed subscriptions. The selection of a feed
@@ -275,23 +277,14 @@ func (p *feedPlan) appendEvent(b []byte, ev pubsub.Event) []byte {
 	return append(b, '}')
 }
 
-// wsFeed is a feed subscription on the fast path. It has no goroutine:
-// when its subscription queues events (the broker's fan-out, the
-// subscription's catch-up), the feed is handed to the transport's writers,
-// which write everything it has queued, coalesced into one system call
-// (deadlineConn's cork). A congested connection (deadlineConn) holds its
-// feeds until it has written what it holds; events wait in the
-// subscription meanwhile, which falls back to reading the store when they
-// are too many.
+// wsFeed is a feed subscription on the fast path: a delivery.Stream over
+// the connection (wsFeedConn), with an encoder that frames each event as
+// one WebSocket message (wsFeedEncoder). It has no goroutine: the
+// server's writers write it when its subscription queues events, all of
+// them in one system call. A congested connection holds its feeds until
+// it has written what it holds (resumeFeeds).
 type wsFeed struct {
-	c      *wsConn
-	op     *feedOp
-	sub    *pubsub.Subscription
-	head   []byte             // {"id":<id>,"type":"next","payload":{"data":{<alias>:
-	cancel context.CancelFunc // ends the feed
-
-	turn  writeTurn // its mu serializes the feed's writes
-	ended bool      // guarded by turn.mu: nothing more is written
+	stream *delivery.Stream
 }
 
 // runFeed starts a feed on the fast path; done is called when it ends.
@@ -314,10 +307,10 @@ func (c *wsConn) runFeed(ctx context.Context, cancel context.CancelFunc, id stri
 	if ws, ok := rc.Stats.GetExtension(limits.WebSocketSlot).(*limits.WebSocket); ok {
 		ends.add(ws.Release)
 	}
+	var acct *observe.Stream
 	if c.acct != nil {
-		g := c.t.metrics.subscriptions[transportWebSocket]
-		g.Inc()
-		ends.add(g.Dec)
+		ends.add(c.t.metrics.Subscribed(observe.WebSocket))
+		acct = c.acct.Stream
 	}
 
 	typ := "next"
@@ -331,97 +324,97 @@ func (c *wsConn) runFeed(ctx context.Context, cancel context.CancelFunc, id stri
 	head = append(head, `","payload":{"data":{"`...)
 	head = append(head, op.alias...)
 	head = append(head, `":`...)
-	f := &wsFeed{c: c, op: op, sub: sub, head: head, cancel: cancel}
+	f := &wsFeed{}
+	f.stream = delivery.New(delivery.Options{
+		Sub: sub, Conn: wsFeedConn{c}, Encoder: &wsFeedEncoder{plan: op.plan, head: head},
+		Writers: c.t.writers, Account: acct, Ctx: ctx,
+		// A failed write closed the connection, which ends the operation;
+		// an ended subscription ends it here.
+		OnEnd:   func(observe.End) { cancel() },
+		OnPanic: func(v any) { logPanic(c.req, "websocket feed write", v); c.closeInternalError() },
+	})
 	c.mu.Lock()
 	c.feeds[f] = struct{}{}
 	c.mu.Unlock()
 	// The feed ends with its operation: stopped by the client, the
-	// connection's end, or its subscription's (kick).
+	// connection's end, or its subscription's. Its last event is written
+	// before its complete.
 	context.AfterFunc(ctx, func() {
 		defer recoverClient(c.req, "websocket feed end", nil)
-		f.turn.mu.Lock()
-		f.ended = true
-		f.turn.mu.Unlock()
+		f.stream.Stop()
 		c.mu.Lock()
 		delete(c.feeds, f)
 		c.mu.Unlock()
 		ends.run()
 	})
-	sub.SetNotify(f.kick)
-	f.kick() // what was queued before
+	f.stream.Start()
 	return true
 }
 
-// kick hands the feed to the writers: the subscription calls it when it
-// queues an event, on the queuing goroutine, and once more when it ends.
-func (f *wsFeed) kick() {
-	f.turn.hand(f.c.t.writers, f, f.sub.Pending())
-	if f.sub.Ended() {
-		f.cancel()
-	}
+// wsFeedEncoder frames a feed's events as next (data) messages, each one
+// WebSocket text frame: head, the event as the plan renders it, "}}}".
+// The frame's header, whose size depends on the message's, is assumed to
+// take 4 bytes (126 to 65,535 bytes of message, as nearly every event's);
+// an event of another size is moved into place.
+type wsFeedEncoder struct {
+	plan *feedPlan
+	head []byte // {"id":<id>,"type":"next","payload":{"data":{<alias>:
 }
 
-// flush writes what the feed has queued; a writer calls it. A panic
-// while it writes ends the feed's connection (1011), not the writer that
-// serves every stream.
-func (f *wsFeed) flush() {
-	if !f.turn.take() {
-		return
-	}
-	defer func() {
-		if v := recover(); v != nil {
-			f.ended = true
-			f.turn.mu.Unlock()
-			logPanic(f.c.req, "websocket feed write", v)
-			f.c.closeInternalError()
+func (e *wsFeedEncoder) AppendEvent(b []byte, ev pubsub.Event) []byte {
+	const guess = 4
+	start := len(b)
+	b = append(b, 0, 0, 0, 0)
+	b = append(b, e.head...)
+	b = e.plan.appendEvent(b, ev)
+	b = append(b, "}}}"...)
+	var hdr [10]byte
+	h := textFrameHeader(&hdr, len(b)-start-guess)
+	if len(h) != guess {
+		n := len(b)
+		for range len(h) - guess {
+			b = append(b, 0)
 		}
-	}()
-	if !f.ended {
-		f.drainLocked()
+		copy(b[start+len(h):], b[start+guess:n])
+		b = b[:n+len(h)-guess]
 	}
-	ended := f.ended
-	if f.turn.release(f.sub, f.c.dconn) && !ended {
-		f.kick()
-	}
+	copy(b[start:], h)
+	return b
 }
 
-// drainLocked writes what is queued, up to maxCoalesce events per system
-// call, until nothing is or the connection is congested. A write that
-// fails ends the feed's writes (the connection closes).
-func (f *wsFeed) drainLocked() {
-	c := f.c
-	b := writeBuffers.get()
-	defer writeBuffers.put(b)
-	for !c.dconn.congested() {
-		// One frame per event, one system call for them all.
-		c.cork()
-		b.created = b.created[:0]
-		var err error
-		n := 0
-		for ; n < maxCoalesce && err == nil; n++ {
-			ev, ok := f.sub.TryNext()
-			if !ok {
-				break
-			}
-			b.events = append(b.events[:0], f.head...)
-			b.events = f.op.plan.appendEvent(b.events, ev)
-			b.events = append(b.events, "}}}"...)
-			if err = c.write(b.events); err == nil && ev.Message != nil {
-				b.created = append(b.created, ev.Message.Time)
-			}
-		}
-		if uerr := c.uncork(); err != nil || uerr != nil {
-			f.ended = true
-			return
-		}
-		if n == 0 {
-			return
-		}
-		if c.acct != nil {
-			c.acct.deliver(time.Now(), b.created...)
-		}
+// A WebSocket connection is kept alive by its pings, not its feeds'.
+func (e *wsFeedEncoder) AppendHeartbeat(b []byte) []byte { return b }
+
+// A feed that ends is completed by the connection (complete), or the
+// connection closes.
+func (e *wsFeedEncoder) AppendEnd(b []byte, _ observe.End, _ pubsub.Cursor) []byte { return b }
+
+// wsFeedConn writes a feed's frames among the connection's other
+// messages (write): nothing after the close frame, and a failed write
+// noted in the connection's account.
+type wsFeedConn struct{ c *wsConn }
+
+func (fc wsFeedConn) Write(p []byte) (int, error) {
+	c := fc.c
+	c.wmu.Lock()
+	var err error
+	n := 0
+	if c.writesClosed {
+		err = net.ErrClosed
+	} else {
+		n, err = c.dconn.Write(p)
 	}
+	c.wmu.Unlock()
+	return n, c.writeFailed(err)
 }
+
+func (fc wsFeedConn) Congested() bool { return fc.c.dconn.Congested() }
+func (fc wsFeedConn) Wait()           { fc.c.dconn.Wait() }
+func (fc wsFeedConn) TimedOut() bool  { return fc.c.dconn.TimedOut() }
+
+// Close does nothing: the connection closes itself (a failed write), or
+// with the operation.
+func (fc wsFeedConn) Close() error { return nil }
 
 // resumeFeeds hands the connection's feeds to the writers: the
 // connection is no longer congested.
@@ -429,6 +422,6 @@ func (c *wsConn) resumeFeeds() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for f := range c.feeds {
-		f.kick()
+		f.stream.Kick()
 	}
 }

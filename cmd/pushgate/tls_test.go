@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -251,7 +250,7 @@ func TestTLSReload(t *testing.T) {
 		renewed := newTestCert(t, "pushgate-renewed-by-sighup")
 		renewed.write(t, dir)
 		waitServed(t, addr, renewed.x509.SerialNumber, func() {
-			if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+			if err := sighup(t); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -270,7 +269,7 @@ func TestTLSReload(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("no failed reload logged:\n%s", p.log)
 			}
-			_ = syscall.Kill(os.Getpid(), syscall.SIGHUP)
+			_ = sighup(t)
 			time.Sleep(20 * time.Millisecond)
 		}
 		if got := servedSerial(t, addr); got.Cmp(before) != 0 {

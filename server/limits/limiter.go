@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/pushgate/pushgate/graph"
 	"github.com/pushgate/pushgate/internal/httperr"
+	"github.com/pushgate/pushgate/server/delivery"
 )
 
 // Hooks connect a Limiter to the server that runs it: they count and take
@@ -238,8 +238,8 @@ func (l *Limiter) tooManyChannels(n int) *limitError {
 // through which a rate-limited mutation sets Retry-After.
 func (l *Limiter) GraphQL(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.Header.Get("Upgrade") != "":
+		switch kind := delivery.KindOf(r); {
+		case kind == delivery.Upgrade:
 			release, err := l.admit(r, false)
 			if err != nil {
 				writeLimitError(w, err)
@@ -248,14 +248,14 @@ func (l *Limiter) GraphQL(next http.Handler) http.Handler {
 			ws := &WebSocket{max: l.MaxSubscriptionsPerConnection, refused: l.hooks.refused}
 			r = r.WithContext(context.WithValue(r.Context(), wsLimitsKey{}, ws))
 			serveWithSlot(w, r, next, func() { ws.close(); release() })
-		case r.Method == http.MethodPost && strings.Contains(r.Header.Get("Accept"), "text/event-stream"):
+		case kind == delivery.EventStream && r.Method == http.MethodPost:
 			release, err := l.admit(r, true)
 			if err != nil {
 				writeLimitError(w, err)
 				return
 			}
-			defer release()
-			next.ServeHTTP(w, r)
+			// A graphql-sse feed may outlive its handler (KeepStreamSlot).
+			serveWithSlot(w, r, next, release)
 		default:
 			if l.hooks.NoteGraphQL != nil {
 				var client string

@@ -1,20 +1,31 @@
-package server
+package delivery
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync"
 )
 
-// shutdowns ends streams that outlive their request (SSE) when their
+// ErrShutdown is the cause of the context of a stream that ends because
+// its server shuts down (server.ErrShutdown is this error).
+var ErrShutdown = errors.New("server shutting down")
+
+// ShuttingDown reports whether ctx ended because its server shuts down.
+func ShuttingDown(ctx context.Context) bool {
+	return errors.Is(context.Cause(ctx), ErrShutdown)
+}
+
+// Shutdowns ends streams that outlive their request (SSE, WebSocket) when their
 // server shuts down. Such a stream cannot hang on the base context: its
 // request's context, the only way to it, is cancelled when the handler
 // returns. A hijacked connection is not net/http's any more, and
 // http.Server.Shutdown neither ends nor waits for it, but it calls the
 // functions registered with RegisterOnShutdown: on the first stream of a
 // server, one is registered that cancels every open stream with
-// ErrShutdown, as cancelling the base context does for the others.
-type shutdowns struct {
+// ErrShutdown, as cancelling the base context does for the others. One Shutdowns serves
+// every stream of a server; its zero value is ready.
+type Shutdowns struct {
 	mu      sync.Mutex
 	servers map[*http.Server]*serverStreams
 }
@@ -24,10 +35,10 @@ type serverStreams struct {
 	streams map[*context.CancelCauseFunc]struct{}
 }
 
-// watch cancels with ErrShutdown when r's server shuts down, at once if it
+// Watch cancels with ErrShutdown when r's server shuts down, at once if it
 // has; stop forgets cancel. Without a server (a handler called directly),
 // nothing is watched.
-func (s *shutdowns) watch(r *http.Request, cancel context.CancelCauseFunc) (stop func()) {
+func (s *Shutdowns) Watch(r *http.Request, cancel context.CancelCauseFunc) (stop func()) {
 	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
 	if srv == nil {
 		return func() {}
@@ -57,7 +68,7 @@ func (s *shutdowns) watch(r *http.Request, cancel context.CancelCauseFunc) (stop
 	}
 }
 
-func (s *shutdowns) shutdown(srv *http.Server) {
+func (s *Shutdowns) shutdown(srv *http.Server) {
 	s.mu.Lock()
 	ss := s.servers[srv]
 	ss.down = true

@@ -1,6 +1,6 @@
 //go:build unix
 
-package server
+package delivery
 
 import (
 	"errors"
@@ -10,12 +10,12 @@ import (
 	"time"
 )
 
-// TestDeadlineConnDirectWrites: on a TCP socket, deadlineConn writes to
+// TestSocketDirectWrites: on a TCP socket, Socket writes to
 // the descriptor itself, and once closed it never writes again, though the
 // kernel hands the same descriptor number to the next connection.
-func TestDeadlineConnDirectWrites(t *testing.T) {
+func TestSocketDirectWrites(t *testing.T) {
 	raw, client := tcpPair(t)
-	c := newDeadlineConn(raw, time.Minute)
+	c := NewSocket(raw, time.Minute)
 	if c.fd < 0 {
 		t.Fatal("a TCP socket is not written to directly")
 	}
@@ -59,11 +59,11 @@ func TestDeadlineConnDirectWrites(t *testing.T) {
 	}
 }
 
-// TestDeadlineConnDirectWriteFails: a write to a socket the client reset
+// TestSocketDirectWriteFails: a write to a socket the client reset
 // fails as net's own write does, and the connection is closed.
-func TestDeadlineConnDirectWriteFails(t *testing.T) {
+func TestSocketDirectWriteFails(t *testing.T) {
 	raw, client := tcpPair(t)
-	c := newDeadlineConn(raw, time.Minute)
+	c := NewSocket(raw, time.Minute)
 	_ = client.(*net.TCPConn).SetLinger(0)
 	_ = client.Close() // RST
 	var err error
@@ -75,7 +75,7 @@ func TestDeadlineConnDirectWriteFails(t *testing.T) {
 	if !errors.As(err, &op) || op.Op != "write" {
 		t.Fatalf("write to a reset socket: %v, want a *net.OpError", err)
 	}
-	if c.timedOut.Load() {
+	if c.TimedOut() {
 		t.Fatal("a reset counts as a slow client")
 	}
 	if _, err := c.Write([]byte("x")); err == nil {

@@ -1,6 +1,6 @@
 //go:build unix
 
-package server
+package delivery
 
 import (
 	"net"
@@ -10,7 +10,7 @@ import (
 )
 
 // socketFD is the file descriptor of a plain TCP or Unix socket, which
-// deadlineConn writes to directly; -1 for anything else (TLS, a wrapper,
+// Socket writes to directly; -1 for anything else (TLS, a wrapper,
 // net.Pipe), which is written through its Write.
 func socketFD(conn net.Conn) int {
 	var raw syscall.RawConn
@@ -35,8 +35,8 @@ func socketFD(conn net.Conn) int {
 
 // writeNow writes to a socket what it takes at once (the runtime keeps it
 // non-blocking): all of p, part of it, or nothing when its buffer is full.
-// The caller guarantees that fd is open (deadlineConn: under its lock,
-// before Close).
+// The caller guarantees that fd is open (Socket: under its lock, before
+// Close).
 func writeNow(conn net.Conn, fd int, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
@@ -59,3 +59,25 @@ func writeNow(conn net.Conn, fd int, p []byte) (int, error) {
 			Addr: conn.RemoteAddr(), Err: os.NewSyscallError("write", errno)}
 	}
 }
+
+// waitReadable waits until raw's socket has something to read (data, the
+// peer's end, an error), without reading it: the socket is peeked at, and
+// the goroutine parks in the runtime's poller with a stack a few frames
+// deep.
+func waitReadable(raw syscall.RawConn) error {
+	var one [1]byte
+	return raw.Read(func(fd uintptr) bool {
+		for {
+			_, _, err := syscall.Recvfrom(int(fd), one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			switch err {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false // nothing yet: wait until the socket is readable
+			}
+			return true
+		}
+	})
+}
+
+const canWaitReadable = true
