@@ -51,10 +51,15 @@ func (s *subscriber) runGSSE(ctx, cctx context.Context, env *subEnv, connected f
 	}
 
 	var d delivery
+	results := 0 // execution results read without error
 	consume, ended := sseConsumer(res, func(ev *sseEvent, now time.Time) error {
 		switch string(ev.Event) {
 		case "next":
-			return s.feedResult(ev.Data, &d, now)
+			err := s.feedResult(ev.Data, &d, now)
+			if err == nil {
+				results++
+			}
+			return err
 		case "complete":
 			return errors.New("the server completed the subscription")
 		}
@@ -63,6 +68,12 @@ func (s *subscriber) runGSSE(ctx, cctx context.Context, env *subEnv, connected f
 	})
 	// What came with the headers.
 	if err := readUntil(conn, br, consume, func() bool { return true }); err != nil {
+		if results > 0 {
+			// The feed was live (a result came) and ended in the same
+			// read: connected, then ended, as when it ends later.
+			connected()
+			return fmt.Errorf("gsse read: %w", ended(err))
+		}
 		return fmt.Errorf("gsse: %w", ended(err))
 	}
 	_ = conn.SetDeadline(time.Time{})

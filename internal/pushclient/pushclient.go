@@ -442,5 +442,10 @@ func (s *Sender) Send(ctx context.Context, base, channel string, data any, idemp
 	if len(out.Errors) > 0 {
 		return "", fmt.Errorf("%w: %s: %s", ErrNotSent, out.Errors[0].Extensions.Code, out.Errors[0].Message)
 	}
+	if out.Data == nil {
+		// Not a GraphQL answer: a node still waiting for its store
+		// answers 503 with a plain error body.
+		return "", fmt.Errorf("send: status %s without data", res.Status)
+	}
 	return out.Data.Send.Message.ID, nil
 }
