@@ -23,44 +23,10 @@ import (
 // selections with aliases, __typename, fragments, @include/@skip, repeated
 // fields, two channels and a reset.
 func TestGraphQLSSEFeedMatchesExecutor(t *testing.T) {
-	b := memoryBroker(t, pubsub.Options{HistorySize: 2})
-	e := startEnv(t, testConfig(), b)
-	h2 := httptest.NewUnstartedServer(server.New(testConfig(), b, zerolog.Nop()))
-	h2.EnableHTTP2 = true
-	h2.StartTLS()
-	t.Cleanup(h2.Close)
-
-	start := e.cursor(t, "eq:a") // before anything was sent: expired below
-	for i, ch := range []string{"eq:a", "eq:b", "eq:a", "eq:b", "eq:a"} {
-		in := map[string]any{"channel": ch, "data": map[string]any{"i": i, "s": "é\"\\<&"}}
-		if i%2 == 0 {
-			in["event"] = "tick"
-		}
-		r := e.do(t, testKey, `mutation($in: SendInput!) { send(input: $in) { message { id } } }`, map[string]any{"in": in})
-		if len(r.Errors) > 0 {
-			t.Fatal(r.Errors)
-		}
-	}
-	cases := []struct {
-		name, query string
-		vars        map[string]any
-		events      int
-	}{
-		{"every field", `subscription($c: [String!]!, $cur: String) { feed(channels: $c, cursor: $cur) {
-			__typename ... on Message { channel id event data createdAt cursor } ... on Reset { channel reason cursor } } }`,
-			map[string]any{"c": []string{"eq:a"}, "cur": start}, 3},
-		{"aliases and repeats", `subscription($c: [String!]!, $cur: String) { f: feed(channels: $c, cursor: $cur) {
-			... on Message { a: id t: __typename cursor d: data c2: cursor } ... on Reset { why: reason t: __typename } } }`,
-			map[string]any{"c": []string{"eq:a"}, "cur": start}, 3},
-		{"fragments and directives", `subscription($c: [String!]!, $cur: String, $yes: Boolean!) { feed(channels: $c, cursor: $cur) {
-			...M ... on FeedEvent { __typename } ... on Reset { ...R } } }
-			fragment M on Message { id event @include(if: $yes) data @skip(if: $yes) createdAt @include(if: false) }
-			fragment R on Reset { reason cursor }`,
-			map[string]any{"c": []string{"eq:a"}, "cur": start, "yes": true}, 3},
-		{"two channels", `subscription($c: [String!]!, $cur: String) { feed(channels: $c, cursor: $cur) {
+	e, h2, start := feedFixture(t)
+	cases := append(feedCases(start), feedCase{"two channels", `subscription($c: [String!]!, $cur: String) { feed(channels: $c, cursor: $cur) {
 			... on Message { channel id event cursor } } }`,
-			map[string]any{"c": []string{"eq:a", "eq:b"}, "cur": e.cursor(t, "eq:a", "eq:b")}, 0},
-	}
+		map[string]any{"c": []string{"eq:a", "eq:b"}, "cur": e.cursor(t, "eq:a", "eq:b")}, 0})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			fast := openSSEOn(t, http.DefaultClient, e.url, tc.query, tc.vars)
@@ -85,6 +51,58 @@ func TestGraphQLSSEFeedMatchesExecutor(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// feedFixture is the differential feed tests' set-up: a server on a
+// memory broker retaining two messages per channel, a second server on the
+// same broker over HTTP/2 (where graphql-sse runs gqlgen's executor: the
+// reference), and five messages sent on eq:a and eq:b after start, a
+// cursor that has expired by then.
+func feedFixture(t *testing.T) (e *env, h2 *httptest.Server, start string) {
+	t.Helper()
+	b := memoryBroker(t, pubsub.Options{HistorySize: 2})
+	e = startEnv(t, testConfig(), b)
+	h2 = httptest.NewUnstartedServer(server.New(testConfig(), b, zerolog.Nop()))
+	h2.EnableHTTP2 = true
+	h2.StartTLS()
+	t.Cleanup(h2.Close)
+	start = e.cursor(t, "eq:a")
+	for i, ch := range []string{"eq:a", "eq:b", "eq:a", "eq:b", "eq:a"} {
+		in := map[string]any{"channel": ch, "data": map[string]any{"i": i, "s": "é\"\\<&"}}
+		if i%2 == 0 {
+			in["event"] = "tick"
+		}
+		r := e.do(t, testKey, `mutation($in: SendInput!) { send(input: $in) { message { id } } }`, map[string]any{"in": in})
+		if len(r.Errors) > 0 {
+			t.Fatal(r.Errors)
+		}
+	}
+	return e, h2, start
+}
+
+// feedCase is a feed selection and the events it gets: events > 0 from
+// the history, 0: live ones sent after it subscribed.
+type feedCase struct {
+	name, query string
+	vars        map[string]any
+	events      int
+}
+
+// feedCases are the selections both differential tests render from start.
+func feedCases(start string) []feedCase {
+	return []feedCase{
+		{"every field", `subscription($c: [String!]!, $cur: String) { feed(channels: $c, cursor: $cur) {
+			__typename ... on Message { channel id event data createdAt cursor } ... on Reset { channel reason cursor } } }`,
+			map[string]any{"c": []string{"eq:a"}, "cur": start}, 3},
+		{"aliases and repeats", `subscription($c: [String!]!, $cur: String) { f: feed(channels: $c, cursor: $cur) {
+			... on Message { a: id t: __typename cursor d: data c2: cursor } ... on Reset { why: reason t: __typename } } }`,
+			map[string]any{"c": []string{"eq:a"}, "cur": start}, 3},
+		{"fragments and directives", `subscription($c: [String!]!, $cur: String, $yes: Boolean!) { feed(channels: $c, cursor: $cur) {
+			...M ... on FeedEvent { __typename } ... on Reset { ...R } } }
+			fragment M on Message { id event @include(if: $yes) data @skip(if: $yes) createdAt @include(if: false) }
+			fragment R on Reset { reason cursor }`,
+			map[string]any{"c": []string{"eq:a"}, "cur": start, "yes": true}, 3},
 	}
 }
 
