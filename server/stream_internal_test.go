@@ -14,34 +14,15 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pushgate/pushgate/server/delivery"
-)
 
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (server, client net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	server, err = ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { server.Close() })
-	return server, client
-}
+	"github.com/pushgate/pushgate/internal/loopback"
+)
 
 // TestWSNothingAfterClose: once the close frame is next (closeWrites), a
 // message is refused and nothing reaches the socket; before, a message goes
 // out as one unmasked text frame.
 func TestWSNothingAfterClose(t *testing.T) {
-	raw, client := tcpPair(t)
+	raw, client := loopback.TCPPair(t)
 	c := &wsConn{dconn: delivery.NewSocket(raw, time.Minute)}
 	if err := c.write([]byte(`{"type":"ping"}`)); err != nil {
 		t.Fatal(err)

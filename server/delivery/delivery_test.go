@@ -16,6 +16,8 @@ import (
 
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server/observe"
+
+	"github.com/pushgate/pushgate/internal/loopback"
 )
 
 // testEncoder frames an event as "E<offset>\n", a heartbeat as "H\n" and
@@ -70,7 +72,7 @@ func newFixture(t *testing.T, timeout time.Duration) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(sub.Close)
-	raw, client := tcpPair(t)
+	raw, client := loopback.TCPPair(t)
 	return &fixture{broker: b, sub: sub, sock: NewSocket(raw, timeout), client: client, ends: make(chan observe.End, 1)}
 }
 

@@ -7,28 +7,9 @@ import (
 	"net"
 	"testing"
 	"time"
-)
 
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (server, client net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	server, err = ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { server.Close() })
-	return server, client
-}
+	"github.com/pushgate/pushgate/internal/loopback"
+)
 
 // TestSocketCongested: a write the socket cannot take at once
 // returns without waiting, and the connection is congested: later writes
@@ -36,7 +17,7 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 // reads, then wait returns and the connection resumes. A client that reads
 // nothing within the write timeout is disconnected, as a slow client.
 func TestSocketCongested(t *testing.T) {
-	raw, client := tcpPair(t)
+	raw, client := loopback.TCPPair(t)
 	resumed := make(chan struct{}, 1)
 	c := NewSocket(raw, time.Minute)
 	c.OnResume(func() { resumed <- struct{}{} })
@@ -90,7 +71,7 @@ func TestSocketCongested(t *testing.T) {
 
 	// A client that stops reading: after the timeout, the connection is
 	// closed, later writes fail, and it counts as timed out.
-	raw2, _ := tcpPair(t)
+	raw2, _ := loopback.TCPPair(t)
 	c2 := NewSocket(raw2, 200*time.Millisecond)
 	c2.resume = func() { t.Error("resumed a failed connection") }
 	if _, err := c2.Write(big); err != nil {
@@ -115,7 +96,7 @@ func TestSocketCongested(t *testing.T) {
 // TestSocketBacklogBounded: a congested connection holds at most
 // maxBacklog (and a write's worth); a writer past it waits for the socket.
 func TestSocketBacklogBounded(t *testing.T) {
-	raw, client := tcpPair(t)
+	raw, client := loopback.TCPPair(t)
 	c := NewSocket(raw, time.Minute)
 	chunk := make([]byte, 64<<10)
 	const total = 32 << 20 // more than the socket buffers hold
@@ -168,7 +149,7 @@ func TestSocketBacklogBounded(t *testing.T) {
 // at the last uncork, in order; once a write failed, every later write and
 // uncork reports it.
 func TestSocketCork(t *testing.T) {
-	raw, client := tcpPair(t)
+	raw, client := loopback.TCPPair(t)
 	c := NewSocket(raw, time.Second)
 
 	c.Cork()

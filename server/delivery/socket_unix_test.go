@@ -8,13 +8,15 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/pushgate/pushgate/internal/loopback"
 )
 
 // TestSocketDirectWrites: on a TCP socket, Socket writes to
 // the descriptor itself, and once closed it never writes again, though the
 // kernel hands the same descriptor number to the next connection.
 func TestSocketDirectWrites(t *testing.T) {
-	raw, client := tcpPair(t)
+	raw, client := loopback.TCPPair(t)
 	c := NewSocket(raw, time.Minute)
 	if c.fd < 0 {
 		t.Fatal("a TCP socket is not written to directly")
@@ -35,7 +37,7 @@ func TestSocketDirectWrites(t *testing.T) {
 	// peer.
 	var reused, peer net.Conn
 	for i := 0; i < 20 && reused == nil; i++ {
-		s, cl := tcpPair(t)
+		s, cl := loopback.TCPPair(t)
 		switch fd {
 		case socketFD(s):
 			reused, peer = s, cl
@@ -62,7 +64,7 @@ func TestSocketDirectWrites(t *testing.T) {
 // TestSocketDirectWriteFails: a write to a socket the client reset
 // fails as net's own write does, and the connection is closed.
 func TestSocketDirectWriteFails(t *testing.T) {
-	raw, client := tcpPair(t)
+	raw, client := loopback.TCPPair(t)
 	c := NewSocket(raw, time.Minute)
 	_ = client.(*net.TCPConn).SetLinger(0)
 	_ = client.Close() // RST
