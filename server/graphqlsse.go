@@ -234,15 +234,7 @@ func (t graphqlSSE) serveFeed(w http.ResponseWriter, r *http.Request, ctx contex
 	cleanup.add(func() { st.End(s.Ended()) })
 	s.Send(func(b []byte) []byte { return append(b, ":\n\n"...) })
 	s.Start()
-	stopEnd := context.AfterFunc(ctx, func() {
-		defer recoverClient(ctx, "graphql-sse end", func() { s.End(delivery.InternalEnd) })
-		switch {
-		case access.TokenExpired(ctx):
-			s.Finish(delivery.Expired)
-		case delivery.ShuttingDown(ctx):
-			s.Finish(delivery.Shutdown)
-		}
-	})
+	stopEnd := finishWhenDone(ctx, s, "graphql-sse end")
 	cleanup.add(func() { stopEnd() })
 
 	go watch(ctx, sock, s, cleanup)

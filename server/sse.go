@@ -111,19 +111,27 @@ func handleEvents(broker pubsub.Broker, auth *access.Auth, opts sseOptions) http
 			return append(b, "\n\n"...)
 		})
 		s.Start()
-		stopEnd := context.AfterFunc(live, func() {
-			defer recoverClient(ctx, "SSE stream end", func() { s.End(delivery.InternalEnd) })
-			switch {
-			case access.TokenExpired(live) && ctx.Err() == nil:
-				s.Finish(delivery.Expired)
-			case delivery.ShuttingDown(ctx):
-				s.Finish(delivery.Shutdown)
-			}
-		})
+		stopEnd := finishWhenDone(live, s, "SSE stream end")
 		cleanup.add(func() { stopEnd() })
 
 		go watch(ctx, sock, s, cleanup)
 		cleanup = nil
+	})
+}
+
+// finishWhenDone finishes s, with its end frame, when live ends because
+// its token expired or the server shuts down (the cause of live, or of
+// the context it derives from); any other end (the client gone, the stream
+// ended) leaves s to whoever ended it. stop cancels it.
+func finishWhenDone(live context.Context, s *delivery.Stream, where string) (stop func() bool) {
+	return context.AfterFunc(live, func() {
+		defer recoverClient(live, where, func() { s.End(delivery.InternalEnd) })
+		switch {
+		case access.TokenExpired(live):
+			s.Finish(delivery.Expired)
+		case delivery.ShuttingDown(live):
+			s.Finish(delivery.Shutdown)
+		}
 	})
 }
 
