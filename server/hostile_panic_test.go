@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/pushgate/pushgate/internal/logbuf"
 	"github.com/pushgate/pushgate/pubsub"
 )
 
@@ -28,24 +28,6 @@ func (b panickyBroker) Subscribe(ctx context.Context, channels []string, cursor 
 	return b.Broker.Subscribe(ctx, channels, cursor)
 }
 
-// hostileLog is a log sink the test reads while the server writes.
-type hostileLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *hostileLog) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *hostileLog) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestPanickingClientGoroutineDoesNotKillTheServer: a panic on a goroutine
 // that serves one client ends that client only, on every transport: the
 // WebSocket connection is closed with 1011 (both protocols) while another
@@ -54,7 +36,7 @@ func (b *hostileLog) String() string {
 // the server serves the next request. Without the recovery, the panic in
 // the WebSocket operation's goroutine kills the test binary.
 func TestPanickingClientGoroutineDoesNotKillTheServer(t *testing.T) {
-	var logs hostileLog
+	var logs logbuf.Buffer
 	e := startEnvLog(t, anonConfig(), panickyBroker{memoryBroker(t, pubsub.Options{})}, &logs)
 
 	// A bystander on its own connection must not notice anything.

@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/pushgate/pushgate/internal/logbuf"
 	"github.com/pushgate/pushgate/internal/pushclient"
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
@@ -130,7 +131,7 @@ func TestMetricsScenario(t *testing.T) {
 	cfg.Limits.MaxSubscriptionChannels = 2
 	// Two messages retained: the third send trims the first.
 	broker := memoryBroker(t, pubsub.Options{HistorySize: 2, Observer: m.Observer()})
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	e := startEnvLog(t, cfg, broker, &logs)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()

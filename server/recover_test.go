@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pushgate/pushgate/internal/logbuf"
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
 )
@@ -42,7 +43,7 @@ func (b panicBroker) State(ctx context.Context, channel string) (pubsub.ChannelS
 // the fast path and through gqlgen, answered alike) and over WebSocket on
 // both subprotocols, where the connection stays open.
 func TestResolverPanic(t *testing.T) {
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	e := startEnvLog(t, testConfig(), panicBroker{memoryBroker(t, pubsub.Options{})}, &logs)
 	internal := func(t *testing.T, what string, res gqlResponse, raw []byte) {
 		t.Helper()

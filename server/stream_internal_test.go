@@ -13,9 +13,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/pushgate/pushgate/server/delivery"
-
 	"github.com/pushgate/pushgate/internal/loopback"
+	"github.com/pushgate/pushgate/server/delivery"
 )
 
 // TestWSNothingAfterClose: once the close frame is next (closeWrites), a

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushgate/pushgate/internal/logbuf"
 	"github.com/pushgate/pushgate/internal/pushclient"
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
@@ -23,7 +24,7 @@ import (
 // leaves (SSE and WebSocket), a slow client the server drops, and a
 // shutdown (WebSocket close code 1012), each with its transport.
 func TestStreamLogsCloseReasons(t *testing.T) {
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	cfg := testConfig()
 	cfg.WriteTimeout = 300 * time.Millisecond
 	broker := memoryBroker(t, pubsub.Options{HistorySize: 500})

@@ -8,10 +8,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/pushgate/pushgate/internal/logbuf"
 	"github.com/pushgate/pushgate/pubsub"
 )
 
@@ -174,28 +174,10 @@ func TestWebSocketOrigin(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestAccessLog: one JSON line per request with its request id, and no
 // credential.
 func TestAccessLog(t *testing.T) {
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	e := startEnvLog(t, testConfig(), memoryBroker(t, pubsub.Options{}), &logs)
 	secret := token(t, "u", []string{"*"}, time.Hour)
 	e.doURL(t, e.url+"/graphql?token="+secret, "", `{ channel(name: "x") { name } }`, nil)

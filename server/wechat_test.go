@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushgate/pushgate/internal/logbuf"
 	"github.com/pushgate/pushgate/internal/wechattest"
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server"
@@ -36,28 +36,10 @@ const (
 	wxTemplate = "tmplOrderShipped"
 )
 
-// lockedBuffer collects the server's log lines from several goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type wxEnv struct {
 	*env
 	wx  *wechattest.Server
-	log *lockedBuffer
+	log *logbuf.Buffer
 }
 
 // startWeChat serves pushgate with one WeChat app on the stand-in, with a
@@ -88,7 +70,7 @@ func startWeChatOpts(t *testing.T, grace time.Duration, o wxOptions) *wxEnv {
 	wx := wechattest.New(t)
 	wx.AddApp(wxApp, wxSecret)
 	wx.AddTemplate(wxApp, wxTemplate, false, "thing1", "amount2")
-	log := &lockedBuffer{}
+	log := &logbuf.Buffer{}
 	cfg := testConfig()
 	metrics := server.NewMetrics()
 	app := wechat.AppConfig{

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/pushgate/pushgate/internal/logbuf"
 	"github.com/pushgate/pushgate/pubsub"
 )
 
@@ -149,7 +150,7 @@ func mustJSON(v any) string {
 // subprotocol is served the legacy graphql-ws protocol, and the server says
 // so once, at debug; one that asks for graphql-transport-ws is not logged.
 func TestWebSocketWithoutSubprotocol(t *testing.T) {
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	e := startEnvLog(t, testConfig(), memoryBroker(t, pubsub.Options{}), &logs)
 	const said = "WebSocket without a subprotocol"
 	for _, proto := range []string{"", transportWS} {

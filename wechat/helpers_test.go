@@ -1,7 +1,6 @@
 package wechat
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/pushgate/pushgate/internal/logbuf"
 	"github.com/pushgate/pushgate/internal/redistest"
 	"github.com/pushgate/pushgate/internal/wechattest"
 )
@@ -46,31 +46,13 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// syncBuffer collects log lines from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // env is a fake WeChat, a clock, captured logs and metrics shared by the
 // Services (nodes) of a test.
 type env struct {
 	t     *testing.T
 	wx    *wechattest.Server
 	clock *fakeClock
-	logs  *syncBuffer
+	logs  *logbuf.Buffer
 	reg   *prometheus.Registry
 	obs   *Metrics
 	// errs collects the error strings the test saw, for the secrets check.
@@ -80,7 +62,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{t: t, wx: wechattest.New(t), clock: &fakeClock{t: time.Date(2025, 3, 1, 8, 0, 0, 0, time.UTC)},
-		logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
+		logs: &logbuf.Buffer{}, reg: prometheus.NewRegistry()}
 	e.wx.SetClock(e.clock.Now)
 	e.wx.AddApp(appID, testSecret)
 	e.wx.AddUser(appID, wechattest.User{OpenID: openID1, UnionID: unionID1})

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushgate/pushgate/internal/logbuf"
 	"github.com/pushgate/pushgate/internal/testbuild"
 )
 
@@ -211,7 +212,7 @@ func TestInterruptStillReports(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stdout bytes.Buffer
-	var stderr syncBuffer
+	var stderr logbuf.Buffer
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() {
@@ -252,23 +253,4 @@ func TestRefusesRemoteTarget(t *testing.T) {
 	if !errors.Is(err, errRemote) {
 		t.Fatalf("run against 192.0.2.1: %v, want errRemote", err)
 	}
-}
-
-// syncBuffer is a bytes.Buffer that one goroutine writes while another
-// reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -14,10 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushgate/pushgate/internal/loopback"
 	"github.com/pushgate/pushgate/pubsub"
 	"github.com/pushgate/pushgate/server/observe"
-
-	"github.com/pushgate/pushgate/internal/loopback"
 )
 
 // testEncoder frames an event as "E<offset>\n", a heartbeat as "H\n" and

@@ -1,37 +1,18 @@
 package delivery
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pushgate/pushgate/internal/logbuf"
 	"github.com/pushgate/pushgate/server/observe"
 )
-
-// lockedLog is a log sink read while goroutines write it.
-type lockedLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
 
 // flushCounter counts its flushes.
 type flushCounter struct{ n atomic.Int32 }
@@ -45,7 +26,7 @@ func (f *flushCounter) flush() { f.n.Add(1) }
 // stack is there to log, and the writers, shared by every stream, go on
 // writing the others. Without the recovery the panic kills the process.
 func TestStreamWriterPanicEndsOnlyItsStream(t *testing.T) {
-	var logs lockedLog
+	var logs logbuf.Buffer
 	srv, client := net.Pipe()
 	defer client.Close()
 	sock := NewSocket(srv, time.Second)
